@@ -1,1 +1,45 @@
-//! (under construction)
+//! Gauntlet validator scoring core.
+//!
+//! Pure decision logic of the Gauntlet validator, free of any I/O: the layer
+//! that downloads gradients and evaluates losses hands this crate one
+//! [`PeerOutcome`] per evaluated peer and window, and reads back
+//! chain weights ([`Gauntlet::weights`]) and the next aggregation peer list
+//! ([`Gauntlet::peer_list`]).
+//!
+//! Scoring per window (see `README.md` for the full rules):
+//! - `gradient_score` = relative loss improvement on random data,
+//! - binary indicator = +1 if the improvement on the peer's assigned data beats
+//!   the one on random data, else -1, kept as a moving average,
+//! - sync score = `(1 - min(steps_behind, 3) / 3) ^ 2.5`,
+//! - OpenSkill Plackett-Luce rating over the window's peers ranked by
+//!   gradient score,
+//! - final score = shifted ordinal x max(0, binary MA) x sync score,
+//! - penalties for missing, late, invalid, unsigned, mismatched, poisoned or
+//!   copied gradients, consistent non-improvement and inactivity.
+
+mod config;
+mod copy_detection;
+mod error;
+mod gauntlet;
+mod metrics;
+mod openskill;
+mod outcome;
+mod peer_list;
+mod peer_state;
+mod rng;
+mod sampling;
+mod weights;
+
+pub use config::{GauntletConfig, OpenSkillConfig};
+pub use copy_detection::{
+    CopyFlag, Fingerprint, apply_copy_flags, detect_copies, detect_copies_with, fingerprint_entry,
+    overlap_fraction,
+};
+pub use error::GauntletError;
+pub use gauntlet::{Gauntlet, GauntletState, PeerReport, STATE_SCHEMA_VERSION, WindowReport};
+pub use metrics::{binary_indicator, relative_improvement, sync_score, update_moving_average};
+pub use openskill::{Rating, rate_plackett_luce};
+pub use outcome::{Outcome, PeerOutcome, PenaltyKind, Severity};
+pub use peer_list::{PEER_LIST_SCHEMA_VERSION, PeerList};
+pub use peer_state::{PeerState, ScoreRecord};
+pub use weights::normalise_weights;
