@@ -41,5 +41,5 @@ pub use metrics::{binary_indicator, relative_improvement, sync_score, update_mov
 pub use openskill::{Rating, rate_plackett_luce};
 pub use outcome::{Outcome, PeerOutcome, PenaltyKind, Severity};
 pub use peer_list::{PEER_LIST_SCHEMA_VERSION, PeerList};
-pub use peer_state::{PeerState, ScoreRecord};
+pub use peer_state::{PeerState, PenaltyRecord, ScoreRecord};
 pub use weights::normalise_weights;
