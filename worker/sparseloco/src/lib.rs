@@ -1,1 +1,45 @@
-//! (under construction)
+//! SparseLoCo compression for decentralized training.
+//!
+//! Pipeline of one window, per parameter:
+//! 1. [`ErrorFeedback::compress`]: `e <- 0.95 e + delta`; per chunk (64 x 64 for 2-D
+//!    weights, 64 for vectors) keep the 64 largest-magnitude entries; quantize them to
+//!    2 bits per tensor; `e <- e - dequantized`.
+//! 2. [`encode`] a [`GradientPayload`] (window, uid, tensors) into the versioned wire
+//!    format: 12-bit indices, 2-bit codes, CRC32 trailer (146x smaller than fp32).
+//! 3. [`decode`] untrusted bytes against the expected [`ParamSpec`]s (typed
+//!    [`WireError`]s, never a panic), [`aggregate`] the peers (median-norm clipping,
+//!    per-coordinate mean) and apply [`outer_step`] (`p <- p - 0.4 * agg`).
+//!
+//! For validators: [`validate_payload`], [`index_overlap`] (copy detection),
+//! [`GradientPayload::tensor_norms`], [`decompress`] for single-peer evaluation.
+
+mod aggregate;
+mod bitpack;
+mod compressed;
+mod config;
+mod error;
+mod error_feedback;
+mod geometry;
+mod host;
+mod layout;
+mod quant;
+mod select;
+mod validate;
+mod wire;
+
+pub use aggregate::{
+    DEFAULT_OUTER_LR, aggregate, aggregate_with_config, clip_factors, decompress, decompress_batch,
+    decompress_payload, outer_step,
+};
+pub use bitpack::{packed_codes_len, packed_indices_len};
+pub use compressed::{CompressedTensor, GradientPayload, index_overlap};
+pub use config::{MAX_CHUNK_EDGE, MAX_NAME_LEN, MAX_NDIM, ParamSpec, SparseLocoConfig};
+pub use error::{SparseLocoError, WireError};
+pub use error_feedback::ErrorFeedback;
+pub use geometry::{ChunkGeometry, MAX_NUMEL, largest_divisor_at_most};
+pub use quant::{NUM_BINS, QuantParams};
+pub use validate::validate_payload;
+pub use wire::{
+    MAGIC, WIRE_VERSION, compression_ratio, decode, decode_with_config, dense_bytes, encode,
+    encoded_len,
+};
