@@ -1,0 +1,113 @@
+#!/usr/bin/env python3
+"""The worker-model training step in plain PyTorch, for a side-by-side with the Rust bench.
+
+Same model maths as worker-model / Hugging Face LLaMA (RMSNorm in fp32, rotate-half RoPE,
+GQA through scaled_dot_product_attention, SwiGLU, tied or untied head), same batch shapes,
+same step: forward, token-summed cross-entropy / tokens, backward, global-norm clip 1.0,
+torch.optim.AdamW(lr 1.17e-4, betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices).
+
+    .venv/bin/python worker/model/benches/reference_torch.py [tiny|150m]
+"""
+
+import math
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+CONFIGS = {
+    # name: (vocab, hidden, intermediate, layers, heads, kv_heads, head_dim, seq, tied, batch, warmup, steps)
+    "tiny": (2048, 64, 176, 2, 4, 2, 16, 64, True, 8, 3, 20),
+    "150m": (32000, 768, 2560, 12, 12, 12, 64, 256, False, 2, 1, 3),
+}
+
+
+class Llama(torch.nn.Module):
+    def __init__(self, vocab, hidden, inter, layers, heads, kv, head_dim, seq, tied):
+        super().__init__()
+        self.heads, self.kv, self.head_dim = heads, kv, head_dim
+        lin = lambda o, i: torch.nn.Parameter(torch.randn(o, i) * 0.02)
+        self.embed = torch.nn.Parameter(torch.randn(vocab, hidden) * 0.02)
+        self.layers = torch.nn.ModuleList()
+        for _ in range(layers):
+            layer = torch.nn.ParameterDict({
+                "q": lin(heads * head_dim, hidden), "k": lin(kv * head_dim, hidden),
+                "v": lin(kv * head_dim, hidden), "o": lin(hidden, heads * head_dim),
+                "gate": lin(inter, hidden), "up": lin(inter, hidden), "down": lin(hidden, inter),
+                "ln1": torch.nn.Parameter(torch.ones(hidden)), "ln2": torch.nn.Parameter(torch.ones(hidden)),
+            })
+            self.layers.append(layer)
+        self.norm = torch.nn.Parameter(torch.ones(hidden))
+        self.head = None if tied else lin(vocab, hidden)
+        inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        freqs = torch.outer(torch.arange(seq).float(), inv)
+        emb = torch.cat([freqs, freqs], -1)
+        self.register_buffer("cos", emb.cos())
+        self.register_buffer("sin", emb.sin())
+
+    def rope(self, x):
+        t = x.shape[2]
+        half = self.head_dim // 2
+        rotated = torch.cat([-x[..., half:], x[..., :half]], -1)
+        return x * self.cos[:t] + rotated * self.sin[:t]
+
+    def forward(self, ids):
+        b, t = ids.shape
+        x = F.embedding(ids, self.embed)
+        for l in self.layers:
+            h = F.rms_norm(x, (x.shape[-1],), l["ln1"], 1e-5)
+            q = F.linear(h, l["q"]).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+            k = F.linear(h, l["k"]).view(b, t, self.kv, self.head_dim).transpose(1, 2)
+            v = F.linear(h, l["v"]).view(b, t, self.kv, self.head_dim).transpose(1, 2)
+            a = F.scaled_dot_product_attention(self.rope(q), self.rope(k), v, is_causal=True,
+                                               enable_gqa=self.kv != self.heads)
+            x = x + F.linear(a.transpose(1, 2).reshape(b, t, -1), l["o"])
+            h = F.rms_norm(x, (x.shape[-1],), l["ln2"], 1e-5)
+            x = x + F.linear(F.silu(F.linear(h, l["gate"])) * F.linear(h, l["up"]), l["down"])
+        x = F.rms_norm(x, (x.shape[-1],), self.norm, 1e-5)
+        return F.linear(x, self.embed if self.head is None else self.head)
+
+
+def main():
+    names = sys.argv[1:] or list(CONFIGS)
+    print(f"reference PyTorch {torch.__version__}: CPU, {torch.get_num_threads()} threads, fp32")
+    torch.manual_seed(0)
+    for name in names:
+        vocab, hidden, inter, layers, heads, kv, hd, seq, tied, batch, warmup, steps = CONFIGS[name]
+        model = Llama(vocab, hidden, inter, layers, heads, kv, hd, seq, tied)
+        params = list(model.parameters())
+        decay = [p for p in params if p.dim() >= 2]
+        other = [p for p in params if p.dim() < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
+                                lr=1.17e-4, betas=(0.9, 0.95), eps=1e-8)
+        tokens = torch.randint(vocab, (batch, seq + 1))
+        ids, labels = tokens[:, :-1], tokens[:, 1:].contiguous()
+
+        def step():
+            logits = model(ids)
+            loss = F.cross_entropy(logits.float().view(-1, vocab), labels.view(-1), ignore_index=-100,
+                                   reduction="sum")
+            (loss / labels.numel()).backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        for _ in range(warmup):
+            step()
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        train_s = (time.perf_counter() - start) / steps
+        start = time.perf_counter()
+        with torch.no_grad():
+            for _ in range(steps):
+                F.cross_entropy(model(ids).float().view(-1, vocab), labels.view(-1)).item()
+        eval_s = (time.perf_counter() - start) / steps
+        n = sum(p.numel() for p in params)
+        print(f"{name:<5} params {n:>11}  batch {batch}x{seq}  train step {train_s * 1e3:8.1f} ms  "
+              f"{batch * seq / train_s:9.0f} tokens/s  | eval {eval_s * 1e3:8.1f} ms  {batch * seq / eval_s:9.0f} tokens/s")
+
+
+if __name__ == "__main__":
+    main()
