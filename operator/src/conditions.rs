@@ -1,0 +1,220 @@
+//! Turns a plan (or a rejected spec) into the workload's status. Pure: no API calls.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use crate::crd::{Phase, ReplicaPhase, WorkloadStatus};
+use crate::rollout::{Counts, Plan};
+
+/// Condition type: every replica is up to date and ready.
+pub const READY: &str = "Ready";
+/// Condition type: pods are being created, deleted or replaced.
+pub const PROGRESSING: &str = "Progressing";
+/// Condition type: a replica exited and is backing off.
+pub const DEGRADED: &str = "Degraded";
+/// Reason of `Ready=False` for a rejected spec.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+
+/// Inputs shared by the status builders.
+#[derive(Clone, Copy, Debug)]
+pub struct StatusContext<'a> {
+    /// Status currently stored.
+    pub previous: Option<&'a WorkloadStatus>,
+    /// `metadata.generation`.
+    pub generation: Option<i64>,
+    /// Label selector of the pods.
+    pub selector: &'a str,
+    /// Current time (for `lastTransitionTime`).
+    pub now: Timestamp,
+}
+
+struct ConditionSpec<'a> {
+    type_: &'a str,
+    status: bool,
+    reason: &'a str,
+    message: String,
+}
+
+fn condition(ctx: &StatusContext<'_>, spec: ConditionSpec<'_>) -> Condition {
+    let status = if spec.status { "True" } else { "False" };
+    let previous = ctx.previous.and_then(|s| s.condition(spec.type_));
+    let last_transition_time = previous
+        .filter(|c| c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or(Time(ctx.now));
+    Condition {
+        type_: spec.type_.to_owned(),
+        status: status.to_owned(),
+        reason: spec.reason.to_owned(),
+        message: spec.message,
+        observed_generation: ctx.generation,
+        last_transition_time,
+    }
+}
+
+/// Phase implied by the counts.
+pub fn phase_of(counts: &Counts, suspended: bool) -> Phase {
+    if suspended {
+        Phase::Suspended
+    } else if counts.failing > 0 {
+        Phase::Degraded
+    } else if counts.ready == counts.desired
+        && counts.updated == counts.desired
+        && counts.existing == counts.desired
+        && counts.terminating == 0
+    {
+        Phase::Running
+    } else if counts.ready == 0 && counts.outdated == 0 {
+        Phase::Pending
+    } else {
+        Phase::Progressing
+    }
+}
+
+/// Status after executing `plan`.
+pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -> WorkloadStatus {
+    let c = &plan.counts;
+    let phase = phase_of(c, suspended);
+    let ready_msg = format!("{}/{} replicas ready", c.ready, c.desired);
+    let ready = if suspended {
+        ConditionSpec {
+            type_: READY,
+            status: false,
+            reason: "Suspended",
+            message: "spec.suspend is true; all pods are deleted".to_owned(),
+        }
+    } else if phase == Phase::Running {
+        ConditionSpec {
+            type_: READY,
+            status: true,
+            reason: "AllReplicasReady",
+            message: ready_msg,
+        }
+    } else {
+        ConditionSpec {
+            type_: READY,
+            status: false,
+            reason: "ReplicasNotReady",
+            message: ready_msg,
+        }
+    };
+    let progressing = if suspended {
+        ConditionSpec {
+            type_: PROGRESSING,
+            status: false,
+            reason: "Suspended",
+            message: "suspended".to_owned(),
+        }
+    } else if c.outdated > 0 {
+        ConditionSpec {
+            type_: PROGRESSING,
+            status: true,
+            reason: "RollingUpdate",
+            message: format!(
+                "{}/{} replicas updated; replacing one pod at a time",
+                c.updated, c.desired
+            ),
+        }
+    } else if !plan.create.is_empty()
+        || !plan.delete.is_empty()
+        || c.terminating > 0
+        || c.existing != c.desired
+    {
+        ConditionSpec {
+            type_: PROGRESSING,
+            status: true,
+            reason: "Scaling",
+            message: format!("{} pods exist, {} desired", c.existing, c.desired),
+        }
+    } else {
+        ConditionSpec {
+            type_: PROGRESSING,
+            status: false,
+            reason: "Complete",
+            message: "all replicas are up to date".to_owned(),
+        }
+    };
+    let failing: Vec<String> = plan
+        .replicas
+        .iter()
+        .filter(|r| matches!(r.phase, ReplicaPhase::Failed | ReplicaPhase::BackOff))
+        .map(|r| r.index.to_string())
+        .collect();
+    let degraded = if failing.is_empty() || suspended {
+        ConditionSpec {
+            type_: DEGRADED,
+            status: false,
+            reason: "AsExpected",
+            message: "no replica is failing".to_owned(),
+        }
+    } else {
+        ConditionSpec {
+            type_: DEGRADED,
+            status: true,
+            reason: "ReplicaFailed",
+            message: format!(
+                "replicas [{}] exited; recreating with exponential backoff",
+                failing.join(", ")
+            ),
+        }
+    };
+    WorkloadStatus {
+        phase: Some(phase),
+        conditions: vec![
+            condition(ctx, ready),
+            condition(ctx, progressing),
+            condition(ctx, degraded),
+        ],
+        observed_generation: ctx.generation,
+        replicas: c.existing,
+        ready_replicas: c.ready,
+        updated_replicas: c.updated,
+        selector: Some(ctx.selector.to_owned()),
+        replica_statuses: plan.replicas.clone(),
+    }
+}
+
+/// Status of a workload whose spec was rejected: pods untouched, `Ready=False InvalidSpec`.
+pub fn invalid_status(ctx: &StatusContext<'_>, message: &str) -> WorkloadStatus {
+    let mut status = ctx.previous.cloned().unwrap_or_default();
+    status.phase = Some(Phase::Invalid);
+    status.observed_generation = ctx.generation;
+    status.selector = Some(ctx.selector.to_owned());
+    let keep_degraded = ctx
+        .previous
+        .and_then(|s| s.condition(DEGRADED))
+        .cloned()
+        .map(|mut c| {
+            c.observed_generation = ctx.generation;
+            c
+        });
+    status.conditions = vec![
+        condition(
+            ctx,
+            ConditionSpec {
+                type_: READY,
+                status: false,
+                reason: REASON_INVALID_SPEC,
+                message: message.to_owned(),
+            },
+        ),
+        condition(
+            ctx,
+            ConditionSpec {
+                type_: PROGRESSING,
+                status: false,
+                reason: REASON_INVALID_SPEC,
+                message: "spec rejected; pods are left as they are".to_owned(),
+            },
+        ),
+    ];
+    status.conditions.extend(keep_degraded);
+    status
+}
+
+/// `Ready` condition's reason and message in `status`, if any.
+pub fn ready_reason(status: Option<&WorkloadStatus>) -> Option<(&str, &str)> {
+    status
+        .and_then(|s| s.condition(READY))
+        .map(|c| (c.reason.as_str(), c.message.as_str()))
+}

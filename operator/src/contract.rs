@@ -1,0 +1,83 @@
+//! The contract between the operator and the worker container (see `operator/README.md`).
+//!
+//! The pod runs `worker miner|validator [extraArgs...]`; everything else reaches the worker as
+//! environment variables and files listed here.
+
+/// `miner` or `validator`.
+pub const ENV_ROLE: &str = "WORKER_ROLE";
+/// Subnet id.
+pub const ENV_NETUID: &str = "NETUID";
+/// Subtensor endpoint.
+pub const ENV_CHAIN_ENDPOINT: &str = "CHAIN_ENDPOINT";
+/// S3 endpoint.
+pub const ENV_STORAGE_ENDPOINT: &str = "STORAGE_ENDPOINT";
+/// S3 bucket.
+pub const ENV_STORAGE_BUCKET: &str = "STORAGE_BUCKET";
+/// S3 region.
+pub const ENV_STORAGE_REGION: &str = "STORAGE_REGION";
+/// Write access key id (from the credentials Secret).
+pub const ENV_STORAGE_ACCESS_KEY_ID: &str = "STORAGE_ACCESS_KEY_ID";
+/// Write secret access key (from the credentials Secret).
+pub const ENV_STORAGE_SECRET_ACCESS_KEY: &str = "STORAGE_SECRET_ACCESS_KEY";
+/// Read access key id published on chain (optional).
+pub const ENV_STORAGE_READ_ACCESS_KEY_ID: &str = "STORAGE_READ_ACCESS_KEY_ID";
+/// Read secret access key published on chain (optional).
+pub const ENV_STORAGE_READ_SECRET_ACCESS_KEY: &str = "STORAGE_READ_SECRET_ACCESS_KEY";
+/// Path of the hotkey wallet file.
+pub const ENV_HOTKEY_FILE: &str = "HOTKEY_FILE";
+/// Path of the coldkey wallet file (only when a coldkey Secret is configured).
+pub const ENV_COLDKEY_FILE: &str = "COLDKEY_FILE";
+/// Checkpoint directory (persistent when a checkpoint volume is configured).
+pub const ENV_CHECKPOINT_DIR: &str = "CHECKPOINT_DIR";
+/// Replica index.
+pub const ENV_REPLICA_INDEX: &str = "REPLICA_INDEX";
+/// Pod name (downward API), used by the worker to annotate its own pod.
+pub const ENV_POD_NAME: &str = "POD_NAME";
+/// Pod namespace (downward API).
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+/// Writable home (the root filesystem is read-only).
+pub const ENV_HOME: &str = "HOME";
+/// Writable cache directory.
+pub const ENV_XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+
+/// Directory of the mounted hotkey Secret.
+pub const HOTKEY_DIR: &str = "/var/run/secrets/subnet/hotkey";
+/// Directory of the mounted coldkey Secret.
+pub const COLDKEY_DIR: &str = "/var/run/secrets/subnet/coldkey";
+/// Writable scratch space (emptyDir).
+pub const TMP_DIR: &str = "/tmp";
+/// Shared memory for NCCL / data loaders (memory-backed emptyDir).
+pub const SHM_DIR: &str = "/dev/shm";
+/// Name of the worker container.
+pub const CONTAINER_NAME: &str = "worker";
+/// Command of the worker container.
+pub const WORKER_COMMAND: &str = "worker";
+/// UID / GID the worker runs as.
+pub const WORKER_UID: i64 = 1000;
+
+/// Pod annotation where the worker may report its metagraph UID.
+pub const REPORT_UID_ANNOTATION: &str = "subnet.templar.dev/chain-uid";
+/// Pod annotation where the worker may report the last window it completed.
+pub const REPORT_WINDOW_ANNOTATION: &str = "subnet.templar.dev/last-window";
+/// Pod annotation where the worker may report its last score.
+pub const REPORT_SCORE_ANNOTATION: &str = "subnet.templar.dev/last-score";
+
+/// Environment variables the operator owns; `extraEnv` may not set them.
+pub const RESERVED_ENV: &[&str] = &[
+    ENV_ROLE,
+    ENV_NETUID,
+    ENV_CHAIN_ENDPOINT,
+    ENV_STORAGE_ENDPOINT,
+    ENV_STORAGE_BUCKET,
+    ENV_STORAGE_REGION,
+    ENV_STORAGE_ACCESS_KEY_ID,
+    ENV_STORAGE_SECRET_ACCESS_KEY,
+    ENV_STORAGE_READ_ACCESS_KEY_ID,
+    ENV_STORAGE_READ_SECRET_ACCESS_KEY,
+    ENV_HOTKEY_FILE,
+    ENV_COLDKEY_FILE,
+    ENV_CHECKPOINT_DIR,
+    ENV_REPLICA_INDEX,
+    ENV_POD_NAME,
+    ENV_POD_NAMESPACE,
+];

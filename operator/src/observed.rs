@@ -1,0 +1,152 @@
+//! What the operator reads from an existing pod. Pure: no API calls.
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+
+use crate::contract::{REPORT_SCORE_ANNOTATION, REPORT_UID_ANNOTATION, REPORT_WINDOW_ANNOTATION};
+use crate::naming::{CONFIG_HASH_ANNOTATION, REPLICA_INDEX_LABEL};
+
+/// Phase of a pod as the kubelet reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PodPhase {
+    /// Not running yet (scheduling, pulling, ...).
+    Pending,
+    /// At least one container runs.
+    Running,
+    /// Every container exited 0.
+    Succeeded,
+    /// A container exited non-zero, or the pod was evicted.
+    Failed,
+    /// Anything else.
+    Unknown,
+}
+
+impl PodPhase {
+    fn parse(s: Option<&str>) -> Self {
+        match s {
+            Some("Pending") | None => PodPhase::Pending,
+            Some("Running") => PodPhase::Running,
+            Some("Succeeded") => PodPhase::Succeeded,
+            Some("Failed") => PodPhase::Failed,
+            Some(_) => PodPhase::Unknown,
+        }
+    }
+
+    /// Whether the pod's containers have all stopped for good (`restartPolicy: Never`).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, PodPhase::Succeeded | PodPhase::Failed)
+    }
+}
+
+/// Values the worker may report by annotating its own pod.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkerReport {
+    /// Metagraph UID.
+    pub uid: Option<u16>,
+    /// Last completed window.
+    pub last_window: Option<u64>,
+    /// Last score.
+    pub last_score: Option<f64>,
+}
+
+/// The facts about one pod the planner needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservedPod {
+    /// Pod name.
+    pub name: String,
+    /// Pod UID.
+    pub uid: Option<String>,
+    /// Replica index from the pod's label.
+    pub index: Option<i32>,
+    /// Kubelet phase.
+    pub phase: PodPhase,
+    /// `Ready` condition is true.
+    pub ready: bool,
+    /// `metadata.deletionTimestamp` is set.
+    pub terminating: bool,
+    /// Config hash annotation.
+    pub config_hash: Option<String>,
+    /// When the kubelet started the pod.
+    pub started_at: Option<Timestamp>,
+    /// Why the pod stopped, when it did.
+    pub failure: Option<String>,
+    /// Worker-reported values.
+    pub report: WorkerReport,
+}
+
+impl ObservedPod {
+    /// Running and Ready.
+    pub fn is_ready(&self) -> bool {
+        self.phase == PodPhase::Running && self.ready && !self.terminating
+    }
+}
+
+/// Extracts the planner's view of `pod`.
+pub fn observe(pod: &Pod) -> ObservedPod {
+    let meta = &pod.metadata;
+    let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
+    let status = pod.status.as_ref();
+    let phase = PodPhase::parse(status.and_then(|s| s.phase.as_deref()));
+    let ready = status
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"));
+    ObservedPod {
+        name: meta.name.clone().unwrap_or_default(),
+        uid: meta.uid.clone(),
+        index: meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(REPLICA_INDEX_LABEL))
+            .and_then(|v| v.parse().ok())
+            .filter(|i: &i32| *i >= 0),
+        phase,
+        ready,
+        terminating: meta.deletion_timestamp.is_some(),
+        config_hash: annotation(CONFIG_HASH_ANNOTATION).cloned(),
+        started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
+        failure: phase.is_terminal().then(|| failure_reason(pod)),
+        report: WorkerReport {
+            uid: annotation(REPORT_UID_ANNOTATION).and_then(|v| v.trim().parse().ok()),
+            last_window: annotation(REPORT_WINDOW_ANNOTATION).and_then(|v| v.trim().parse().ok()),
+            last_score: annotation(REPORT_SCORE_ANNOTATION)
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .filter(|v| v.is_finite()),
+        },
+    }
+}
+
+/// Human-readable reason a terminal pod stopped.
+fn failure_reason(pod: &Pod) -> String {
+    let status = pod.status.as_ref();
+    let terminated = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|cs| {
+            cs.iter()
+                .find_map(|c| c.state.as_ref()?.terminated.as_ref())
+        });
+    if let Some(t) = terminated {
+        let mut text = format!("exit code {}", t.exit_code);
+        if let Some(reason) = &t.reason {
+            text.push_str(&format!(" ({reason})"));
+        }
+        if let Some(message) = t
+            .message
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
+            let short: String = message.chars().take(200).collect();
+            text.push_str(&format!(": {short}"));
+        }
+        return text;
+    }
+    match (
+        status.and_then(|s| s.reason.as_deref()),
+        status.and_then(|s| s.message.as_deref()),
+    ) {
+        (Some(reason), Some(message)) => format!("{reason}: {message}"),
+        (Some(reason), None) => reason.to_owned(),
+        (None, Some(message)) => message.to_owned(),
+        (None, None) => "pod stopped".to_owned(),
+    }
+}

@@ -1,0 +1,420 @@
+//! Builds the desired Pod (and checkpoint claim) of one replica. Pure: no API calls.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
+    LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
+    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Toleration, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+
+use crate::contract::*;
+use crate::crd::CredentialsSecretRef;
+use crate::crd::common::default_checkpoint_mount_path;
+use crate::naming::{
+    CONFIG_HASH_ANNOTATION, REPLICA_INDEX_LABEL, checkpoint_claim_name, hotkey_secret, pod_labels,
+    pod_name, selector_labels,
+};
+use crate::validation::GPU_RESOURCE;
+use crate::workload::Workload;
+
+/// Why a desired pod could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The object has no name, namespace or uid (not read from the API).
+    #[error("object lacks metadata.{0}")]
+    MissingMetadata(&'static str),
+    /// No hotkey Secret for this replica.
+    #[error("no hotkey Secret for replica {0}")]
+    MissingHotkey(i32),
+    /// The pod could not be serialized for hashing.
+    #[error("cannot hash pod: {0}")]
+    Hash(#[from] serde_json::Error),
+}
+
+/// The pod one replica should run, with the hash of its configuration.
+#[derive(Clone, Debug)]
+pub struct DesiredPod {
+    /// Replica index.
+    pub index: i32,
+    /// Full pod object (hash annotation included).
+    pub pod: Pod,
+    /// Hash of labels and spec; changes exactly when the pod must be replaced.
+    pub config_hash: String,
+    /// Hotkey Secret mounted into the pod.
+    pub hotkey_secret: String,
+}
+
+const VOLUME_TMP: &str = "tmp";
+const VOLUME_SHM: &str = "dshm";
+const VOLUME_HOTKEY: &str = "hotkey";
+const VOLUME_COLDKEY: &str = "coldkey";
+const VOLUME_CHECKPOINTS: &str = "checkpoints";
+/// Owner-and-group readable Secret files (the pod's fsGroup owns them).
+const SECRET_FILE_MODE: i32 = 0o440;
+/// Seconds the worker gets to finish an upload on shutdown.
+const TERMINATION_GRACE_SECONDS: i64 = 60;
+
+fn owner_reference<K: Workload>(obj: &K) -> Result<OwnerReference, BuildError> {
+    obj.controller_owner_ref(&())
+        .ok_or(BuildError::MissingMetadata("uid"))
+}
+
+fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn field_env(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn credentials_env(id_env: &str, secret_env_name: &str, r: &CredentialsSecretRef) -> [EnvVar; 2] {
+    [
+        secret_env(id_env, &r.name, &r.access_key_id_key),
+        secret_env(secret_env_name, &r.name, &r.secret_access_key_key),
+    ]
+}
+
+fn secret_volume(name: &str, secret: &str, key: &str) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items: Some(vec![KeyToPath {
+                key: key.to_owned(),
+                path: key.to_owned(),
+                ..KeyToPath::default()
+            }]),
+            default_mode: Some(SECRET_FILE_MODE),
+            optional: Some(false),
+            ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
+    Volume {
+        name: name.to_owned(),
+        empty_dir: Some(EmptyDirVolumeSource {
+            medium: medium.map(str::to_owned),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+    VolumeMount {
+        name: name.to_owned(),
+        mount_path: path.to_owned(),
+        read_only: read_only.then_some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn container_resources(
+    base: Option<&ResourceRequirements>,
+    gpus: i32,
+) -> Option<ResourceRequirements> {
+    let mut resources = base.cloned().unwrap_or_default();
+    if gpus > 0 {
+        let gpu = Quantity(gpus.to_string());
+        for map in [&mut resources.requests, &mut resources.limits] {
+            map.get_or_insert_with(BTreeMap::new)
+                .insert(GPU_RESOURCE.to_owned(), gpu.clone());
+        }
+    }
+    (resources != ResourceRequirements::default()).then_some(resources)
+}
+
+fn restricted_container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        run_as_user: Some(WORKER_UID),
+        run_as_group: Some(WORKER_UID),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..SecurityContext::default()
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile {
+        type_: "RuntimeDefault".to_owned(),
+        localhost_profile: None,
+    }
+}
+
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(WORKER_UID),
+        run_as_group: Some(WORKER_UID),
+        fs_group: Some(WORKER_UID),
+        seccomp_profile: Some(runtime_default_seccomp()),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// Hash of the parts of a pod that require replacing it when they change.
+pub fn config_hash(pod: &Pod) -> Result<String, BuildError> {
+    let bytes = serde_json::to_vec(&(&pod.metadata.labels, &pod.spec))?;
+    let digest = Sha256::digest(&bytes);
+    Ok(hex::encode(&digest[..8]))
+}
+
+/// The pod replica `index` of `obj` should run.
+pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, BuildError> {
+    let owner = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(BuildError::MissingMetadata("name"))?;
+    let namespace = obj
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let owner_ref = owner_reference(obj)?;
+    let p = obj.params();
+    let hotkey = hotkey_secret(p.wallet, index).ok_or(BuildError::MissingHotkey(index))?;
+
+    let checkpoint_dir = p
+        .checkpoint
+        .map(|c| c.mount_path.clone())
+        .unwrap_or_else(default_checkpoint_mount_path);
+
+    let mut env = vec![
+        plain_env(ENV_ROLE, K::ROLE.as_str()),
+        plain_env(ENV_NETUID, p.netuid.to_string()),
+        plain_env(ENV_CHAIN_ENDPOINT, p.chain_endpoint),
+        plain_env(ENV_STORAGE_ENDPOINT, p.storage.endpoint.as_str()),
+        plain_env(ENV_STORAGE_BUCKET, p.storage.bucket.as_str()),
+        plain_env(ENV_STORAGE_REGION, p.storage.region.as_str()),
+    ];
+    env.extend(credentials_env(
+        ENV_STORAGE_ACCESS_KEY_ID,
+        ENV_STORAGE_SECRET_ACCESS_KEY,
+        &p.storage.credentials_secret,
+    ));
+    if let Some(read) = &p.storage.read_credentials_secret {
+        env.extend(credentials_env(
+            ENV_STORAGE_READ_ACCESS_KEY_ID,
+            ENV_STORAGE_READ_SECRET_ACCESS_KEY,
+            read,
+        ));
+    }
+    env.push(plain_env(
+        ENV_HOTKEY_FILE,
+        format!("{HOTKEY_DIR}/{}", p.wallet.hotkey_key),
+    ));
+    if p.wallet.coldkey_secret.is_some() {
+        env.push(plain_env(
+            ENV_COLDKEY_FILE,
+            format!("{COLDKEY_DIR}/{}", p.wallet.coldkey_key),
+        ));
+    }
+    env.push(plain_env(ENV_CHECKPOINT_DIR, checkpoint_dir.as_str()));
+    env.push(plain_env(ENV_REPLICA_INDEX, index.to_string()));
+    env.push(field_env(ENV_POD_NAME, "metadata.name"));
+    env.push(field_env(ENV_POD_NAMESPACE, "metadata.namespace"));
+    env.push(plain_env(ENV_HOME, TMP_DIR));
+    env.push(plain_env(ENV_XDG_CACHE_HOME, format!("{TMP_DIR}/.cache")));
+    env.extend(
+        obj.role_env()
+            .into_iter()
+            .map(|(name, value)| plain_env(name, value)),
+    );
+    env.extend(p.extra_env.iter().cloned());
+
+    let mut volumes = vec![
+        empty_dir(VOLUME_TMP, None),
+        empty_dir(VOLUME_SHM, Some("Memory")),
+        secret_volume(VOLUME_HOTKEY, &hotkey, &p.wallet.hotkey_key),
+    ];
+    let mut mounts = vec![
+        mount(VOLUME_TMP, TMP_DIR, false),
+        mount(VOLUME_SHM, SHM_DIR, false),
+        mount(VOLUME_HOTKEY, HOTKEY_DIR, true),
+    ];
+    if let Some(coldkey) = &p.wallet.coldkey_secret {
+        volumes.push(secret_volume(
+            VOLUME_COLDKEY,
+            coldkey,
+            &p.wallet.coldkey_key,
+        ));
+        mounts.push(mount(VOLUME_COLDKEY, COLDKEY_DIR, true));
+    }
+    let claim = p.checkpoint.and_then(|c| {
+        c.existing_claim.clone().or_else(|| {
+            c.claim_template
+                .as_ref()
+                .map(|_| checkpoint_claim_name(&owner, index))
+        })
+    });
+    volumes.push(match claim {
+        Some(claim_name) => Volume {
+            name: VOLUME_CHECKPOINTS.to_owned(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                claim_name,
+                read_only: None,
+            }),
+            ..Volume::default()
+        },
+        None => empty_dir(VOLUME_CHECKPOINTS, None),
+    });
+    mounts.push(mount(VOLUME_CHECKPOINTS, &checkpoint_dir, false));
+
+    let mut args = vec![K::ROLE.as_str().to_owned()];
+    args.extend(p.extra_args.iter().cloned());
+
+    let container = Container {
+        name: CONTAINER_NAME.to_owned(),
+        image: Some(p.image.to_owned()),
+        image_pull_policy: Some(p.image_pull_policy.as_str().to_owned()),
+        command: Some(vec![WORKER_COMMAND.to_owned()]),
+        args: Some(args),
+        env: Some(env),
+        resources: container_resources(p.resources, p.gpus_per_replica),
+        security_context: Some(restricted_container_security()),
+        volume_mounts: Some(mounts),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    };
+
+    let mut tolerations = p.tolerations.to_vec();
+    if p.gpus_per_replica > 0
+        && !tolerations
+            .iter()
+            .any(|t| t.key.as_deref() == Some(GPU_RESOURCE))
+    {
+        tolerations.push(Toleration {
+            key: Some(GPU_RESOURCE.to_owned()),
+            operator: Some("Exists".to_owned()),
+            effect: Some("NoSchedule".to_owned()),
+            ..Toleration::default()
+        });
+    }
+
+    let spec = PodSpec {
+        containers: vec![container],
+        restart_policy: Some("Never".to_owned()),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: Some(pod_security()),
+        automount_service_account_token: Some(p.service_account_name.is_some()),
+        service_account_name: p.service_account_name.map(str::to_owned),
+        enable_service_links: Some(false),
+        image_pull_secrets: (!p.image_pull_secrets.is_empty()).then(|| {
+            p.image_pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
+        tolerations: (!tolerations.is_empty()).then_some(tolerations),
+        affinity: p.affinity.cloned(),
+        priority_class_name: p.priority_class_name.map(str::to_owned),
+        volumes: Some(volumes),
+        ..PodSpec::default()
+    };
+
+    let mut pod = Pod {
+        metadata: ObjectMeta {
+            name: Some(pod_name(&owner, K::ROLE, index)),
+            namespace: Some(namespace),
+            labels: Some(pod_labels(K::OWNER_LABEL, &owner, K::ROLE, index)),
+            owner_references: Some(vec![owner_ref]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(spec),
+        status: None,
+    };
+    let config_hash = config_hash(&pod)?;
+    pod.metadata.annotations = Some(BTreeMap::from([
+        (CONFIG_HASH_ANNOTATION.to_owned(), config_hash.clone()),
+        (
+            "kubectl.kubernetes.io/default-container".to_owned(),
+            CONTAINER_NAME.to_owned(),
+        ),
+    ]));
+    Ok(DesiredPod {
+        index,
+        pod,
+        config_hash,
+        hotkey_secret: hotkey,
+    })
+}
+
+/// The checkpoint claim replica `index` needs, when the spec has a claim template.
+pub fn desired_claim<K: Workload>(
+    obj: &K,
+    index: i32,
+) -> Result<Option<PersistentVolumeClaim>, BuildError> {
+    let Some(template) = obj
+        .params()
+        .checkpoint
+        .and_then(|c| c.claim_template.as_ref())
+    else {
+        return Ok(None);
+    };
+    let owner = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(BuildError::MissingMetadata("name"))?;
+    let namespace = obj
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let mut labels = selector_labels(K::OWNER_LABEL, &owner);
+    labels.insert(REPLICA_INDEX_LABEL.to_owned(), index.to_string());
+    Ok(Some(PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(checkpoint_claim_name(&owner, index)),
+            namespace: Some(namespace),
+            labels: Some(labels),
+            owner_references: Some(vec![owner_reference(obj)?]),
+            ..ObjectMeta::default()
+        },
+        spec: Some(template.clone()),
+        status: None,
+    }))
+}

@@ -1,0 +1,303 @@
+//! The reconcile loop body: finalizer, validation, pod planning, status (server-side apply),
+//! events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, Recorder, Reporter};
+use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
+use kube::{Client, ResourceExt};
+use tracing::{debug, info, warn};
+
+use crate::backoff::BackoffPolicy;
+use crate::clock::{Clock, SystemClock};
+use crate::conditions::{self, REASON_INVALID_SPEC, StatusContext};
+use crate::crd::{Phase, WorkloadStatus};
+use crate::error::Error;
+use crate::events;
+use crate::metrics::Metrics;
+use crate::naming::selector_string;
+use crate::observed::{ObservedPod, observe};
+use crate::pod_builder::{desired_claim, desired_pod};
+use crate::rollout::{self, PlanInput, ReplicaTarget};
+use crate::validation;
+use crate::workload::Workload;
+
+/// Finalizer the operator puts on every workload.
+pub const FINALIZER: &str = "subnet.templar.dev/cleanup";
+/// Field manager of the operator's server-side applies.
+pub const FIELD_MANAGER: &str = "subnet-operator";
+
+/// Tunables of the reconciler.
+#[derive(Clone, Copy, Debug)]
+pub struct ReconcilerConfig {
+    /// Backoff of failed replicas.
+    pub backoff: BackoffPolicy,
+    /// Periodic re-check of a healthy workload.
+    pub resync: Duration,
+    /// Retry delay after a reconcile error.
+    pub error_requeue: Duration,
+}
+
+impl Default for ReconcilerConfig {
+    fn default() -> Self {
+        Self {
+            backoff: BackoffPolicy::default(),
+            resync: Duration::from_secs(300),
+            error_requeue: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Shared state of the reconcilers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Tunables.
+    pub config: ReconcilerConfig,
+}
+
+impl Context {
+    /// A context with the system clock and default tunables.
+    pub fn new(client: Client, metrics: Metrics) -> Self {
+        let recorder = Recorder::new(client.clone(), Reporter::from(FIELD_MANAGER));
+        Self {
+            client,
+            recorder,
+            metrics,
+            clock: Arc::new(SystemClock),
+            config: ReconcilerConfig::default(),
+        }
+    }
+
+    /// Replaces the clock.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Replaces the tunables.
+    pub fn with_config(mut self, config: ReconcilerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    async fn publish<K: Workload>(&self, obj: &K, event: &Event) {
+        // Events are best effort: a lost event must not fail the reconcile.
+        if let Err(err) = self.recorder.publish(event, &obj.object_ref(&())).await {
+            warn!(error = %err, reason = %event.reason, "publishing event failed");
+        }
+    }
+}
+
+/// Reconciles one workload (entry point given to `Controller::run`).
+pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let kind = K::kind(&());
+    let started = Instant::now();
+    ctx.metrics.reconcile_started(&kind);
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            FinalizerEvent::Apply(obj) => apply(&*obj, &ctx).await,
+            FinalizerEvent::Cleanup(obj) => cleanup(&*obj, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.reconcile_finished(&kind, started.elapsed());
+    result
+}
+
+/// What the controller does after a failed reconcile: count it, retry soon.
+pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let kind = K::kind(&());
+    warn!(%kind, name = %obj.name_any(), %error, "reconcile failed");
+    ctx.metrics.reconcile_failed(&kind, &error.metric_label());
+    Action::requeue(ctx.config.error_requeue)
+}
+
+fn owned_by(pod: &Pod, uid: Option<&str>) -> bool {
+    let Some(uid) = uid else { return false };
+    pod.owner_references()
+        .iter()
+        .any(|o| o.uid == uid && o.controller == Some(true))
+}
+
+async fn owned_pods<K: Workload>(obj: &K, pods: &Api<Pod>) -> Result<Vec<Pod>, Error> {
+    let selector = selector_string(K::OWNER_LABEL, &obj.name_any());
+    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    let uid = obj.meta().uid.as_deref();
+    Ok(list
+        .items
+        .into_iter()
+        .filter(|p| owned_by(p, uid))
+        .collect())
+}
+
+async fn patch_status<K: Workload>(
+    api: &Api<K>,
+    obj: &K,
+    status: &WorkloadStatus,
+) -> Result<(), Error> {
+    if obj.workload_status() == Some(status) {
+        return Ok(());
+    }
+    let patch = Patch::Apply(serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    }));
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &patch,
+    )
+    .await?;
+    Ok(())
+}
+
+fn ignore_status(result: Result<(), kube::Error>, code: u16) -> Result<(), kube::Error> {
+    match result {
+        Err(kube::Error::Api(status)) if status.code == code => Ok(()),
+        other => other,
+    }
+}
+
+async fn delete_pod(pods: &Api<Pod>, name: &str, uid: Option<&str>) -> Result<(), Error> {
+    let mut params = DeleteParams::default();
+    if let Some(uid) = uid {
+        params = params.preconditions(Preconditions {
+            uid: Some(uid.to_owned()),
+            resource_version: None,
+        });
+    }
+    // 404: already gone; 409: the precondition failed, a newer pod holds the name.
+    let result = pods.delete(name, &params).await.map(|_| ());
+    ignore_status(ignore_status(result, 404), 409)?;
+    Ok(())
+}
+
+async fn apply<K: Workload>(obj: &K, ctx: &Context) -> Result<Action, Error> {
+    let name = obj.name_any();
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    let selector = selector_string(K::OWNER_LABEL, &name);
+    let previous = obj.workload_status();
+    let status_ctx = StatusContext {
+        previous,
+        generation: obj.meta().generation,
+        selector: &selector,
+        now: ctx.clock.now(),
+    };
+
+    if let Err(errors) = validation::validate(obj) {
+        let message = validation::describe(&errors);
+        info!(kind = %K::kind(&()), %name, %message, "spec rejected");
+        let status = conditions::invalid_status(&status_ctx, &message);
+        let already_reported =
+            conditions::ready_reason(previous) == Some((REASON_INVALID_SPEC, message.as_str()));
+        patch_status(&api, obj, &status).await?;
+        if !already_reported {
+            ctx.publish(obj, &events::invalid_spec_event(&message))
+                .await;
+        }
+        return Ok(Action::requeue(ctx.config.resync));
+    }
+
+    let params = obj.params();
+    let desired = if params.suspend {
+        Vec::new()
+    } else {
+        (0..params.replicas)
+            .map(|i| desired_pod(obj, i))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let targets: Vec<ReplicaTarget> = desired
+        .iter()
+        .map(|d| ReplicaTarget {
+            index: d.index,
+            pod_name: d.pod.name_any(),
+            config_hash: d.config_hash.clone(),
+            hotkey_secret: d.hotkey_secret.clone(),
+        })
+        .collect();
+
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let observed: Vec<ObservedPod> = owned_pods(obj, &pods).await?.iter().map(observe).collect();
+    let plan = rollout::plan(&PlanInput {
+        replicas: params.replicas,
+        suspend: params.suspend,
+        targets: &targets,
+        pods: &observed,
+        previous: previous.map_or(&[], |s| s.replica_statuses.as_slice()),
+        now: status_ctx.now,
+        backoff: &ctx.config.backoff,
+    });
+    let status = conditions::status_from_plan(&status_ctx, &plan, params.suspend);
+    // Status first: restarts / nextRetry are recorded before the failed pod disappears.
+    patch_status(&api, obj, &status).await?;
+
+    for deletion in &plan.delete {
+        debug!(pod = %deletion.pod, reason = ?deletion.reason, "deleting pod");
+        delete_pod(&pods, &deletion.pod, deletion.uid.as_deref()).await?;
+    }
+    let mut created = Vec::with_capacity(plan.create.len());
+    for &index in &plan.create {
+        let Some(desired) = desired.iter().find(|d| d.index == index) else {
+            continue;
+        };
+        if let Some(claim) = desired_claim(obj, index)? {
+            let claims: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &ns);
+            let result = claims
+                .create(&PostParams::default(), &claim)
+                .await
+                .map(|_| ());
+            ignore_status(result, 409)?;
+        }
+        match pods.create(&PostParams::default(), &desired.pod).await {
+            Ok(pod) => created.push(events::pod_ref(
+                &ns,
+                &pod.name_any(),
+                pod.metadata.uid.as_deref(),
+            )),
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(err) => return Err(err.into()),
+        }
+    }
+
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    for event in events::plan_events(&plan, &ns, &created, previous.and_then(|s| s.phase), phase) {
+        ctx.publish(obj, &event).await;
+    }
+    let requeue = plan
+        .requeue_after
+        .map_or(ctx.config.resync, |d| d.min(ctx.config.resync));
+    Ok(Action::requeue(requeue))
+}
+
+async fn cleanup<K: Workload>(obj: &K, ctx: &Context) -> Result<Action, Error> {
+    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
+    let owned = owned_pods(obj, &pods).await?;
+    let mut deleted = 0;
+    for pod in owned
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        delete_pod(&pods, &pod.name_any(), pod.metadata.uid.as_deref()).await?;
+        deleted += 1;
+    }
+    info!(kind = %K::kind(&()), name = %obj.name_any(), deleted, "cleaned up");
+    ctx.publish(obj, &events::cleanup_event(deleted)).await;
+    Ok(Action::await_change())
+}

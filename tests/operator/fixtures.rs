@@ -1,0 +1,224 @@
+//! Sample custom resources and a harness driving the reconciler against [`FakeApi`].
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::jiff::Timestamp;
+use kube::runtime::controller::Action;
+use subnet_operator::clock::ManualClock;
+use subnet_operator::crd::{
+    CredentialsSecretRef, Hyperparameters, ModelSpec, PullPolicy, StorageSpec, TrainingRun,
+    TrainingRunSpec, ValidatorSet, ValidatorSetSpec, WalletSpec,
+};
+use subnet_operator::metrics::Metrics;
+use subnet_operator::{Context, ReconcilerConfig, Workload, reconcile};
+
+use super::fake_api::FakeApi;
+
+/// Namespace of every fixture.
+pub const NS: &str = "subnet";
+
+/// Storage settings every fixture uses.
+pub fn storage() -> StorageSpec {
+    StorageSpec {
+        endpoint: "https://s3.example.com".into(),
+        bucket: "grads-bucket".into(),
+        region: "auto".into(),
+        credentials_secret: CredentialsSecretRef {
+            name: "s3-creds".into(),
+            access_key_id_key: "accessKeyId".into(),
+            secret_access_key_key: "secretAccessKey".into(),
+        },
+        read_credentials_secret: None,
+    }
+}
+
+/// A valid TrainingRun with `replicas` miners using the hotkey template.
+pub fn training_run(name: &str, replicas: i32) -> TrainingRun {
+    let mut run = TrainingRun::new(
+        name,
+        TrainingRunSpec {
+            netuid: 3,
+            chain_endpoint: "ws://subtensor:9944".into(),
+            image: "ghcr.io/example/worker:1.0".into(),
+            image_pull_policy: PullPolicy::IfNotPresent,
+            image_pull_secrets: vec![],
+            replicas,
+            gpus_per_replica: 8,
+            resources: None,
+            model: ModelSpec {
+                preset: Some("llama-1b".into()),
+                ..ModelSpec::default()
+            },
+            hyperparameters: Hyperparameters::default(),
+            storage: storage(),
+            wallet: WalletSpec {
+                coldkey_secret: None,
+                coldkey_key: "coldkey".into(),
+                hotkey_secrets: None,
+                hotkey_secret_template: Some("miner-hotkey-{index}".into()),
+                hotkey_key: "hotkey".into(),
+            },
+            checkpoint: None,
+            node_selector: Default::default(),
+            tolerations: vec![],
+            affinity: None,
+            priority_class_name: None,
+            service_account_name: None,
+            extra_env: vec![],
+            extra_args: vec![],
+            suspend: false,
+        },
+    );
+    run.metadata.namespace = Some(NS.into());
+    run
+}
+
+/// A valid ValidatorSet with `replicas` validators and listed hotkeys.
+pub fn validator_set(name: &str, replicas: i32) -> ValidatorSet {
+    let mut vs = ValidatorSet::new(
+        name,
+        ValidatorSetSpec {
+            netuid: 3,
+            chain_endpoint: "ws://subtensor:9944".into(),
+            image: "ghcr.io/example/worker:1.0".into(),
+            image_pull_policy: PullPolicy::Always,
+            image_pull_secrets: vec![],
+            replicas,
+            hotkeys: WalletSpec {
+                coldkey_secret: Some("validator-coldkey".into()),
+                coldkey_key: "coldkey".into(),
+                hotkey_secrets: Some(
+                    (0..replicas)
+                        .map(|i| format!("validator-hotkey-{i}"))
+                        .collect(),
+                ),
+                hotkey_secret_template: None,
+                hotkey_key: "hotkey".into(),
+            },
+            evaluation: Default::default(),
+            weight_interval_windows: 3,
+            gpus_per_replica: 1,
+            resources: None,
+            model: ModelSpec {
+                preset: Some("llama-1b".into()),
+                ..ModelSpec::default()
+            },
+            storage: storage(),
+            checkpoint: None,
+            node_selector: Default::default(),
+            tolerations: vec![],
+            affinity: None,
+            priority_class_name: None,
+            service_account_name: None,
+            extra_env: vec![],
+            extra_args: vec![],
+            suspend: false,
+        },
+    );
+    vs.metadata.namespace = Some(NS.into());
+    vs
+}
+
+/// A fake API, a manual clock and a reconciler context wired together.
+pub struct Harness {
+    /// The in-memory API server.
+    pub api: FakeApi,
+    /// The reconciler's clock.
+    pub clock: Arc<ManualClock>,
+    /// The reconciler's context.
+    pub ctx: Arc<Context>,
+}
+
+impl Harness {
+    /// A harness with default tunables.
+    pub fn new() -> Self {
+        Self::with_config(ReconcilerConfig::default())
+    }
+
+    /// A harness with the given tunables.
+    pub fn with_config(config: ReconcilerConfig) -> Self {
+        let api = FakeApi::new();
+        // Whole seconds: `metav1.Time` (and so `nextRetry`) has second precision.
+        let start = Timestamp::from_second(Timestamp::now().as_second()).expect("valid time");
+        let clock = Arc::new(ManualClock::new(start));
+        let ctx = Context::new(api.client(), Metrics::default())
+            .with_clock(clock.clone())
+            .with_config(config);
+        Self {
+            api,
+            clock,
+            ctx: Arc::new(ctx),
+        }
+    }
+
+    /// Reconciles the stored object once (as the controller would after a watch event).
+    pub async fn reconcile<K: Workload>(
+        &self,
+        name: &str,
+    ) -> Result<Action, subnet_operator::Error> {
+        let obj: K = self.api.get(NS, name).expect("object stored");
+        reconcile(Arc::new(obj), self.ctx.clone()).await
+    }
+
+    /// Reconciles until the object has the finalizer and a status, then returns the last action.
+    pub async fn settle<K: Workload>(&self, name: &str) -> Action {
+        let mut last = None;
+        for _ in 0..2 {
+            last = Some(self.reconcile::<K>(name).await.expect("reconcile"));
+        }
+        last.expect("reconciled")
+    }
+
+    /// The stored object.
+    pub fn get<K: Workload>(&self, name: &str) -> K {
+        self.api.get(NS, name).expect("object stored")
+    }
+
+    /// Names of the stored pods, sorted.
+    pub fn pod_names(&self) -> Vec<String> {
+        self.api
+            .list::<Pod>(NS)
+            .into_iter()
+            .filter_map(|p| p.metadata.name)
+            .collect()
+    }
+
+    /// Stored pod by name.
+    pub fn pod(&self, name: &str) -> Pod {
+        self.api
+            .get(NS, name)
+            .unwrap_or_else(|| panic!("pod {name} stored"))
+    }
+
+    /// Marks every stored pod Running and Ready.
+    pub fn all_pods_ready(&self) {
+        for name in self.pod_names() {
+            self.api.set_pod_phase(NS, &name, "Running", true);
+        }
+    }
+
+    /// Event reasons published so far (events.k8s.io/v1), in creation order.
+    pub fn event_reasons(&self) -> Vec<String> {
+        self.api
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/events") && r.method == http::Method::POST)
+            .filter_map(|r| r.body?.get("reason")?.as_str().map(str::to_owned))
+            .collect()
+    }
+
+    /// Notes of published events with `reason`.
+    pub fn event_notes(&self, reason: &str) -> Vec<String> {
+        self.api
+            .requests()
+            .into_iter()
+            .filter(|r| r.path.contains("/events") && r.method == http::Method::POST)
+            .filter_map(|r| {
+                let body = r.body?;
+                (body.get("reason")?.as_str()? == reason)
+                    .then(|| body.get("note")?.as_str().map(str::to_owned))?
+            })
+            .collect()
+    }
+}

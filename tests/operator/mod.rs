@@ -1,0 +1,5 @@
+//! Shared helpers of the operator tests and benchmark.
+#![allow(dead_code)]
+
+pub mod fake_api;
+pub mod fixtures;

@@ -1,0 +1,702 @@
+//! Reconciler behaviour against the in-memory API server (`tests/operator/fake_api.rs`).
+
+mod operator;
+
+use std::time::Duration;
+
+use http::Method;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::ResourceExt;
+use operator::fixtures::{Harness, NS, training_run, validator_set};
+use serde_json::json;
+use subnet_operator::clock::Clock;
+use subnet_operator::crd::{
+    CheckpointSpec, Phase, ReplicaPhase, TrainingRun, ValidatorSet, WorkloadStatus,
+};
+use subnet_operator::{FINALIZER, error_policy};
+
+fn status(h: &Harness, name: &str) -> WorkloadStatus {
+    h.get::<TrainingRun>(name).status.expect("status written")
+}
+
+fn condition(s: &WorkloadStatus, type_: &str) -> (String, String, String) {
+    let c = s
+        .condition(type_)
+        .unwrap_or_else(|| panic!("condition {type_}"));
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn env_value(pod: &Pod, name: &str) -> Option<String> {
+    pod.spec.as_ref()?.containers[0]
+        .env
+        .as_ref()?
+        .iter()
+        .find(|e| e.name == name)?
+        .value
+        .clone()
+}
+
+fn uid(pod: &Pod) -> String {
+    pod.metadata.uid.clone().unwrap()
+}
+
+#[tokio::test]
+async fn first_reconcile_only_adds_the_finalizer() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 2));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+
+    assert_eq!(
+        h.get::<TrainingRun>("run").finalizers(),
+        [FINALIZER.to_owned()]
+    );
+    assert!(h.pod_names().is_empty());
+    let reqs = h.api.requests();
+    assert_eq!(
+        reqs.len(),
+        1,
+        "one JSON patch adding the finalizer: {reqs:?}"
+    );
+    assert_eq!(reqs[0].method, Method::PATCH);
+    assert_eq!(
+        reqs[0].path,
+        "/apis/subnet.templar.dev/v1alpha1/namespaces/subnet/trainingruns/run"
+    );
+    assert_eq!(
+        reqs[0].content_type.as_deref(),
+        Some("application/json-patch+json")
+    );
+}
+
+#[tokio::test]
+async fn creates_one_gpu_pod_per_replica_with_secrets_security_and_env() {
+    let h = Harness::new();
+    let run = h.api.create(&training_run("run", 3));
+    h.settle::<TrainingRun>("run").await;
+
+    assert_eq!(h.pod_names(), ["run-miner-0", "run-miner-1", "run-miner-2"]);
+    let pod = h.pod("run-miner-1");
+    let owner = &pod.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.uid, run.metadata.uid.clone().unwrap());
+    assert_eq!(owner.kind, "TrainingRun");
+    assert_eq!(owner.controller, Some(true));
+    assert!(
+        pod.annotations()
+            .contains_key("subnet.templar.dev/config-hash")
+    );
+
+    let spec = pod.spec.as_ref().unwrap();
+    let c = &spec.containers[0];
+    assert_eq!(c.command.as_deref(), Some(&["worker".to_owned()][..]));
+    assert_eq!(c.args.as_deref(), Some(&["miner".to_owned()][..]));
+    let res = c.resources.as_ref().unwrap();
+    assert_eq!(res.limits.as_ref().unwrap()["nvidia.com/gpu"].0, "8");
+    assert_eq!(res.requests.as_ref().unwrap()["nvidia.com/gpu"].0, "8");
+    let sc = c.security_context.as_ref().unwrap();
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.run_as_non_root, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.as_ref().unwrap().drop.as_deref(),
+        Some(&["ALL".to_owned()][..])
+    );
+    assert_eq!(
+        spec.security_context
+            .as_ref()
+            .unwrap()
+            .seccomp_profile
+            .as_ref()
+            .unwrap()
+            .type_,
+        "RuntimeDefault"
+    );
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+
+    let volumes = spec.volumes.as_ref().unwrap();
+    let hotkey = volumes.iter().find(|v| v.name == "hotkey").unwrap();
+    assert_eq!(
+        hotkey.secret.as_ref().unwrap().secret_name.as_deref(),
+        Some("miner-hotkey-1")
+    );
+    let mounts = c.volume_mounts.as_ref().unwrap();
+    let hotkey_mount = mounts.iter().find(|m| m.name == "hotkey").unwrap();
+    assert_eq!(hotkey_mount.read_only, Some(true));
+    assert!(
+        volumes
+            .iter()
+            .any(|v| v.name == "tmp" && v.empty_dir.is_some())
+    );
+    assert!(mounts.iter().any(|m| m.mount_path == "/tmp"));
+
+    assert_eq!(env_value(&pod, "NETUID").as_deref(), Some("3"));
+    assert_eq!(env_value(&pod, "REPLICA_INDEX").as_deref(), Some("1"));
+    assert_eq!(
+        env_value(&pod, "HOTKEY_FILE").as_deref(),
+        Some("/var/run/secrets/subnet/hotkey/hotkey")
+    );
+    assert_eq!(
+        env_value(&pod, "STORAGE_BUCKET").as_deref(),
+        Some("grads-bucket")
+    );
+    assert_eq!(env_value(&pod, "INNER_STEPS").as_deref(), Some("30"));
+    let key_ref = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "STORAGE_SECRET_ACCESS_KEY")
+        .unwrap();
+    let sel = key_ref
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    assert_eq!(
+        (sel.name.as_str(), sel.key.as_str()),
+        ("s3-creds", "secretAccessKey")
+    );
+    assert!(
+        key_ref.value.is_none(),
+        "credentials never appear in plain text"
+    );
+
+    assert_eq!(
+        h.event_reasons(),
+        ["PodCreated", "PodCreated", "PodCreated", "PhaseChanged"]
+    );
+    assert_eq!(
+        h.event_notes("PodCreated"),
+        [
+            "created pod run-miner-0",
+            "created pod run-miner-1",
+            "created pod run-miner-2"
+        ]
+    );
+    assert_eq!(h.event_notes("PhaseChanged"), ["phase None -> Pending"]);
+}
+
+#[tokio::test]
+async fn status_is_server_side_applied_and_tracks_readiness() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 2));
+    h.settle::<TrainingRun>("run").await;
+
+    let apply = h
+        .api
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("/trainingruns/run/status"))
+        .expect("status patch");
+    assert_eq!(apply.method, Method::PATCH);
+    assert_eq!(
+        apply.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+    assert!(
+        apply.query.contains("fieldManager=subnet-operator"),
+        "{}",
+        apply.query
+    );
+    assert!(apply.query.contains("force=true"), "{}", apply.query);
+    let body = apply.body.unwrap();
+    assert_eq!(body["apiVersion"], "subnet.templar.dev/v1alpha1");
+    assert_eq!(body["kind"], "TrainingRun");
+
+    let s = status(&h, "run");
+    assert_eq!(s.phase, Some(Phase::Pending));
+    assert_eq!(condition(&s, "Ready").0, "False");
+    assert_eq!(s.replicas, 2);
+    assert_eq!(s.ready_replicas, 0);
+    assert_eq!(s.observed_generation, Some(1));
+    assert_eq!(
+        s.selector.as_deref(),
+        Some("app.kubernetes.io/managed-by=subnet-operator,subnet.templar.dev/trainingrun=run")
+    );
+
+    h.all_pods_ready();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let s = status(&h, "run");
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(
+        condition(&s, "Ready"),
+        (
+            "True".into(),
+            "AllReplicasReady".into(),
+            "2/2 replicas ready".into()
+        )
+    );
+    assert_eq!(condition(&s, "Progressing").1, "Complete");
+    assert_eq!(condition(&s, "Degraded").0, "False");
+    assert_eq!((s.ready_replicas, s.updated_replicas), (2, 2));
+    assert!(
+        s.replica_statuses
+            .iter()
+            .all(|r| r.ready && r.phase == ReplicaPhase::Running)
+    );
+
+    // Nothing changed: no status write, no pod calls besides the list.
+    h.api.clear_requests();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let reqs = h.api.requests();
+    assert_eq!(reqs.len(), 1, "steady state only lists pods: {reqs:?}");
+    assert_eq!(reqs[0].method, Method::GET);
+}
+
+#[tokio::test]
+async fn failed_pod_is_recreated_with_exponential_backoff() {
+    let h = Harness::new();
+    h.api.set_graceful_pod_deletion(true);
+    h.api.create(&training_run("run", 2));
+    h.settle::<TrainingRun>("run").await;
+    h.all_pods_ready();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let healthy = uid(&h.pod("run-miner-0"));
+
+    h.api.fail_pod(NS, "run-miner-1", 137, "OOMKilled");
+    let action = h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(10))
+    );
+    let s = status(&h, "run");
+    let r1 = s.replica(1).unwrap();
+    assert_eq!((r1.restarts, r1.consecutive_failures), (1, 1));
+    assert_eq!(r1.phase, ReplicaPhase::Failed);
+    assert_eq!(
+        r1.last_failure.as_deref(),
+        Some("exit code 137 (OOMKilled)")
+    );
+    let retry = r1.next_retry.clone().unwrap().0;
+    assert_eq!(retry.duration_since(h.clock.now()).as_secs(), 10);
+    assert_eq!(s.phase, Some(Phase::Degraded));
+    assert_eq!(condition(&s, "Degraded").1, "ReplicaFailed");
+    assert!(h.event_notes("PodFailed")[0].contains("exit code 137 (OOMKilled)"));
+    assert!(
+        h.pod("run-miner-1").metadata.deletion_timestamp.is_some(),
+        "failed pod deleted"
+    );
+
+    // The terminating failed pod is not counted twice.
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(status(&h, "run").replica(1).unwrap().restarts, 1);
+
+    // Gone, but the backoff has not expired: no new pod.
+    h.api.finish_pod_deletions();
+    h.clock.advance(Duration::from_secs(4));
+    let action = h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(6))
+    );
+    assert_eq!(h.pod_names(), ["run-miner-0"]);
+    assert_eq!(
+        status(&h, "run").replica(1).unwrap().phase,
+        ReplicaPhase::BackOff
+    );
+
+    // Expired: recreated.
+    h.clock.advance(Duration::from_secs(6));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(h.pod_names(), ["run-miner-0", "run-miner-1"]);
+    assert_eq!(
+        uid(&h.pod("run-miner-0")),
+        healthy,
+        "healthy replica untouched"
+    );
+
+    // Second failure in a row doubles the delay.
+    h.api.fail_pod(NS, "run-miner-1", 1, "Error");
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let r1 = status(&h, "run").replica(1).unwrap().clone();
+    assert_eq!((r1.restarts, r1.consecutive_failures), (2, 2));
+    assert_eq!(
+        r1.next_retry
+            .unwrap()
+            .0
+            .duration_since(h.clock.now())
+            .as_secs(),
+        20
+    );
+}
+
+#[tokio::test]
+async fn stable_replica_resets_the_backoff() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 1));
+    h.settle::<TrainingRun>("run").await;
+    h.api.fail_pod(NS, "run-miner-0", 1, "Error");
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    h.clock.advance(Duration::from_secs(10));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    h.all_pods_ready();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(
+        status(&h, "run").replica(0).unwrap().consecutive_failures,
+        1
+    );
+    // set_pod_phase stamps startTime with the wall clock; the manual clock started at the
+    // same moment, so 11 minutes later the pod has been Ready for longer than `stable_after`.
+    h.clock.advance(Duration::from_secs(660));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let r0 = status(&h, "run").replica(0).unwrap().clone();
+    assert_eq!((r0.restarts, r0.consecutive_failures), (1, 0));
+}
+
+#[tokio::test]
+async fn suspend_deletes_pods_and_keeps_status() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 2));
+    h.settle::<TrainingRun>("run").await;
+    h.api.edit::<Pod>(NS, "run-miner-0", |p| {
+        p["metadata"]["annotations"]["subnet.templar.dev/chain-uid"] = json!("17");
+    });
+    h.all_pods_ready();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+
+    h.api
+        .edit::<TrainingRun>(NS, "run", |r| r["spec"]["suspend"] = json!(true));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert!(h.pod_names().is_empty());
+    let s = status(&h, "run");
+    assert_eq!(s.phase, Some(Phase::Suspended));
+    assert_eq!(condition(&s, "Ready").1, "Suspended");
+    assert_eq!(s.replica_statuses.len(), 2, "replica entries kept");
+    assert_eq!(s.replica(0).unwrap().uid, Some(17));
+    assert!(
+        s.replica_statuses
+            .iter()
+            .all(|r| r.phase == ReplicaPhase::Suspended && r.pod.is_none())
+    );
+    assert!(h.event_reasons().contains(&"Suspended".to_owned()));
+
+    h.api
+        .edit::<TrainingRun>(NS, "run", |r| r["spec"]["suspend"] = json!(false));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(h.pod_names(), ["run-miner-0", "run-miner-1"]);
+    assert_eq!(status(&h, "run").replica(0).unwrap().uid, Some(17));
+}
+
+#[tokio::test]
+async fn scaling_creates_and_deletes_the_highest_indices() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 3));
+    h.settle::<TrainingRun>("run").await;
+    let before: Vec<String> = h.pod_names().iter().map(|n| uid(&h.pod(n))).collect();
+
+    h.api
+        .edit::<TrainingRun>(NS, "run", |r| r["spec"]["replicas"] = json!(5));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(
+        h.pod_names(),
+        [
+            "run-miner-0",
+            "run-miner-1",
+            "run-miner-2",
+            "run-miner-3",
+            "run-miner-4"
+        ]
+    );
+    let after: Vec<String> = (0..3)
+        .map(|i| uid(&h.pod(&format!("run-miner-{i}"))))
+        .collect();
+    assert_eq!(before, after, "existing replicas untouched by scale-up");
+
+    h.api
+        .edit::<TrainingRun>(NS, "run", |r| r["spec"]["replicas"] = json!(2));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(h.pod_names(), ["run-miner-0", "run-miner-1"]);
+    let s = status(&h, "run");
+    assert_eq!(
+        s.replica_statuses
+            .iter()
+            .map(|r| r.index)
+            .collect::<Vec<_>>(),
+        [0, 1]
+    );
+    let notes = h.event_notes("ScaledDown");
+    assert_eq!(notes.len(), 3, "{notes:?}");
+    assert!(notes[2].starts_with("deleted pod run-miner-4"), "{notes:?}");
+}
+
+#[tokio::test]
+async fn spec_change_rolls_pods_one_at_a_time() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 3));
+    h.settle::<TrainingRun>("run").await;
+    h.all_pods_ready();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let hash =
+        |h: &Harness, n: &str| h.pod(n).annotations()["subnet.templar.dev/config-hash"].clone();
+    let old_hashes: Vec<String> = (0..3)
+        .map(|i| hash(&h, &format!("run-miner-{i}")))
+        .collect();
+
+    h.api.edit::<TrainingRun>(NS, "run", |r| {
+        r["spec"]["image"] = json!("ghcr.io/example/worker:2.0")
+    });
+    let image = |h: &Harness, n: &str| h.pod(n).spec.unwrap().containers[0].image.clone().unwrap();
+    for step in 0..3 {
+        // Replace pod `step`: delete, then recreate on the next pass.
+        h.reconcile::<TrainingRun>("run").await.unwrap();
+        let names = h.pod_names();
+        assert_eq!(
+            names.len(),
+            2,
+            "step {step}: exactly one pod replaced at a time: {names:?}"
+        );
+        assert!(!names.contains(&format!("run-miner-{step}")));
+        let s = status(&h, "run");
+        assert_eq!(condition(&s, "Progressing").1, "RollingUpdate");
+        h.reconcile::<TrainingRun>("run").await.unwrap();
+        assert_eq!(
+            image(&h, &format!("run-miner-{step}")),
+            "ghcr.io/example/worker:2.0"
+        );
+        // While the new pod is not ready, nothing else is touched.
+        h.reconcile::<TrainingRun>("run").await.unwrap();
+        assert_eq!(
+            h.pod_names().len(),
+            3,
+            "step {step}: waits for the new pod to be Ready"
+        );
+        assert_ne!(hash(&h, &format!("run-miner-{step}")), old_hashes[step]);
+        for later in step + 1..3 {
+            assert_eq!(
+                hash(&h, &format!("run-miner-{later}")),
+                old_hashes[later],
+                "step {step}"
+            );
+        }
+        h.all_pods_ready();
+    }
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let s = status(&h, "run");
+    assert_eq!(s.phase, Some(Phase::Running));
+    assert_eq!(s.updated_replicas, 3);
+    assert_eq!(s.observed_generation, Some(2));
+    assert_eq!(h.event_notes("RollingUpdate").len(), 3);
+}
+
+#[tokio::test]
+async fn deletion_cleans_up_pods_and_removes_the_finalizer() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 2));
+    h.settle::<TrainingRun>("run").await;
+    assert_eq!(h.pod_names().len(), 2);
+
+    h.api.delete::<TrainingRun>(NS, "run");
+    assert!(
+        h.get::<TrainingRun>("run")
+            .metadata
+            .deletion_timestamp
+            .is_some()
+    );
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert!(h.pod_names().is_empty());
+    assert!(
+        h.api.get::<TrainingRun>(NS, "run").is_none(),
+        "finalizer removed, object gone"
+    );
+    assert_eq!(
+        h.event_notes("Cleanup"),
+        ["workload deleted; removed 2 pod(s)"]
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_is_rejected_with_a_clear_condition_and_no_pods() {
+    let h = Harness::new();
+    let mut run = training_run("bad", 3);
+    run.spec.wallet.hotkey_secret_template = None;
+    run.spec.wallet.hotkey_secrets = Some(vec!["hk-a".into(), "hk-b".into()]);
+    run.spec.storage.bucket = String::new();
+    h.api.create(&run);
+    h.settle::<TrainingRun>("bad").await;
+    h.reconcile::<TrainingRun>("bad").await.unwrap();
+
+    assert!(h.pod_names().is_empty());
+    let s = h.get::<TrainingRun>("bad").status.unwrap();
+    assert_eq!(s.phase, Some(Phase::Invalid));
+    let (st, reason, message) = condition(&s, "Ready");
+    assert_eq!((st.as_str(), reason.as_str()), ("False", "InvalidSpec"));
+    assert!(
+        message.contains("spec.wallet.hotkeySecrets: lists 2 Secrets but replicas is 3"),
+        "{message}"
+    );
+    assert!(
+        message.contains("spec.storage.bucket: must not be empty"),
+        "{message}"
+    );
+    assert_eq!(
+        h.event_notes("InvalidSpec"),
+        [message],
+        "one Warning event, not one per reconcile"
+    );
+
+    // Fixing the spec recovers.
+    h.api.edit::<TrainingRun>(NS, "bad", |r| {
+        r["spec"]["replicas"] = json!(2);
+        r["spec"]["storage"]["bucket"] = json!("fixed-bucket");
+    });
+    h.reconcile::<TrainingRun>("bad").await.unwrap();
+    assert_eq!(h.pod_names(), ["bad-miner-0", "bad-miner-1"]);
+    assert_eq!(
+        h.pod("bad-miner-1")
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "hotkey")
+            .unwrap()
+            .secret
+            .as_ref()
+            .unwrap()
+            .secret_name
+            .as_deref(),
+        Some("hk-b")
+    );
+}
+
+#[tokio::test]
+async fn validator_set_pods_carry_evaluation_settings_and_keys() {
+    let h = Harness::new();
+    h.api.create(&validator_set("vs", 2));
+    h.settle::<ValidatorSet>("vs").await;
+    assert_eq!(h.pod_names(), ["vs-validator-0", "vs-validator-1"]);
+    let pod = h.pod("vs-validator-1");
+    assert_eq!(
+        pod.spec.as_ref().unwrap().containers[0].args.as_deref(),
+        Some(&["validator".to_owned()][..])
+    );
+    assert_eq!(env_value(&pod, "WORKER_ROLE").as_deref(), Some("validator"));
+    assert_eq!(env_value(&pod, "PEERS_PER_WINDOW").as_deref(), Some("8"));
+    assert_eq!(
+        env_value(&pod, "WEIGHT_INTERVAL_WINDOWS").as_deref(),
+        Some("3")
+    );
+    assert_eq!(
+        env_value(&pod, "COLDKEY_FILE").as_deref(),
+        Some("/var/run/secrets/subnet/coldkey/coldkey")
+    );
+    let volumes = pod.spec.as_ref().unwrap().volumes.clone().unwrap();
+    let secret = |name: &str| {
+        volumes
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap()
+            .secret
+            .clone()
+            .unwrap()
+            .secret_name
+            .unwrap()
+    };
+    assert_eq!(secret("hotkey"), "validator-hotkey-1");
+    assert_eq!(secret("coldkey"), "validator-coldkey");
+    assert_eq!(pod.labels()["subnet.templar.dev/validatorset"], "vs");
+    let s = h.get::<ValidatorSet>("vs").status.unwrap();
+    assert_eq!(
+        s.replica(1).unwrap().hotkey_secret.as_deref(),
+        Some("validator-hotkey-1")
+    );
+}
+
+#[tokio::test]
+async fn worker_reports_flow_into_replica_status() {
+    let h = Harness::new();
+    h.api.create(&training_run("run", 1));
+    h.settle::<TrainingRun>("run").await;
+    h.api.edit::<Pod>(NS, "run-miner-0", |p| {
+        let a = &mut p["metadata"]["annotations"];
+        a["subnet.templar.dev/chain-uid"] = json!("42");
+        a["subnet.templar.dev/last-window"] = json!("1234");
+        a["subnet.templar.dev/last-score"] = json!("0.75");
+    });
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let r = status(&h, "run").replica(0).unwrap().clone();
+    assert_eq!(
+        (r.uid, r.last_window, r.last_score),
+        (Some(42), Some(1234), Some(0.75))
+    );
+}
+
+#[tokio::test]
+async fn claim_template_creates_one_checkpoint_claim_per_replica() {
+    let h = Harness::new();
+    let mut run = training_run("run", 2);
+    let template: k8s_openapi::api::core::v1::PersistentVolumeClaimSpec =
+        serde_json::from_value(json!({
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "100Gi"}},
+        }))
+        .unwrap();
+    run.spec.checkpoint = Some(CheckpointSpec {
+        existing_claim: None,
+        claim_template: Some(template),
+        mount_path: "/ckpt".into(),
+    });
+    h.api.create(&run);
+    h.settle::<TrainingRun>("run").await;
+    let claims: Vec<String> = h
+        .api
+        .list::<PersistentVolumeClaim>(NS)
+        .into_iter()
+        .map(|c| c.name_any())
+        .collect();
+    assert_eq!(claims, ["run-checkpoint-0", "run-checkpoint-1"]);
+    let pod = h.pod("run-miner-1");
+    let vol = pod
+        .spec
+        .as_ref()
+        .unwrap()
+        .volumes
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|v| v.name == "checkpoints")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        vol.persistent_volume_claim.unwrap().claim_name,
+        "run-checkpoint-1"
+    );
+    assert_eq!(env_value(&pod, "CHECKPOINT_DIR").as_deref(), Some("/ckpt"));
+
+    // Claims survive pod recreation and are garbage-collected with the run.
+    h.api.delete::<TrainingRun>(NS, "run");
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(h.api.count("persistentvolumeclaims"), 0);
+}
+
+#[tokio::test]
+async fn api_failure_fails_the_reconcile_and_bumps_the_failure_metric() {
+    let h = Harness::new();
+    let run = h.api.create(&training_run("run", 1));
+    h.settle::<TrainingRun>("run").await;
+    h.api.fail_next(Method::GET, "/pods", 500, 1);
+    let err = h.reconcile::<TrainingRun>("run").await.unwrap_err();
+    let action = error_policy(std::sync::Arc::new(run), &err, h.ctx.clone());
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(15))
+    );
+    assert_eq!(h.ctx.metrics.failures("TrainingRun", "api_500"), 1);
+    assert_eq!(h.ctx.metrics.reconciles("TrainingRun"), 3);
+    // Recovers on the next pass.
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+}
+
+#[tokio::test]
+async fn pods_of_other_owners_are_ignored() {
+    let h = Harness::new();
+    h.api.create(&training_run("a", 1));
+    h.api.create(&training_run("b", 1));
+    h.settle::<TrainingRun>("a").await;
+    h.settle::<TrainingRun>("b").await;
+    h.api
+        .edit::<TrainingRun>(NS, "a", |r| r["spec"]["replicas"] = json!(0));
+    h.reconcile::<TrainingRun>("a").await.unwrap();
+    assert_eq!(h.pod_names(), ["b-miner-0"]);
+}
