@@ -45,7 +45,10 @@ mod tests {
         assert!(verify("k", Some(&digest.to_uppercase()), b"payload").is_ok());
         assert!(matches!(
             verify("k", Some(&digest), b"payloaD"),
-            Err(StorageError::Checksum { expected: Some(_), .. })
+            Err(StorageError::Checksum {
+                expected: Some(_),
+                ..
+            })
         ));
         assert!(matches!(
             verify("k", None, b"payload"),

@@ -226,7 +226,10 @@ mod tests {
         );
         let mut upper = raw;
         upper[0] = b'A';
-        assert_eq!(BucketCredentials::parse(&upper), Err(CredentialsError::BadAccountId));
+        assert_eq!(
+            BucketCredentials::parse(&upper),
+            Err(CredentialsError::BadAccountId)
+        );
     }
 
     #[test]
@@ -235,7 +238,11 @@ mod tests {
         creds.access_key_id.push('x');
         assert!(matches!(
             creds.to_raw128(),
-            Err(CredentialsError::TooLong { field: "access key id", len: 33, max: 32 })
+            Err(CredentialsError::TooLong {
+                field: "access key id",
+                len: 33,
+                max: 32
+            })
         ));
     }
 
@@ -248,7 +255,10 @@ mod tests {
         );
         let config = creds.s3_config(None);
         assert_eq!(config.bucket, creds.account_id);
-        assert_eq!(config.endpoint.as_deref(), Some(creds.r2_endpoint().as_str()));
+        assert_eq!(
+            config.endpoint.as_deref(),
+            Some(creds.r2_endpoint().as_str())
+        );
         assert_eq!(config.region, "auto");
         let local = creds.s3_config(Some("http://127.0.0.1:8333"));
         assert_eq!(local.endpoint.as_deref(), Some("http://127.0.0.1:8333"));

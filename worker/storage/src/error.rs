@@ -58,7 +58,9 @@ pub enum StorageError {
         key: String,
     },
     /// The object was last modified before the accepted upload window opened.
-    #[error("object {key:?} was modified at {last_modified:?}, before the window opened at {not_before:?}")]
+    #[error(
+        "object {key:?} was modified at {last_modified:?}, before the window opened at {not_before:?}"
+    )]
     TooEarly {
         /// The requested key.
         key: String,

@@ -110,7 +110,10 @@ async fn fetch_one<P>(
     if let Some(overall) = policy.deadline {
         deadline = deadline.min(overall);
     }
-    tokio::time::timeout_at(deadline.into(), request.store.get_with(&request.key, options))
-        .await
-        .map_err(|_| StorageError::timeout("fetch", &request.key))?
+    tokio::time::timeout_at(
+        deadline.into(),
+        request.store.get_with(&request.key, options),
+    )
+    .await
+    .map_err(|_| StorageError::timeout("fetch", &request.key))?
 }

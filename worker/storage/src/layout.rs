@@ -94,27 +94,42 @@ impl RunLayout {
 
     /// `{run}/gradients/{window:010}/{uid:05}.slc`
     pub fn gradient(&self, window: u64, uid: u16) -> String {
-        format!("{}{uid:05}.slc", self.window_prefix(ObjectKind::Gradient, window))
+        format!(
+            "{}{uid:05}.slc",
+            self.window_prefix(ObjectKind::Gradient, window)
+        )
     }
 
     /// `{run}/sync/{window:010}/{uid:05}.bin`
     pub fn sync_sample(&self, window: u64, uid: u16) -> String {
-        format!("{}{uid:05}.bin", self.window_prefix(ObjectKind::SyncSample, window))
+        format!(
+            "{}{uid:05}.bin",
+            self.window_prefix(ObjectKind::SyncSample, window)
+        )
     }
 
     /// `{run}/peers/{window:010}/peers.json`
     pub fn peer_list(&self, window: u64) -> String {
-        format!("{}peers.json", self.window_prefix(ObjectKind::PeerList, window))
+        format!(
+            "{}peers.json",
+            self.window_prefix(ObjectKind::PeerList, window)
+        )
     }
 
     /// `{run}/aggregates/{window:010}/aggregate.slc`
     pub fn aggregate(&self, window: u64) -> String {
-        format!("{}aggregate.slc", self.window_prefix(ObjectKind::Aggregate, window))
+        format!(
+            "{}aggregate.slc",
+            self.window_prefix(ObjectKind::Aggregate, window)
+        )
     }
 
     /// `{run}/checkpoints/{window:010}/{file}`; `file` is one key segment.
     pub fn checkpoint(&self, window: u64, file: &str) -> Result<String, StorageError> {
-        let key = format!("{}{file}", self.window_prefix(ObjectKind::Checkpoint, window));
+        let key = format!(
+            "{}{file}",
+            self.window_prefix(ObjectKind::Checkpoint, window)
+        );
         if file.contains('/') {
             return Err(StorageError::InvalidKey {
                 key,
@@ -180,10 +195,19 @@ mod tests {
     #[test]
     fn keys_follow_the_documented_layout() {
         let layout = RunLayout::new("run-7").unwrap();
-        assert_eq!(layout.gradient(42, 3), "run-7/gradients/0000000042/00003.slc");
-        assert_eq!(layout.sync_sample(42, 65535), "run-7/sync/0000000042/65535.bin");
+        assert_eq!(
+            layout.gradient(42, 3),
+            "run-7/gradients/0000000042/00003.slc"
+        );
+        assert_eq!(
+            layout.sync_sample(42, 65535),
+            "run-7/sync/0000000042/65535.bin"
+        );
         assert_eq!(layout.peer_list(1), "run-7/peers/0000000001/peers.json");
-        assert_eq!(layout.aggregate(1), "run-7/aggregates/0000000001/aggregate.slc");
+        assert_eq!(
+            layout.aggregate(1),
+            "run-7/aggregates/0000000001/aggregate.slc"
+        );
         assert_eq!(
             layout.checkpoint(9, "model.safetensors").unwrap(),
             "run-7/checkpoints/0000000009/model.safetensors"
@@ -220,8 +244,14 @@ mod tests {
             }
         );
         let parsed = layout.parse(&layout.peer_list(7)).unwrap();
-        assert_eq!((parsed.kind, parsed.window, parsed.uid), (ObjectKind::PeerList, 7, None));
-        assert_eq!(layout.parse(&layout.gradient(u64::MAX, 1)).unwrap().window, u64::MAX);
+        assert_eq!(
+            (parsed.kind, parsed.window, parsed.uid),
+            (ObjectKind::PeerList, 7, None)
+        );
+        assert_eq!(
+            layout.parse(&layout.gradient(u64::MAX, 1)).unwrap().window,
+            u64::MAX
+        );
     }
 
     #[test]

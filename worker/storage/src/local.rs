@@ -217,14 +217,12 @@ fn publish(partial: &Path, path: &Path) -> Result<(), StorageError> {
         .map_err(|err| StorageError::io(parent, err))
 }
 
-fn read_object(
-    root: &Path,
-    key: &str,
-    options: &GetOptions,
-) -> Result<StoredObject, StorageError> {
+fn read_object(root: &Path, key: &str, options: &GetOptions) -> Result<StoredObject, StorageError> {
     let path = object_path(root, key)?;
     let mut file = File::open(&path).map_err(|err| not_found_or_io(key, &path, err))?;
-    let metadata = file.metadata().map_err(|err| StorageError::io(&path, err))?;
+    let metadata = file
+        .metadata()
+        .map_err(|err| StorageError::io(&path, err))?;
     let meta = object_meta(key.to_owned(), &path, &metadata)?;
     options.check(key, meta.size, meta.last_modified)?;
 
@@ -269,7 +267,9 @@ fn list_objects(root: &Path, prefix: &str) -> Result<Vec<ObjectMeta>, StorageErr
                 continue;
             }
             let path = entry.path();
-            let file_type = entry.file_type().map_err(|err| StorageError::io(&path, err))?;
+            let file_type = entry
+                .file_type()
+                .map_err(|err| StorageError::io(&path, err))?;
             if file_type.is_dir() {
                 pending.push(path);
                 continue;
@@ -348,7 +348,9 @@ fn remove_stale_partials(partial_dir: &Path) {
             let path = entry.path();
             match fs::remove_file(&path) {
                 Ok(()) => tracing::info!(path = %path.display(), "removed stale partial write"),
-                Err(err) => tracing::warn!(path = %path.display(), %err, "cannot remove stale partial write"),
+                Err(err) => {
+                    tracing::warn!(path = %path.display(), %err, "cannot remove stale partial write")
+                }
             }
         }
     }

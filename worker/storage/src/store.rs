@@ -90,8 +90,12 @@ pub trait ObjectStore: Send + Sync {
     /// (or at the store's own upload timeout, whichever comes first). A multipart upload that
     /// misses the deadline is aborted; a single-request S3 upload cut off by the deadline has an
     /// unknown outcome (the server may or may not have received the whole body).
-    async fn put_before(&self, key: &str, body: Bytes, deadline: Instant)
-    -> Result<(), StorageError>;
+    async fn put_before(
+        &self,
+        key: &str,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<(), StorageError>;
 
     /// Downloads and verifies `key`, refusing objects over `max_bytes` before reading the body.
     async fn get(&self, key: &str, max_bytes: u64) -> Result<StoredObject, StorageError> {

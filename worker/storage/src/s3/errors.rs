@@ -39,7 +39,10 @@ where
         return StorageError::timeout(operation, key);
     }
     let status = err.raw_response().map(|raw| raw.status().as_u16());
-    let code = err.as_service_error().and_then(|e| e.code()).map(str::to_owned);
+    let code = err
+        .as_service_error()
+        .and_then(|e| e.code())
+        .map(str::to_owned);
     let message = DisplayErrorContext(&err).to_string();
     match (code.as_deref(), status) {
         (Some("NoSuchBucket"), _) => StorageError::NoSuchBucket {
@@ -65,9 +68,8 @@ pub(crate) fn to_system_time(
     operation: &'static str,
     key: &str,
 ) -> Result<SystemTime, StorageError> {
-    let time = time.ok_or_else(|| {
-        StorageError::backend(operation, format!("no LastModified for {key:?}"))
-    })?;
+    let time = time
+        .ok_or_else(|| StorageError::backend(operation, format!("no LastModified for {key:?}")))?;
     SystemTime::try_from(*time).map_err(|err| {
         StorageError::backend(operation, format!("bad LastModified for {key:?}: {err}"))
     })

@@ -227,7 +227,9 @@ impl ObjectStore for S3Store {
                 .await
                 .map_err(|_| StorageError::timeout("get", key))?;
             match result {
-                Err(err) if attempt < self.config.max_attempts && is_retryable_download_error(&err) => {
+                Err(err)
+                    if attempt < self.config.max_attempts && is_retryable_download_error(&err) =>
+                {
                     tracing::debug!(key, attempt, error = %err, "retrying download");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.config.max_backoff);

@@ -70,7 +70,12 @@ impl Drop for TestProxy {
     }
 }
 
-async fn relay(client: TcpStream, upstream: SocketAddr, mode: ProxyMode, to_client: Arc<AtomicU64>) {
+async fn relay(
+    client: TcpStream,
+    upstream: SocketAddr,
+    mode: ProxyMode,
+    to_client: Arc<AtomicU64>,
+) {
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };

@@ -113,8 +113,18 @@ impl SeaweedFs {
             .tempdir()?
             .keep();
         let ports = free_ports(10)?;
-        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin, admin_grpc] =
-            ports[..]
+        let [
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+            s3,
+            s3_grpc,
+            admin,
+            admin_grpc,
+        ] = ports[..]
         else {
             return Err(SeaweedFsError::Startup("could not reserve ports".into()));
         };
@@ -155,6 +165,7 @@ impl SeaweedFs {
             ("volume-grpc", volume_grpc),
             ("filer-grpc", filer_grpc),
             ("s3-grpc", s3_grpc),
+            ("admin-grpc", admin_grpc),
         ]
         .map(|(name, port)| format!("/tmp/seaweedfs-{name}-{port}.sock"))
         .join(" ");
@@ -206,7 +217,9 @@ impl SeaweedFs {
         } else {
             "S3 did not answer in time"
         };
-        Err(SeaweedFsError::Startup(format!("{reason}; log tail:\n{tail}")))
+        Err(SeaweedFsError::Startup(format!(
+            "{reason}; log tail:\n{tail}"
+        )))
     }
 
     /// The S3 endpoint URL (`http://127.0.0.1:<port>`).
