@@ -7,9 +7,16 @@ same step: forward, token-summed cross-entropy / tokens, backward, global-norm c
 torch.optim.AdamW(lr 1.17e-4, betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices).
 
     .venv/bin/python worker/model/benches/reference_torch.py [tiny|150m]
+
+With `check DIR` it instead loads a worker-model Hugging Face export (DIR/model.safetensors +
+DIR/config.json), runs DIR/input_ids.json through this independent implementation and
+compares the logits with DIR/logits.f32 (raw little-endian fp32 written by the Rust side);
+the tests/torch_reference.rs test drives it.
 """
 
-import math
+import json
+import os
+import struct
 import sys
 import time
 
@@ -24,8 +31,9 @@ CONFIGS = {
 
 
 class Llama(torch.nn.Module):
-    def __init__(self, vocab, hidden, inter, layers, heads, kv, head_dim, seq, tied):
+    def __init__(self, vocab, hidden, inter, layers, heads, kv, head_dim, seq, tied, theta=10000.0, eps=1e-5, hf_norm=False):
         super().__init__()
+        self.eps, self.hf_norm = eps, hf_norm
         self.heads, self.kv, self.head_dim = heads, kv, head_dim
         lin = lambda o, i: torch.nn.Parameter(torch.randn(o, i) * 0.02)
         self.embed = torch.nn.Parameter(torch.randn(vocab, hidden) * 0.02)
@@ -40,11 +48,18 @@ class Llama(torch.nn.Module):
             self.layers.append(layer)
         self.norm = torch.nn.Parameter(torch.ones(hidden))
         self.head = None if tied else lin(vocab, hidden)
-        inv = 1.0 / (10000.0 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        inv = 1.0 / (theta ** (torch.arange(0, head_dim, 2).float() / head_dim))
         freqs = torch.outer(torch.arange(seq).float(), inv)
         emb = torch.cat([freqs, freqs], -1)
         self.register_buffer("cos", emb.cos())
         self.register_buffer("sin", emb.sin())
+
+    def rms(self, x, weight):
+        if not self.hf_norm:
+            return F.rms_norm(x, (x.shape[-1],), weight, self.eps)
+        # transformers' LlamaRMSNorm, written out.
+        variance = x.float().pow(2).mean(-1, keepdim=True)
+        return weight * (x.float() * torch.rsqrt(variance + self.eps)).to(x.dtype)
 
     def rope(self, x):
         t = x.shape[2]
@@ -56,20 +71,66 @@ class Llama(torch.nn.Module):
         b, t = ids.shape
         x = F.embedding(ids, self.embed)
         for l in self.layers:
-            h = F.rms_norm(x, (x.shape[-1],), l["ln1"], 1e-5)
+            h = self.rms(x, l["ln1"])
             q = F.linear(h, l["q"]).view(b, t, self.heads, self.head_dim).transpose(1, 2)
             k = F.linear(h, l["k"]).view(b, t, self.kv, self.head_dim).transpose(1, 2)
             v = F.linear(h, l["v"]).view(b, t, self.kv, self.head_dim).transpose(1, 2)
             a = F.scaled_dot_product_attention(self.rope(q), self.rope(k), v, is_causal=True,
                                                enable_gqa=self.kv != self.heads)
             x = x + F.linear(a.transpose(1, 2).reshape(b, t, -1), l["o"])
-            h = F.rms_norm(x, (x.shape[-1],), l["ln2"], 1e-5)
+            h = self.rms(x, l["ln2"])
             x = x + F.linear(F.silu(F.linear(h, l["gate"])) * F.linear(h, l["up"]), l["down"])
-        x = F.rms_norm(x, (x.shape[-1],), self.norm, 1e-5)
+        x = self.rms(x, self.norm)
         return F.linear(x, self.embed if self.head is None else self.head)
 
 
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    body = data[8 + n:]
+    dtypes = {"F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16}
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        out[name] = torch.frombuffer(bytearray(body[start:end]), dtype=dtypes[info["dtype"]]).reshape(info["shape"])
+    return out
+
+
+def check(directory):
+    cfg = json.load(open(os.path.join(directory, "config.json")))
+    weights = load_safetensors(os.path.join(directory, "model.safetensors"))
+    ids = torch.tensor(json.load(open(os.path.join(directory, "input_ids.json"))))
+    expected = torch.frombuffer(bytearray(open(os.path.join(directory, "logits.f32"), "rb").read()),
+                                dtype=torch.float32).reshape(*ids.shape, cfg["vocab_size"])
+    assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["hidden_act"] == "silu"
+    model = Llama(cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"],
+                  cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"],
+                  cfg["max_position_embeddings"], cfg["tie_word_embeddings"], cfg["rope_theta"], cfg["rms_norm_eps"], hf_norm=True)
+    with torch.no_grad():
+        model.embed.copy_(weights.pop("model.embed_tokens.weight"))
+        model.norm.copy_(weights.pop("model.norm.weight"))
+        if model.head is not None:
+            model.head.copy_(weights.pop("lm_head.weight"))
+        short = {"self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v", "self_attn.o_proj": "o",
+                 "mlp.gate_proj": "gate", "mlp.up_proj": "up", "mlp.down_proj": "down",
+                 "input_layernorm": "ln1", "post_attention_layernorm": "ln2"}
+        for i, layer in enumerate(model.layers):
+            for hf, ours in short.items():
+                layer[ours].copy_(weights.pop(f"model.layers.{i}.{hf}.weight"))
+        assert not weights, f"unexpected tensors {list(weights)}"
+        logits = model(ids)
+    diff = (logits - expected).abs().max().item()
+    print(f"max |logits - worker-model logits| = {diff:.3e}")
+    sys.exit(0 if diff < 1e-4 else 1)
+
+
 def main():
+    if sys.argv[1:2] == ["check"]:
+        return check(sys.argv[2])
     names = sys.argv[1:] or list(CONFIGS)
     print(f"reference PyTorch {torch.__version__}: CPU, {torch.get_num_threads()} threads, fp32")
     torch.manual_seed(0)
