@@ -1,1 +1,21 @@
-//! (under construction)
+//! Subtensor chain access for the worker: the [`Chain`] trait, a subxt client
+//! ([`SubxtChain`]), an in-process chain for the devnet and tests ([`EmbeddedChain`]),
+//! bittensor wallet files ([`wallet`]), and weight helpers ([`weights`]).
+
+pub mod account;
+pub mod chain;
+pub mod embedded;
+pub mod error;
+pub mod subtensor;
+pub mod types;
+pub mod wallet;
+pub mod weights;
+
+pub use account::{AccountId, BITTENSOR_SS58_PREFIX, ss58_decode, ss58_encode};
+pub use chain::{Chain, MAX_COMMITMENT_BYTES, WeightsReveal};
+pub use embedded::{EmbeddedChain, EmbeddedChainConfig, SubnetConfig};
+pub use error::{ChainError, RateLimited};
+pub use subtensor::{Network, SubxtChain, SubxtChainConfig};
+pub use types::{Metagraph, Neuron, window_of, window_start};
+pub use wallet::{Keypair, Password, Wallet, WalletError, verify};
+pub use weights::{NormalizedWeights, WeightsError, commit_hash, normalize_max_weights};

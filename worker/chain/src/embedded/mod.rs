@@ -1,0 +1,228 @@
+//! [`EmbeddedChain`]: an in-process subtensor stand-in for the devnet and tests.
+//!
+//! Blocks advance on a tokio timer ([`EmbeddedChain::start`]) or by hand
+//! ([`EmbeddedChain::advance`]). It keeps registrations (uids in order, capacity limited),
+//! commitments, weights with the subnet's rate limit and commit-reveal, and recomputes
+//! incentives every `tempo` blocks with a simplified Yuma (see [`yuma`]).
+
+mod state;
+pub mod yuma;
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+pub use state::SubnetConfig;
+use state::ChainState;
+
+use crate::account::AccountId;
+use crate::chain::{Chain, WeightsReveal};
+use crate::error::ChainError;
+use crate::types::Metagraph;
+use crate::wallet::Keypair;
+
+/// Chain-wide parameters of an [`EmbeddedChain`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EmbeddedChainConfig {
+    /// Blocks per training window.
+    pub blocks_per_window: u64,
+    /// Time between blocks when the timer runs.
+    pub block_time: Duration,
+}
+
+impl Default for EmbeddedChainConfig {
+    fn default() -> Self {
+        Self {
+            blocks_per_window: 115,
+            block_time: Duration::from_millis(200),
+        }
+    }
+}
+
+struct Inner {
+    config: EmbeddedChainConfig,
+    state: RwLock<ChainState>,
+    blocks: watch::Sender<u64>,
+}
+
+/// Handle to an in-process chain. Clones share the same chain; the block timer (if started)
+/// stops when the last handle is dropped.
+#[derive(Clone)]
+pub struct EmbeddedChain {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for EmbeddedChain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedChain")
+            .field("config", &self.inner.config)
+            .field("block", &*self.inner.blocks.borrow())
+            .finish()
+    }
+}
+
+impl EmbeddedChain {
+    /// A chain at block 0 whose blocks only advance through [`EmbeddedChain::advance`].
+    pub fn new(config: EmbeddedChainConfig) -> Self {
+        let (blocks, _) = watch::channel(0);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                state: RwLock::new(ChainState::default()),
+                blocks,
+            }),
+        }
+    }
+
+    /// A chain whose blocks also advance every `block_time` on a tokio task (requires a tokio
+    /// runtime). The task ends when every handle is dropped.
+    pub fn start(config: EmbeddedChainConfig) -> Self {
+        let chain = Self::new(config);
+        let weak: Weak<Inner> = Arc::downgrade(&chain.inner);
+        let period = chain.inner.config.block_time.max(Duration::from_millis(1));
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(period);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let Some(inner) = weak.upgrade() else { break };
+                EmbeddedChain { inner }.advance(1);
+            }
+        });
+        chain
+    }
+
+    fn read<T>(&self, f: impl FnOnce(&ChainState) -> T) -> T {
+        let state = self.inner.state.read().unwrap_or_else(PoisonError::into_inner);
+        f(&state)
+    }
+
+    fn write<T>(&self, f: impl FnOnce(&mut ChainState) -> T) -> T {
+        let mut state = self.inner.state.write().unwrap_or_else(PoisonError::into_inner);
+        f(&mut state)
+    }
+
+    /// Produce `n` blocks now (running epochs on the way); returns the new block number.
+    pub fn advance(&self, n: u64) -> u64 {
+        let block = self.write(|s| {
+            for _ in 0..n {
+                s.step();
+            }
+            s.block
+        });
+        self.inner.blocks.send_replace(block);
+        block
+    }
+
+    /// The current block (synchronous).
+    pub fn block(&self) -> u64 {
+        self.read(|s| s.block)
+    }
+
+    /// Create (or reset) a subnet.
+    pub fn add_subnet(&self, netuid: u16, config: SubnetConfig) {
+        self.write(|s| s.add_subnet(netuid, config));
+    }
+
+    /// Add stake to a registered hotkey (gives validator permits); returns its new stake.
+    pub fn add_stake(&self, netuid: u16, hotkey: &AccountId, amount: u64) -> Result<u64, ChainError> {
+        self.write(|s| s.add_stake(netuid, hotkey, amount))
+    }
+
+    /// Recompute incentives of a subnet now instead of waiting for its next epoch.
+    pub fn run_epoch(&self, netuid: u16) -> Result<(), ChainError> {
+        self.write(|s| s.run_epoch(netuid))
+    }
+
+    /// Every neuron's current weight row, indexed by uid.
+    pub fn weights(&self, netuid: u16) -> Result<Vec<Vec<(u16, u16)>>, ChainError> {
+        self.read(|s| s.weights(netuid))
+    }
+}
+
+#[async_trait]
+impl Chain for EmbeddedChain {
+    async fn current_block(&self) -> Result<u64, ChainError> {
+        Ok(self.block())
+    }
+
+    fn blocks_per_window(&self) -> u64 {
+        self.inner.config.blocks_per_window
+    }
+
+    fn block_time(&self) -> Duration {
+        self.inner.config.block_time
+    }
+
+    async fn wait_for_block(&self, block: u64) -> Result<u64, ChainError> {
+        let mut blocks = self.inner.blocks.subscribe();
+        let seen = blocks
+            .wait_for(|&b| b >= block)
+            .await
+            .map_err(|_| ChainError::Rpc("embedded chain stopped".into()))?;
+        Ok(*seen)
+    }
+
+    async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
+        self.read(|s| s.metagraph(netuid))
+    }
+
+    async fn burned_register(
+        &self,
+        netuid: u16,
+        coldkey: &Keypair,
+        hotkey: &AccountId,
+    ) -> Result<u16, ChainError> {
+        self.write(|s| s.register(netuid, coldkey.account_id(), *hotkey))
+    }
+
+    async fn set_commitment(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        data: &[u8],
+    ) -> Result<(), ChainError> {
+        self.write(|s| s.set_commitment(netuid, hotkey.account_id(), data))
+    }
+
+    async fn commitments(&self, netuid: u16) -> Result<HashMap<AccountId, Vec<u8>>, ChainError> {
+        self.read(|s| s.commitments(netuid))
+    }
+
+    async fn set_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        uids: &[u16],
+        weights: &[f32],
+        version_key: u64,
+    ) -> Result<(), ChainError> {
+        self.write(|s| s.set_weights(netuid, &hotkey.account_id(), uids, weights, version_key))
+    }
+
+    async fn commit_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        commit_hash: [u8; 32],
+    ) -> Result<(), ChainError> {
+        self.write(|s| s.commit_weights(netuid, &hotkey.account_id(), commit_hash))
+    }
+
+    async fn reveal_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        reveal: &WeightsReveal,
+    ) -> Result<(), ChainError> {
+        self.write(|s| s.reveal_weights(netuid, &hotkey.account_id(), reveal))
+    }
+
+    async fn weights_rate_limit(&self, netuid: u16) -> Result<u64, ChainError> {
+        self.read(|s| s.weights_rate_limit(netuid))
+    }
+}
