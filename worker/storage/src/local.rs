@@ -35,6 +35,9 @@ const STALE_PARTIAL_AGE: Duration = Duration::from_secs(3600);
 
 /// A directory-backed object store with the same semantics as [`crate::S3Store`]: atomic
 /// publish, SHA-256 verification, size limits before reading, whole-second LastModified.
+///
+/// File I/O runs on the blocking pool: a `put` whose future is dropped still finishes (and
+/// publishes) in the background; `put_before` refuses to publish once its deadline has passed.
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: Arc<PathBuf>,

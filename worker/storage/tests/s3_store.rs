@@ -73,6 +73,7 @@ async fn wait_for_uploads(store: &S3Store, key: &str, want: impl Fn(usize) -> bo
 async fn put_get_head_list_delete_round_trip() {
     let Some(server) = server() else { return };
     let store = fresh_store(server, |_| {}).await;
+    store.ensure_bucket().await.unwrap();
     let before = SystemTime::now() - Duration::from_secs(2);
 
     store.put("run/a/1.bin", payload(1000, 1)).await.unwrap();
