@@ -22,7 +22,7 @@ use crate::metrics;
 pub struct HttpState {
     /// Metrics registry served at `/metrics`.
     pub registry: Arc<Registry>,
-    /// Set once the controllers run (and, with leader election, the lease is held).
+    /// Set once the API server and the CRDs answer (leadership is not required).
     pub ready: Arc<AtomicBool>,
 }
 

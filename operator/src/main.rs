@@ -98,6 +98,9 @@ async fn main() -> anyhow::Result<()> {
         anyhow::bail!("CRDs missing: {err}");
     }
 
+    // Ready as soon as the API and CRDs answer: a standby replica waiting for the lease is
+    // healthy, and gating readiness on leadership would stall Deployment rollouts.
+    ready.store(true, Ordering::Release);
     let leadership = if args.leader_election {
         let config = LeaderConfig {
             lease_name: args.lease_name.clone(),
@@ -120,7 +123,6 @@ async fn main() -> anyhow::Result<()> {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
     };
-    ready.store(true, Ordering::Release);
     info!(namespace = ?args.namespace, "controllers starting");
     let controllers = run_controllers(client, ctx, options);
     let outcome = match leadership {
