@@ -5,6 +5,8 @@
 //! that transmitted it (coordinates nobody sent stay 0). It runs chunk by chunk in a
 //! cache-resident scratch buffer, parallel over bands, straight into the output tensor.
 
+use std::mem::MaybeUninit;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::bitpack::code_at;
@@ -150,12 +152,12 @@ fn densify(
     Ok(dense.f_reshape(shape)?.f_to_device(device)?)
 }
 
-/// Fills whole bands of the output starting at band `first_band`.
+/// Writes every element of whole bands of the output, starting at band `first_band`.
 fn scatter_mean_bands(
     geom: &ChunkGeometry,
     peers: &[PeerEntries<'_>],
     first_band: usize,
-    out: &mut [f32],
+    out: &mut [MaybeUninit<f32>],
 ) {
     let (br, bc, cols, k) = (geom.block_rows(), geom.block_cols(), geom.cols(), geom.k());
     let per_band = geom.chunks_per_band();
@@ -192,7 +194,7 @@ fn scatter_mean_bands(
                     continue;
                 };
                 for ((o, &s), &c) in row.iter_mut().zip(srow).zip(crow) {
-                    *o = if c > 0 { s / c as f32 } else { 0.0 };
+                    o.write(if c > 0 { s / c as f32 } else { 0.0 });
                 }
             }
         }

@@ -1,5 +1,7 @@
 //! Host (CPU) memory access to tensors and the thread split used by the kernels.
 
+use std::mem::MaybeUninit;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::error::SparseLocoError;
@@ -30,24 +32,26 @@ pub(crate) fn f32_slice(tensor: &Tensor) -> Option<&[f32]> {
     Some(unsafe { std::slice::from_raw_parts(ptr, numel) })
 }
 
-/// A new CPU `f32` tensor of `numel` elements whose contents `fill` writes in full.
+/// A new CPU `f32` tensor of `numel` elements; `fill` must write every element (the
+/// storage starts uninitialised, as with `torch.empty`).
 pub(crate) fn new_f32_tensor(
     numel: usize,
-    fill: impl FnOnce(&mut [f32]),
+    fill: impl FnOnce(&mut [MaybeUninit<f32>]),
 ) -> Result<Tensor, SparseLocoError> {
     let len = i64::try_from(numel)
         .map_err(|_| SparseLocoError::InvalidSpecs("tensor too large".into()))?;
-    let tensor = Tensor::f_zeros([len], (Kind::Float, Device::Cpu))?;
+    let tensor = Tensor::f_empty([len], (Kind::Float, Device::Cpu))?;
     if numel > 0 {
-        let ptr = tensor.data_ptr() as *mut f32;
+        let ptr = tensor.data_ptr() as *mut MaybeUninit<f32>;
         if ptr.is_null() || !ptr.is_aligned() {
             return Err(SparseLocoError::InvalidSpecs(
                 "torch returned an unusable buffer".into(),
             ));
         }
         // SAFETY: `tensor` was just allocated here as a contiguous CPU Float tensor of
-        // `numel` zero-initialised elements; no other handle to it exists, so this is the
-        // only reference to its storage while `fill` runs.
+        // `numel` (possibly uninitialised, hence `MaybeUninit`) aligned elements; no other
+        // handle to it exists, so this is the only reference to its storage while `fill`
+        // runs.
         let data = unsafe { std::slice::from_raw_parts_mut(ptr, numel) };
         fill(data);
     }
@@ -63,10 +67,11 @@ pub(crate) fn kernel_threads() -> usize {
 /// Splits `data` (`bands` bands of `band_elems` elements each) into contiguous groups of
 /// bands, one per kernel thread, and runs `work(first_band, group)` on each in parallel.
 /// Results come back in band order.
-pub(crate) fn par_bands<R, F>(data: &mut [f32], band_elems: usize, bands: usize, work: F) -> Vec<R>
+pub(crate) fn par_bands<T, R, F>(data: &mut [T], band_elems: usize, bands: usize, work: F) -> Vec<R>
 where
+    T: Send,
     R: Send,
-    F: Fn(usize, &mut [f32]) -> R + Sync,
+    F: Fn(usize, &mut [T]) -> R + Sync,
 {
     let threads = kernel_threads().min(bands).max(1);
     if threads == 1 || band_elems == 0 {

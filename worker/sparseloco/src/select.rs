@@ -13,13 +13,82 @@ pub(crate) struct Selected {
 /// Sort key that orders elements by `|value|` (NaN above infinity, as torch does), ties
 /// going to the lower local index. Non-negative floats order like their bit patterns.
 #[inline]
-fn magnitude_key(value: f32, local: usize) -> u64 {
-    (u64::from(value.to_bits() & 0x7fff_ffff) << 32) | (0xffff - local as u64)
+fn magnitude_key(magnitude_bits: u32, local: usize) -> u64 {
+    (u64::from(magnitude_bits) << 32) | (0xffff - local as u64)
 }
 
 #[inline]
 fn local_of(key: u64) -> u16 {
     (0xffff - (key & 0xffff)) as u16
+}
+
+/// Magnitude bits are bucketed by their top 12 bits (sign is always 0): exponent plus three
+/// mantissa bits, i.e. buckets 1/8 of an octave wide.
+const BUCKET_SHIFT: u32 = 20;
+const BUCKETS: usize = 1 << (32 - BUCKET_SHIFT);
+
+/// Scratch space reused across chunks.
+struct Scratch {
+    magnitudes: Vec<u32>,
+    histogram: Vec<u32>,
+    candidates: Vec<u64>,
+    top: Vec<u16>,
+}
+
+impl Scratch {
+    fn new(chunk_elems: usize, k: usize) -> Self {
+        Self {
+            magnitudes: Vec::with_capacity(chunk_elems),
+            histogram: vec![0; BUCKETS],
+            candidates: Vec::with_capacity(chunk_elems),
+            top: Vec::with_capacity(k),
+        }
+    }
+
+    /// Local indices (sorted) of the `k` largest entries of `self.magnitudes`.
+    ///
+    /// Radix select: a histogram of the magnitude buckets gives the bucket holding the
+    /// k-th largest; everything at or above that bucket is a candidate (for Gaussian-like
+    /// data about k plus a few dozen), and an exact selection runs on the candidates only.
+    fn select_top(&mut self, k: usize) {
+        let (mut low, mut high) = (BUCKETS, 0usize);
+        for &m in &self.magnitudes {
+            let bucket = (m >> BUCKET_SHIFT) as usize;
+            if let Some(h) = self.histogram.get_mut(bucket) {
+                *h += 1;
+            }
+            low = low.min(bucket);
+            high = high.max(bucket);
+        }
+        let mut threshold = low;
+        let mut above = 0usize;
+        for bucket in (low..=high).rev() {
+            above += self.histogram.get(bucket).copied().unwrap_or(0) as usize;
+            if above >= k {
+                threshold = bucket;
+                break;
+            }
+        }
+        if let Some(used) = self.histogram.get_mut(low..=high) {
+            used.fill(0);
+        }
+        let floor = (threshold as u32) << BUCKET_SHIFT;
+        self.candidates.clear();
+        for (local, &m) in self.magnitudes.iter().enumerate() {
+            if m >= floor {
+                self.candidates.push(magnitude_key(m, local));
+            }
+        }
+        if k < self.candidates.len() {
+            let pivot = self.candidates.len() - k;
+            self.candidates.select_nth_unstable(pivot);
+            self.candidates.drain(..pivot);
+        }
+        self.top.clear();
+        self.top
+            .extend(self.candidates.iter().map(|&key| local_of(key)));
+        self.top.sort_unstable();
+    }
 }
 
 /// Updates `residual <- decay * residual + delta` over whole bands and selects the `k`
@@ -33,21 +102,19 @@ pub(crate) fn decay_add_select(
     delta: &[f32],
 ) -> Selected {
     let (bc, br, cols, k) = (geom.block_cols(), geom.block_rows(), geom.cols(), geom.k());
-    let chunk_elems = geom.chunk_elems();
     let band_elems = geom.band_elems();
     let chunks = residual.len() / band_elems.max(1) * geom.chunks_per_band();
     let mut out = Selected {
         indices: Vec::with_capacity(chunks * k),
         values: Vec::with_capacity(chunks * k),
     };
-    let mut keys: Vec<u64> = Vec::with_capacity(chunk_elems);
-    let mut top: Vec<u16> = Vec::with_capacity(k);
+    let mut scratch = Scratch::new(geom.chunk_elems(), k);
     for (band, band_delta) in residual
         .chunks_exact_mut(band_elems)
         .zip(delta.chunks_exact(band_elems))
     {
         for j in 0..geom.chunks_per_band() {
-            keys.clear();
+            scratch.magnitudes.clear();
             for r in 0..br {
                 let start = r * cols + j * bc;
                 let (Some(row), Some(drow)) = (
@@ -56,20 +123,13 @@ pub(crate) fn decay_add_select(
                 ) else {
                     continue;
                 };
-                for (c, (e, &d)) in row.iter_mut().zip(drow).enumerate() {
+                for (e, &d) in row.iter_mut().zip(drow) {
                     *e = decay * *e + d;
-                    keys.push(magnitude_key(*e, r * bc + c));
+                    scratch.magnitudes.push(e.to_bits() & 0x7fff_ffff);
                 }
             }
-            if k < keys.len() {
-                let pivot = keys.len() - k;
-                keys.select_nth_unstable(pivot);
-                keys.drain(..pivot);
-            }
-            top.clear();
-            top.extend(keys.iter().map(|&key| local_of(key)));
-            top.sort_unstable();
-            for &local in &top {
+            scratch.select_top(k);
+            for &local in &scratch.top {
                 out.indices.push(local);
                 out.values.push(
                     band.get(geom.offset_in_band(j, usize::from(local)))
@@ -116,37 +176,89 @@ mod tests {
     use super::*;
     use crate::config::{ParamSpec, SparseLocoConfig};
 
-    #[test]
-    fn selects_the_largest_magnitudes_per_chunk() {
-        let spec = ParamSpec::new("w", [128, 100]);
-        let geom = ChunkGeometry::new(&spec, &SparseLocoConfig::default()).unwrap();
-        assert_eq!((geom.block_rows(), geom.block_cols()), (64, 50));
-        let n = geom.numel();
-        let delta: Vec<f32> = (0..n)
-            .map(|i| ((i * 7919 % 10007) as f32 - 5000.0) / 100.0)
-            .collect();
-        let mut residual: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.5).collect();
-        let before = residual.clone();
-        let sel = decay_add_select(&geom, 0.95, &mut residual, &delta);
-        for i in 0..n {
-            assert_eq!(residual[i], 0.95 * before[i] + delta[i]);
+    /// Runs the kernel on `delta` (residual starting from `initial`) and compares every
+    /// chunk with a full sort by (|value| desc, local index asc).
+    fn check_against_sort(shape: &[i64], delta: &[f32], initial: &[f32], decay: f32) {
+        let geom =
+            ChunkGeometry::new(&ParamSpec::new("w", shape), &SparseLocoConfig::default()).unwrap();
+        let mut residual = initial.to_vec();
+        let sel = decay_add_select(&geom, decay, &mut residual, delta);
+        for i in 0..geom.numel() {
+            assert_eq!(
+                residual[i].to_bits(),
+                (decay * initial[i] + delta[i]).to_bits()
+            );
         }
+        let k = geom.k();
         assert_eq!(sel.indices.len(), geom.entries());
         for chunk in 0..geom.n_chunks() {
-            let mut mags: Vec<(f32, usize)> = (0..geom.chunk_elems())
-                .map(|l| (residual[geom.flat_index(chunk, l)].abs(), l))
-                .collect();
-            mags.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-            let mut expected: Vec<u16> = mags[..64].iter().map(|&(_, l)| l as u16).collect();
+            let mut order: Vec<usize> = (0..geom.chunk_elems()).collect();
+            let magnitude = |l: usize| residual[geom.flat_index(chunk, l)].to_bits() & 0x7fff_ffff;
+            order.sort_by(|&a, &b| magnitude(b).cmp(&magnitude(a)).then(a.cmp(&b)));
+            let mut expected: Vec<u16> = order[..k].iter().map(|&l| l as u16).collect();
             expected.sort_unstable();
-            let got = &sel.indices[chunk * 64..(chunk + 1) * 64];
-            assert_eq!(got, &expected[..]);
+            let got = &sel.indices[chunk * k..(chunk + 1) * k];
+            assert_eq!(got, &expected[..], "chunk {chunk}");
             for (e, &l) in got.iter().enumerate() {
                 assert_eq!(
-                    sel.values[chunk * 64 + e],
-                    residual[geom.flat_index(chunk, l as usize)]
+                    sel.values[chunk * k + e].to_bits(),
+                    residual[geom.flat_index(chunk, usize::from(l))].to_bits()
                 );
             }
         }
+    }
+
+    fn pseudo_random(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i + seed) * 7919 % 10007) as f32 - 5000.0) / 100.0)
+            .collect()
+    }
+
+    #[test]
+    fn selects_the_largest_magnitudes_per_chunk() {
+        let n = 128 * 100;
+        let initial: Vec<f32> = (0..n).map(|i| (i % 13) as f32 * 0.5).collect();
+        check_against_sort(&[128, 100], &pseudo_random(n, 0), &initial, 0.95);
+    }
+
+    #[test]
+    fn ties_go_to_the_lowest_index() {
+        let n = 64 * 192;
+        // Every magnitude equal (with mixed signs and zeros of both signs).
+        let delta: Vec<f32> = (0..n)
+            .map(|i| if i % 3 == 0 { -1.5 } else { 1.5 })
+            .collect();
+        check_against_sort(&[64, 192], &delta, &vec![0.0; n], 1.0);
+        let zeros: Vec<f32> = (0..n)
+            .map(|i| if i % 2 == 0 { 0.0 } else { -0.0 })
+            .collect();
+        check_against_sort(&[64, 192], &zeros, &vec![0.0; n], 1.0);
+    }
+
+    #[test]
+    fn wide_dynamic_range_and_small_chunks() {
+        let n = 64 * 128;
+        let delta: Vec<f32> = (0..n)
+            .map(|i| 2f32.powi((i * 37 % 250) as i32 - 125) * if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        check_against_sort(&[64, 128], &delta, &vec![0.0; n], 0.95);
+        // Few distinct values, many in the threshold bucket.
+        let delta: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
+        check_against_sort(&[64, 128], &delta, &vec![0.0; n], 0.95);
+        // 1-D and chunks smaller than k.
+        check_against_sort(&[130], &pseudo_random(130, 3), &vec![0.25; 130], 0.95);
+        check_against_sort(&[3, 7], &pseudo_random(21, 4), &vec![0.0; 21], 0.95);
+    }
+
+    #[test]
+    fn nan_and_infinity_are_selected_first() {
+        let mut delta = pseudo_random(64 * 64, 5);
+        delta[100] = f32::NAN;
+        delta[200] = f32::NEG_INFINITY;
+        let geom = ChunkGeometry::new(&ParamSpec::new("w", [64, 64]), &SparseLocoConfig::default())
+            .unwrap();
+        let mut residual = vec![0.0; 64 * 64];
+        let sel = decay_add_select(&geom, 0.95, &mut residual, &delta);
+        assert!(sel.indices.contains(&100) && sel.indices.contains(&200));
     }
 }

@@ -1,0 +1,125 @@
+//! The decoder never panics on arbitrary or mutated bytes, and whatever it accepts is
+//! canonical (re-encodes to the same bytes).
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{RawPayload, RawTensor, refresh_crc, small_specs, strided_pick};
+use proptest::prelude::*;
+use worker_sparseloco::{ParamSpec, decode, encode};
+
+fn specs() -> &'static [ParamSpec] {
+    static SPECS: OnceLock<Vec<ParamSpec>> = OnceLock::new();
+    SPECS.get_or_init(small_specs)
+}
+
+fn valid_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| {
+        let tensors = specs()
+            .iter()
+            .map(|s| {
+                let k = worker_sparseloco::ChunkGeometry::new(s, &Default::default())
+                    .unwrap()
+                    .k();
+                RawTensor::valid(s, strided_pick(1, k), |e| (e * 5 % 4) as u8)
+            })
+            .collect();
+        RawPayload::new(77, 3, tensors).to_bytes()
+    })
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip { at: usize, mask: u8 },
+    Set { at: usize, value: u8 },
+    Truncate { len: usize },
+    Insert { at: usize, bytes: Vec<u8> },
+    Remove { at: usize, len: usize },
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1u8..).prop_map(|(at, mask)| Mutation::Flip { at, mask }),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, value)| Mutation::Set { at, value }),
+        any::<usize>().prop_map(|len| Mutation::Truncate { len }),
+        (
+            any::<usize>(),
+            proptest::collection::vec(any::<u8>(), 1..16)
+        )
+            .prop_map(|(at, bytes)| Mutation::Insert { at, bytes }),
+        (any::<usize>(), 1usize..64).prop_map(|(at, len)| Mutation::Remove { at, len }),
+    ]
+}
+
+fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
+    let n = bytes.len().max(1);
+    match m {
+        Mutation::Flip { at, mask } => {
+            if let Some(b) = bytes.get_mut(at % n) {
+                *b ^= mask;
+            }
+        }
+        Mutation::Set { at, value } => {
+            if let Some(b) = bytes.get_mut(at % n) {
+                *b = *value;
+            }
+        }
+        Mutation::Truncate { len } => bytes.truncate(len % n),
+        Mutation::Insert { at, bytes: extra } => {
+            let at = at % (bytes.len() + 1);
+            bytes.splice(at..at, extra.iter().copied());
+        }
+        Mutation::Remove { at, len } => {
+            let at = at % n;
+            let end = (at + len).min(bytes.len());
+            if at < end {
+                bytes.drain(at..end);
+            }
+        }
+    }
+}
+
+/// Decoding must return (never panic); an accepted payload must be canonical.
+fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+    if let Ok(payload) = decode(bytes, specs()) {
+        prop_assert_eq!(encode(&payload), bytes.to_vec());
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+        prop_assert!(decode(&bytes, specs()).is_err());
+    }
+
+    #[test]
+    fn random_bytes_after_a_valid_header_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        let mut bytes = valid_bytes()[..20].to_vec();
+        bytes.extend_from_slice(&body);
+        refresh_crc(&mut bytes);
+        check(&bytes)?;
+    }
+
+    #[test]
+    fn mutated_payloads_never_panic(mutations in proptest::collection::vec(mutation(), 1..4), fix_crc: bool) {
+        let mut bytes = valid_bytes().to_vec();
+        for m in &mutations {
+            apply(&mut bytes, m);
+        }
+        if fix_crc {
+            refresh_crc(&mut bytes);
+        }
+        check(&bytes)?;
+    }
+}
+
+#[test]
+fn the_fuzzing_seed_is_valid() {
+    let payload = decode(valid_bytes(), specs()).unwrap();
+    assert_eq!(encode(&payload), valid_bytes());
+}
