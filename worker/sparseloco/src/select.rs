@@ -246,8 +246,8 @@ mod tests {
         let delta: Vec<f32> = (0..n).map(|i| (i % 5) as f32).collect();
         check_against_sort(&[64, 128], &delta, &vec![0.0; n], 0.95);
         // 1-D and chunks smaller than k.
-        check_against_sort(&[130], &pseudo_random(130, 3), &vec![0.25; 130], 0.95);
-        check_against_sort(&[3, 7], &pseudo_random(21, 4), &vec![0.0; 21], 0.95);
+        check_against_sort(&[130], &pseudo_random(130, 3), &[0.25; 130], 0.95);
+        check_against_sort(&[3, 7], &pseudo_random(21, 4), &[0.0; 21], 0.95);
     }
 
     #[test]
