@@ -10,8 +10,9 @@ torch.optim.AdamW(lr 1.17e-4, betas (0.9, 0.95), eps 1e-8, wd 0.1 on matrices).
 
 With `check DIR` it instead loads a worker-model Hugging Face export (DIR/model.safetensors +
 DIR/config.json), runs DIR/input_ids.json through this independent implementation and
-compares the logits with DIR/logits.f32 (raw little-endian fp32 written by the Rust side);
-the tests/torch_reference.rs test drives it.
+compares the logits with DIR/logits.f32 (raw little-endian fp32 written by the Rust side).
+With `check-train DIR` it replays DIR/train.json's inner steps with torch.optim.AdamW and
+compares the weights with the export in DIR/after. tests/torch_reference.rs drives both.
 """
 
 import json
@@ -100,13 +101,16 @@ def load_safetensors(path):
     return out
 
 
-def check(directory):
+SHORT = {"self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v", "self_attn.o_proj": "o",
+         "mlp.gate_proj": "gate", "mlp.up_proj": "up", "mlp.down_proj": "down",
+         "input_layernorm": "ln1", "post_attention_layernorm": "ln2"}
+
+
+def load_export(directory):
+    """An independent model holding the weights of a worker-model HF export."""
     cfg = json.load(open(os.path.join(directory, "config.json")))
-    weights = load_safetensors(os.path.join(directory, "model.safetensors"))
-    ids = torch.tensor(json.load(open(os.path.join(directory, "input_ids.json"))))
-    expected = torch.frombuffer(bytearray(open(os.path.join(directory, "logits.f32"), "rb").read()),
-                                dtype=torch.float32).reshape(*ids.shape, cfg["vocab_size"])
     assert cfg["architectures"] == ["LlamaForCausalLM"] and cfg["hidden_act"] == "silu"
+    weights = load_safetensors(os.path.join(directory, "model.safetensors"))
     model = Llama(cfg["vocab_size"], cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"],
                   cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"],
                   cfg["max_position_embeddings"], cfg["tie_word_embeddings"], cfg["rope_theta"], cfg["rms_norm_eps"], hf_norm=True)
@@ -115,22 +119,76 @@ def check(directory):
         model.norm.copy_(weights.pop("model.norm.weight"))
         if model.head is not None:
             model.head.copy_(weights.pop("lm_head.weight"))
-        short = {"self_attn.q_proj": "q", "self_attn.k_proj": "k", "self_attn.v_proj": "v", "self_attn.o_proj": "o",
-                 "mlp.gate_proj": "gate", "mlp.up_proj": "up", "mlp.down_proj": "down",
-                 "input_layernorm": "ln1", "post_attention_layernorm": "ln2"}
         for i, layer in enumerate(model.layers):
-            for hf, ours in short.items():
+            for hf, ours in SHORT.items():
                 layer[ours].copy_(weights.pop(f"model.layers.{i}.{hf}.weight"))
         assert not weights, f"unexpected tensors {list(weights)}"
+    return cfg, model
+
+
+def named_parameters(model):
+    """(HF name, tensor) pairs of the reference model."""
+    yield "model.embed_tokens.weight", model.embed
+    for i, layer in enumerate(model.layers):
+        for hf, ours in SHORT.items():
+            yield f"model.layers.{i}.{hf}.weight", layer[ours]
+    yield "model.norm.weight", model.norm
+    if model.head is not None:
+        yield "lm_head.weight", model.head
+
+
+def check(directory):
+    """Forward pass: logits of the export vs DIR/logits.f32."""
+    cfg, model = load_export(directory)
+    ids = torch.tensor(json.load(open(os.path.join(directory, "input_ids.json"))))
+    expected = torch.frombuffer(bytearray(open(os.path.join(directory, "logits.f32"), "rb").read()),
+                                dtype=torch.float32).reshape(*ids.shape, cfg["vocab_size"])
+    with torch.no_grad():
         logits = model(ids)
     diff = (logits - expected).abs().max().item()
     print(f"max |logits - worker-model logits| = {diff:.3e}")
     sys.exit(0 if diff < 1e-4 else 1)
 
 
+def check_train(directory):
+    """Training: DIR/train.json steps of torch.optim.AdamW + clipping from DIR's weights must
+    land on the weights of DIR/after (worker-model's InnerTrainer on the same batches)."""
+    _, model = load_export(directory)
+    spec = json.load(open(os.path.join(directory, "train.json")))
+    _, after = load_export(os.path.join(directory, "after"))
+    params = [p for _, p in named_parameters(model)]
+    decay = [p for p in params if p.dim() >= 2]
+    other = [p for p in params if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": spec["weight_decay"]},
+                             {"params": other, "weight_decay": 0.0}],
+                            lr=spec["lr"], betas=(spec["beta1"], spec["beta2"]), eps=spec["eps"])
+    for step in spec["steps"]:
+        total = sum(int((torch.tensor(mb["labels"]) != -100).sum()) for mb in step)
+        for mb in step:
+            ids, labels = torch.tensor(mb["input_ids"]), torch.tensor(mb["labels"])
+            logits = model(ids)
+            loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), labels.view(-1),
+                                   ignore_index=-100, reduction="sum")
+            (loss / total).backward()
+        torch.nn.utils.clip_grad_norm_(params, spec["grad_clip"])
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    _, before = load_export(directory)
+    diff_sq = update_sq = 0.0
+    for (_, mine), (_, theirs), (_, start) in zip(named_parameters(model), named_parameters(after),
+                                                  named_parameters(before)):
+        diff_sq += (mine.detach() - theirs).double().pow(2).sum().item()
+        update_sq += (mine.detach() - start).double().pow(2).sum().item()
+    relative = (diff_sq / update_sq) ** 0.5
+    print(f"|torch AdamW weights - worker-model weights| / |torch update| = {relative:.3e}")
+    sys.exit(0 if relative < 1e-3 else 1)
+
+
 def main():
     if sys.argv[1:2] == ["check"]:
         return check(sys.argv[2])
+    if sys.argv[1:2] == ["check-train"]:
+        return check_train(sys.argv[2])
     names = sys.argv[1:] or list(CONFIGS)
     print(f"reference PyTorch {torch.__version__}: CPU, {torch.get_num_threads()} threads, fp32")
     torch.manual_seed(0)

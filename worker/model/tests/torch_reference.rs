@@ -81,3 +81,85 @@ fn logits_match_pytorch_reference_on_exported_weights() {
     std::fs::write(&config_path, serde_json::to_vec(&json).unwrap()).unwrap();
     assert!(!run().status.success(), "a wrong RoPE base went unnoticed");
 }
+
+#[test]
+fn inner_steps_match_torch_adamw_with_clipping() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("../../.venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "skipping: {} not found (run scripts/setup.sh)",
+            python.display()
+        );
+        return;
+    }
+    let config = LlamaConfig {
+        tie_word_embeddings: false,
+        ..LlamaConfig::tiny()
+    };
+    let mut model = Llama::new(config, Device::Cpu, 8).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    export_hf(&model, dir.path(), tch::Kind::Float).unwrap();
+
+    let adamw = worker_model::AdamWConfig {
+        schedule: worker_model::LrSchedule {
+            peak: 1e-3,
+            warmup_steps: 1,
+            total_steps: 1 << 40,
+            min_ratio: 0.1,
+        },
+        grad_clip: Some(0.5),
+        // Large enough that decoupled decay (and its exemption for norm weights) shows.
+        weight_decay: 10.0,
+        ..worker_model::AdamWConfig::default()
+    };
+    let mut trainer = worker_model::InnerTrainer::new(adamw.clone(), &model).unwrap();
+    let data = common::train_data();
+    // Sample 0 starts right after nothing, others straddle EOS boundaries somewhere in the corpus.
+    let steps = data
+        .window_steps(&(0..12).map(|i| i * 97).collect::<Vec<u64>>(), 3, 2, 2)
+        .unwrap();
+    let mut clipped = 0;
+    for micro_batches in &steps {
+        let (_, _, stats) = trainer.train_step(&mut model, micro_batches).unwrap();
+        clipped += usize::from(stats.grad_norm > 0.5);
+    }
+    assert!(clipped > 0, "clipping should be exercised");
+    export_hf(&model, &dir.path().join("after"), tch::Kind::Float).unwrap();
+
+    let to_lists = |t: &Tensor| -> Vec<Vec<i64>> {
+        (0..t.size()[0])
+            .map(|i| Vec::<i64>::try_from(t.get(i)).unwrap())
+            .collect()
+    };
+    let spec = serde_json::json!({
+        "lr": adamw.schedule.peak,
+        "beta1": adamw.beta1,
+        "beta2": adamw.beta2,
+        "eps": adamw.eps,
+        "weight_decay": adamw.weight_decay,
+        "grad_clip": 0.5,
+        "steps": steps.iter().map(|mbs| mbs.iter().map(|b| serde_json::json!({
+            "input_ids": to_lists(&b.input_ids),
+            "labels": to_lists(&b.labels),
+        })).collect::<Vec<_>>()).collect::<Vec<_>>(),
+    });
+    std::fs::write(
+        dir.path().join("train.json"),
+        serde_json::to_vec(&spec).unwrap(),
+    )
+    .unwrap();
+    let output = Command::new(&python)
+        .arg(root.join("benches/reference_torch.py"))
+        .arg("check-train")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        output.status.success(),
+        "torch AdamW disagrees:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
