@@ -1,0 +1,471 @@
+//! A whole subnet in one process: the embedded chain, one embedded object store (a
+//! directory) per peer, N miners and one validator running real SparseLoCo training of the
+//! tiny LLaMA on the bundled corpus, window after window.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use clap::Args;
+use tch::Device;
+use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig, verify};
+use worker_gauntlet::{GauntletConfig, Outcome, PeerOutcome};
+use worker_model::{Batch, CorpusSplit, TokenDataset, open_bundled};
+use worker_storage::{
+    BucketCredentials, FetchPolicy, LocalStore, ObjectStore, RunLayout, UploadWindow,
+};
+
+use crate::behaviour::Behaviour;
+use crate::error::{NodeError, Result};
+use crate::exchange::{
+    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, upload_gradient,
+    upload_sync_sample,
+};
+use crate::gradient_object::Signer;
+use crate::miner::Miner;
+use crate::replica::SYNC_VALUES_PER_TENSOR;
+use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
+use crate::settings::TrainingSettings;
+use crate::validator::{EvalSettings, Validator};
+
+/// The subnet id the devnet registers everyone on.
+pub const DEVNET_NETUID: u16 = 1;
+/// Blocks per window on the embedded chain.
+const BLOCKS_PER_WINDOW: u64 = 10;
+/// Largest gradient object accepted in the devnet.
+const MAX_OBJECT_BYTES: u64 = 64 << 20;
+
+/// Options of `worker devnet`.
+#[derive(Debug, Clone, Args)]
+pub struct DevnetArgs {
+    /// Honest miners.
+    #[arg(long, default_value_t = 4)]
+    pub miners: usize,
+    /// Extra adversarial miners, repeatable: lazy, copycat, poisoner, wrongdata, late.
+    #[arg(long = "cheater", value_name = "BEHAVIOUR")]
+    pub cheaters: Vec<Behaviour>,
+    /// Windows to run.
+    #[arg(long, default_value_t = 10)]
+    pub windows: u64,
+    /// Inner AdamW steps per window.
+    #[arg(long, default_value_t = 12)]
+    pub inner_steps: usize,
+    /// Samples per micro-batch.
+    #[arg(long, default_value_t = 8)]
+    pub micro_batch_size: usize,
+    /// Peak inner learning rate.
+    #[arg(long, default_value_t = 3e-3)]
+    pub inner_lr: f64,
+    /// Outer learning rate.
+    #[arg(long, default_value_t = 1.0)]
+    pub outer_lr: f64,
+    /// Set weights on chain every this many windows.
+    #[arg(long, default_value_t = 2)]
+    pub weights_every: u64,
+    /// Seed of the data assignment.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Working directory (buckets, report, plot); wiped at start.
+    #[arg(long, default_value = ".devnet")]
+    pub dir: PathBuf,
+    /// Also write the report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No per-window tables, only the summary.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+impl DevnetArgs {
+    fn training(&self) -> TrainingSettings {
+        TrainingSettings {
+            run_id: "devnet".into(),
+            run_seed: self.seed,
+            model: "tiny".into(),
+            model_seed: 0,
+            inner_steps: self.inner_steps,
+            micro_batch_size: self.micro_batch_size,
+            micro_batches: 1,
+            inner_lr: self.inner_lr,
+            warmup_steps: self.inner_steps as u64,
+            total_steps: self.inner_steps as u64 * self.windows.max(1) * 2,
+            outer_lr: self.outer_lr,
+            topk: 64,
+            chunk: 64,
+            error_decay: 0.95,
+        }
+    }
+}
+
+struct Participant {
+    miner: Miner,
+    key: Keypair,
+    store: Arc<dyn ObjectStore>,
+}
+
+struct KeySigner<'a>(&'a Keypair);
+
+impl Signer for KeySigner<'_> {
+    fn public_key(&self) -> [u8; 32] {
+        self.0.public_key()
+    }
+    fn sign(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign(message)
+    }
+}
+
+fn verifier(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
+    verify(public, message, signature)
+}
+
+/// Runs the devnet and returns its report (also printed unless `quiet`).
+pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
+    if args.miners + args.cheaters.len() < 2 {
+        return Err(NodeError::Config(
+            "the devnet needs at least two miners".into(),
+        ));
+    }
+    if args.cheaters.contains(&Behaviour::Copycat) && args.miners == 0 {
+        return Err(NodeError::Config(
+            "a copycat needs an honest miner to copy".into(),
+        ));
+    }
+    let started = Instant::now();
+    let device = Device::Cpu;
+    let settings = args.training();
+    if args.dir.exists() {
+        std::fs::remove_dir_all(&args.dir)?;
+    }
+    std::fs::create_dir_all(&args.dir)?;
+    let layout = RunLayout::new(settings.run_id.clone())?;
+
+    let chain = EmbeddedChain::new(EmbeddedChainConfig {
+        blocks_per_window: BLOCKS_PER_WINDOW,
+        ..EmbeddedChainConfig::default()
+    });
+    chain.add_subnet(
+        DEVNET_NETUID,
+        SubnetConfig {
+            weights_rate_limit: BLOCKS_PER_WINDOW,
+            tempo: BLOCKS_PER_WINDOW,
+            ..SubnetConfig::default()
+        },
+    );
+    let owner = Keypair::from_dev_name("owner");
+
+    // The validator: registered first, staked so it holds a validator permit.
+    let validator_key = Keypair::from_dev_name("validator");
+    chain
+        .burned_register(DEVNET_NETUID, &owner, &validator_key.account_id())
+        .await?;
+    chain.add_stake(
+        DEVNET_NETUID,
+        &validator_key.account_id(),
+        1_000_000_000_000,
+    )?;
+    let validator_store: Arc<dyn ObjectStore> = Arc::new(open_bucket(args, "validator")?);
+    let mut validator = Validator::new(
+        &settings,
+        EvalSettings {
+            assigned_batches: 2,
+            random_batches: 2,
+            lr: settings.outer_lr,
+            max_object_bytes: MAX_OBJECT_BYTES as usize,
+        },
+        GauntletConfig::default(),
+        device,
+    )?;
+
+    // Miners: honest first, then the cheaters.
+    let behaviours: Vec<Behaviour> = std::iter::repeat_n(Behaviour::Honest, args.miners)
+        .chain(args.cheaters.iter().copied())
+        .collect();
+    let mut participants = Vec::with_capacity(behaviours.len());
+    for (i, behaviour) in behaviours.iter().enumerate() {
+        let key = Keypair::from_dev_name(&format!("miner-{i}"));
+        let uid = chain
+            .burned_register(DEVNET_NETUID, &owner, &key.account_id())
+            .await?;
+        let bucket = format!("miner-{i}");
+        let store: Arc<dyn ObjectStore> = Arc::new(open_bucket(args, &bucket)?);
+        // Publish read credentials the way a real miner does; peers resolve them below.
+        let credentials = BucketCredentials {
+            account_id: bucket.clone(),
+            access_key_id: "devnet-read".into(),
+            secret_access_key: "devnet-read-secret".into(),
+        };
+        let raw = credentials
+            .to_raw128()
+            .map_err(|err| NodeError::Config(err.to_string()))?;
+        chain.set_commitment(DEVNET_NETUID, &key, &raw).await?;
+        participants.push(Participant {
+            miner: Miner::new(uid, *behaviour, &settings, device)?,
+            key,
+            store,
+        });
+    }
+    let directory = resolve_peers(&chain, args).await?;
+
+    let train = open_bundled(
+        CorpusSplit::Train,
+        validator.replica.model.config().seq_len as usize,
+    )?;
+    let held_out = held_out_batches(args, validator.replica.model.config().seq_len as usize)?;
+    let initial_eval_loss = validator.replica.model.loss_on_batches(&held_out)?;
+    let sync_len = validator.replica.model.parameters().len() * SYNC_VALUES_PER_TENSOR;
+    if !args.quiet {
+        println!(
+            "devnet: {} miners ({}), 1 validator, {} windows, tiny LLaMA ({} parameters), initial held-out loss {:.4}",
+            participants.len(),
+            behaviours
+                .iter()
+                .map(|b| b.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            args.windows,
+            validator.replica.model.config().param_count(),
+            initial_eval_loss
+        );
+    }
+
+    let mut windows = Vec::new();
+    let (mut on_wire, mut decoded) = (0usize, 0usize);
+    for window in 0..args.windows {
+        let window_started = Instant::now();
+        let target = window * BLOCKS_PER_WINDOW;
+        chain.advance(target.saturating_sub(chain.block()));
+        let start = SystemTime::now();
+        let mut uploads: BTreeMap<u16, (f64, usize, f64)> = BTreeMap::new();
+        let mut victim_object: Option<Vec<u8>> = None;
+        let mut late = Vec::new();
+        for p in participants.iter_mut() {
+            let uid = p.miner.uid;
+            upload_sync_sample(
+                &*p.store,
+                &layout,
+                window,
+                uid,
+                &p.miner.replica.sync_sample()?,
+            )
+            .await?;
+            let upload =
+                p.miner
+                    .produce(window, &train, &KeySigner(&p.key), victim_object.as_deref())?;
+            if p.miner.behaviour == Behaviour::Honest && victim_object.is_none() {
+                victim_object = Some(upload.object.clone());
+            }
+            uploads.insert(
+                uid,
+                (
+                    upload.train_loss,
+                    upload.payload_bytes,
+                    upload.compression_ratio,
+                ),
+            );
+            on_wire += 1;
+            if p.miner.behaviour == Behaviour::Late {
+                late.push((uid, upload.object, p.store.clone()));
+            } else {
+                upload_gradient(&*p.store, &layout, window, uid, upload.object).await?;
+            }
+        }
+        // The upload deadline falls now; late miners publish after it.
+        let upload_window = UploadWindow::new(start, start.elapsed().unwrap_or_default());
+        if !late.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for (uid, object, store) in late {
+            upload_gradient(&*store, &layout, window, uid, object).await?;
+        }
+        let policy =
+            FetchPolicy::new(Duration::from_secs(10), MAX_OBJECT_BYTES).within(upload_window);
+
+        // The validator scores the window and publishes the aggregation list.
+        let peers: Vec<PeerEndpoint> = directory.values().cloned().collect();
+        let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
+        let sampled = validator.sample(window, &active);
+        let to_fetch: Vec<PeerEndpoint> = peers
+            .iter()
+            .filter(|p| sampled.contains(&p.uid))
+            .cloned()
+            .collect();
+        let submissions = fetch_submissions(&to_fetch, &layout, window, &policy, sync_len).await;
+        validator.gauntlet.mark_seen(window, &active);
+        let evaluation = validator.evaluate_window(window, submissions, &train, &verifier)?;
+        decoded += evaluation
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
+            .count();
+        publish_peer_list(&*validator_store, &layout, &evaluation.peer_list).await?;
+
+        let weights_set = (window + 1) % args.weights_every.max(1) == 0;
+        if weights_set {
+            let weights = validator.gauntlet.weights();
+            let (uids, values): (Vec<u16>, Vec<f32>) = weights.into_iter().unzip();
+            if values.iter().any(|w| *w > 0.0) {
+                chain
+                    .set_weights(DEVNET_NETUID, &validator_key, &uids, &values, 0)
+                    .await?;
+            }
+        }
+
+        // Everyone aggregates the listed peers and takes the outer step.
+        let list = read_peer_list(&*validator_store, &layout, window)
+            .await?
+            .ok_or_else(|| NodeError::Config(format!("peer list for window {window} vanished")))?;
+        let selected: Vec<PeerEndpoint> = peers
+            .iter()
+            .filter(|p| list.peers.contains(&p.uid))
+            .cloned()
+            .collect();
+        let (payloads, _) = gather(
+            &selected,
+            &layout,
+            window,
+            &policy,
+            &validator.replica,
+            &verifier,
+        )
+        .await;
+        validator.outer_step(&payloads)?;
+        let reference = validator.replica.sync_sample()?;
+        let mut in_sync = BTreeMap::new();
+        for p in participants.iter_mut() {
+            let (payloads, _) = gather(
+                &selected,
+                &layout,
+                window,
+                &policy,
+                &p.miner.replica,
+                &verifier,
+            )
+            .await;
+            p.miner.replica.outer_step(&payloads, settings.outer_lr)?;
+            in_sync.insert(p.miner.uid, p.miner.replica.sync_sample()? == reference);
+        }
+
+        let eval_loss = validator.replica.model.loss_on_batches(&held_out)?;
+        let scores: BTreeMap<u16, f64> = validator.gauntlet.final_scores().into_iter().collect();
+        let weights: BTreeMap<u16, f32> = validator.gauntlet.weights().into_iter().collect();
+        let miners = participants
+            .iter()
+            .map(|p| {
+                let uid = p.miner.uid;
+                let (train_loss, bytes, ratio) =
+                    uploads.get(&uid).copied().unwrap_or((f64::NAN, 0, 0.0));
+                MinerRow {
+                    uid,
+                    behaviour: p.miner.behaviour.to_string(),
+                    train_loss,
+                    in_sync: in_sync.get(&uid).copied().unwrap_or(false),
+                    wire_bytes: bytes,
+                    compression_ratio: ratio,
+                    score: scores.get(&uid).copied().unwrap_or(0.0),
+                    weight: weights.get(&uid).copied().unwrap_or(0.0),
+                    in_peer_list: list.peers.contains(&uid),
+                    verdict: verdict(&evaluation.outcomes, uid),
+                }
+            })
+            .collect();
+        let report = WindowReport {
+            window,
+            block: chain.current_block().await?,
+            eval_loss,
+            aggregated_peers: payloads.iter().map(|p| p.uid).collect(),
+            weights_set,
+            miners,
+            seconds: window_started.elapsed().as_secs_f64(),
+        };
+        if !args.quiet {
+            println!("{}", window_table(&report));
+        }
+        windows.push(report);
+    }
+
+    let metagraph = chain.metagraph(DEVNET_NETUID).await?;
+    let report = DevnetReport {
+        initial_eval_loss,
+        windows,
+        final_weights: validator.gauntlet.weights(),
+        final_incentive: metagraph
+            .neurons
+            .iter()
+            .map(|n| (n.uid, n.incentive))
+            .collect(),
+        gradients_on_wire: on_wire,
+        gradients_decoded: decoded,
+    };
+    println!("{}", summary(&report));
+    println!("({:.1} s)", started.elapsed().as_secs_f64());
+    std::fs::write(args.dir.join("loss.svg"), loss_svg(&report))?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn open_bucket(args: &DevnetArgs, name: &str) -> Result<LocalStore> {
+    Ok(LocalStore::open(args.dir.join("buckets").join(name))?)
+}
+
+/// Resolves every registered miner's bucket from its on-chain commitment, as a real peer
+/// does; commitments that do not parse are skipped with a warning.
+async fn resolve_peers(
+    chain: &EmbeddedChain,
+    args: &DevnetArgs,
+) -> Result<BTreeMap<u16, PeerEndpoint>> {
+    let metagraph = chain.metagraph(DEVNET_NETUID).await?;
+    let commitments = chain.commitments(DEVNET_NETUID).await?;
+    let mut peers = BTreeMap::new();
+    for neuron in &metagraph.neurons {
+        let Some(raw) = commitments.get(&neuron.hotkey) else {
+            continue;
+        };
+        match BucketCredentials::parse(raw) {
+            Ok(credentials) => {
+                let store: Arc<dyn ObjectStore> =
+                    Arc::new(open_bucket(args, &credentials.account_id)?);
+                peers.insert(
+                    neuron.uid,
+                    PeerEndpoint {
+                        uid: neuron.uid,
+                        hotkey: *neuron.hotkey.as_bytes(),
+                        store,
+                    },
+                );
+            }
+            Err(err) => tracing::warn!(uid = neuron.uid, %err, "skipping bad commitment"),
+        }
+    }
+    Ok(peers)
+}
+
+fn held_out_batches(args: &DevnetArgs, seq_len: usize) -> Result<Vec<Batch>> {
+    let val: TokenDataset = open_bundled(CorpusSplit::Val, seq_len)?;
+    let n = (4 * args.micro_batch_size as u64).min(val.num_samples());
+    let ids: Vec<u64> = (0..n).collect();
+    Ok(val.batches(&ids, args.micro_batch_size)?)
+}
+
+fn verdict(outcomes: &[PeerOutcome], uid: u16) -> String {
+    match outcomes.iter().find(|o| o.uid == uid).map(|o| &o.outcome) {
+        None => "not sampled".into(),
+        Some(Outcome::Evaluated {
+            loss_before_random,
+            loss_after_random,
+            digest_ok,
+            ..
+        }) => format!(
+            "evaluated: random-data loss {:+.4}{}",
+            loss_after_random - loss_before_random,
+            if *digest_ok { "" } else { ", digest mismatch" }
+        ),
+        Some(Outcome::Missing) => "missing".into(),
+        Some(Outcome::Late) => "late".into(),
+        Some(Outcome::Invalid { reason }) => format!("invalid: {reason}"),
+        Some(Outcome::BadSignature) => "bad signature".into(),
+        Some(Outcome::Copy { of }) => format!("copy of uid {of}"),
+    }
+}

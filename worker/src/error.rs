@@ -1,0 +1,33 @@
+//! Errors of the worker's node logic.
+
+use thiserror::Error;
+
+/// Everything a miner, validator or devnet step can fail with.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("model: {0}")]
+    Model(#[from] worker_model::ModelError),
+    #[error("sparseloco: {0}")]
+    SparseLoco(#[from] worker_sparseloco::SparseLocoError),
+    #[error("gradient wire format: {0}")]
+    Wire(#[from] worker_sparseloco::WireError),
+    #[error("storage: {0}")]
+    Storage(#[from] worker_storage::StorageError),
+    #[error("chain: {0}")]
+    Chain(#[from] worker_chain::ChainError),
+    #[error("gauntlet: {0}")]
+    Gauntlet(#[from] worker_gauntlet::GauntletError),
+    #[error("gradient object: {0}")]
+    Object(#[from] crate::gradient_object::ObjectError),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("json: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Result alias of the node logic.
+pub type Result<T, E = NodeError> = std::result::Result<T, E>;

@@ -1,0 +1,169 @@
+//! The signed object a miner uploads per window: a SparseLoCo payload, the digest of the
+//! samples it trained on, and an sr25519 signature by the miner's hotkey.
+//!
+//! Layout (all integers little-endian):
+//! `"TPLG" | version u8 (=1) | window u64 | uid u16 | sample digest [32] | payload length u32 |
+//! payload | signer public key [32] | signature [64]`.
+//! The signature covers `"templar/gradient/v1" | window | uid | digest | SHA-256(payload)`,
+//! so neither the payload nor the claimed origin can be swapped without the hotkey.
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+const MAGIC: &[u8; 4] = b"TPLG";
+const VERSION: u8 = 1;
+const DOMAIN: &[u8] = b"templar/gradient/v1";
+const HEADER_LEN: usize = 4 + 1 + 8 + 2 + 32 + 4;
+const TRAILER_LEN: usize = 32 + 64;
+
+/// Why an uploaded object was refused before its payload was even decoded.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ObjectError {
+    #[error("object is {0} bytes, too short for a gradient object")]
+    Truncated(usize),
+    #[error("bad magic (not a gradient object)")]
+    Magic,
+    #[error("unsupported gradient object version {0}")]
+    Version(u8),
+    #[error("payload length {declared} does not match the {actual} bytes present")]
+    Length { declared: usize, actual: usize },
+    #[error("payload of {0} bytes exceeds the {1}-byte limit")]
+    TooLarge(usize, usize),
+    #[error(
+        "object claims window {window} uid {uid}, expected window {expected_window} uid {expected_uid}"
+    )]
+    WrongOrigin {
+        window: u64,
+        uid: u16,
+        expected_window: u64,
+        expected_uid: u16,
+    },
+    #[error("signed by a key other than the uid's hotkey")]
+    WrongSigner,
+    #[error("signature does not verify")]
+    BadSignature,
+}
+
+/// Something that signs with a hotkey.
+pub trait Signer {
+    /// The sr25519 public key (account id).
+    fn public_key(&self) -> [u8; 32];
+    /// Signs `message`.
+    fn sign(&self, message: &[u8]) -> [u8; 64];
+}
+
+/// A parsed (not yet verified) gradient object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GradientObject {
+    pub window: u64,
+    pub uid: u16,
+    pub sample_digest: [u8; 32],
+    pub payload: Vec<u8>,
+    pub signer: [u8; 32],
+    pub signature: [u8; 64],
+}
+
+fn signing_message(window: u64, uid: u16, digest: &[u8; 32], payload: &[u8]) -> Vec<u8> {
+    let mut message = Vec::with_capacity(DOMAIN.len() + 8 + 2 + 32 + 32);
+    message.extend_from_slice(DOMAIN);
+    message.extend_from_slice(&window.to_le_bytes());
+    message.extend_from_slice(&uid.to_le_bytes());
+    message.extend_from_slice(digest);
+    message.extend_from_slice(&Sha256::digest(payload));
+    message
+}
+
+/// Builds and signs the object bytes.
+pub fn seal(
+    window: u64,
+    uid: u16,
+    sample_digest: [u8; 32],
+    payload: &[u8],
+    signer: &dyn Signer,
+) -> Vec<u8> {
+    let signature = signer.sign(&signing_message(window, uid, &sample_digest, payload));
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.extend_from_slice(&window.to_le_bytes());
+    out.extend_from_slice(&uid.to_le_bytes());
+    out.extend_from_slice(&sample_digest);
+    // Payloads are bounded by the caller's size limit, far below 4 GiB.
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    out.extend_from_slice(&signer.public_key());
+    out.extend_from_slice(&signature);
+    out
+}
+
+fn array<const N: usize>(bytes: &[u8], at: usize) -> Result<[u8; N], ObjectError> {
+    bytes
+        .get(at..at + N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(ObjectError::Truncated(bytes.len()))
+}
+
+impl GradientObject {
+    /// Parses untrusted bytes; the payload is bounded by `max_payload`.
+    pub fn parse(bytes: &[u8], max_payload: usize) -> Result<Self, ObjectError> {
+        if bytes.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(ObjectError::Truncated(bytes.len()));
+        }
+        if &array::<4>(bytes, 0)? != MAGIC {
+            return Err(ObjectError::Magic);
+        }
+        let version = bytes[4];
+        if version != VERSION {
+            return Err(ObjectError::Version(version));
+        }
+        let window = u64::from_le_bytes(array(bytes, 5)?);
+        let uid = u16::from_le_bytes(array(bytes, 13)?);
+        let sample_digest = array::<32>(bytes, 15)?;
+        let declared = u32::from_le_bytes(array(bytes, 47)?) as usize;
+        if declared > max_payload {
+            return Err(ObjectError::TooLarge(declared, max_payload));
+        }
+        let actual = bytes.len() - HEADER_LEN - TRAILER_LEN;
+        if declared != actual {
+            return Err(ObjectError::Length { declared, actual });
+        }
+        let payload = bytes[HEADER_LEN..HEADER_LEN + declared].to_vec();
+        let signer = array::<32>(bytes, HEADER_LEN + declared)?;
+        let signature = array::<64>(bytes, HEADER_LEN + declared + 32)?;
+        Ok(Self {
+            window,
+            uid,
+            sample_digest,
+            payload,
+            signer,
+            signature,
+        })
+    }
+
+    /// Checks origin, signer and signature. `verify` is the sr25519 verifier.
+    pub fn verify(
+        &self,
+        expected_window: u64,
+        expected_uid: u16,
+        expected_hotkey: &[u8; 32],
+        verify: impl Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool,
+    ) -> Result<(), ObjectError> {
+        if self.window != expected_window || self.uid != expected_uid {
+            return Err(ObjectError::WrongOrigin {
+                window: self.window,
+                uid: self.uid,
+                expected_window,
+                expected_uid,
+            });
+        }
+        if &self.signer != expected_hotkey {
+            return Err(ObjectError::WrongSigner);
+        }
+        let message = signing_message(self.window, self.uid, &self.sample_digest, &self.payload);
+        if verify(&self.signer, &message, &self.signature) {
+            Ok(())
+        } else {
+            Err(ObjectError::BadSignature)
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The worker: miner, validator and devnet of a SparseLoCo training subnet.
+//!
+//! The crates below it do one job each (model, compression, storage, chain, scoring);
+//! this crate wires them into the per-window work of each role:
+//! * [`miner`]: inner steps, pseudo-gradient, compression, signed upload object;
+//! * [`validator`] + [`evaluator`]: authenticate, decode and measure peers, Gauntlet scores;
+//! * [`exchange`]: the storage side of a window (uploads, fetches, peer lists, gather);
+//! * [`replica`]: the model state every participant keeps in lockstep;
+//! * [`devnet`]: a whole subnet in one process.
+
+pub mod behaviour;
+pub mod devnet;
+pub mod error;
+pub mod evaluator;
+pub mod exchange;
+pub mod gradient_object;
+pub mod miner;
+pub mod replica;
+pub mod report;
+pub mod settings;
+pub mod sync_check;
+pub mod validator;
+
+pub use error::{NodeError, Result};

@@ -1,0 +1,177 @@
+//! The miner's compute path for one window: inner AdamW steps on the assigned data,
+//! pseudo-gradient, SparseLoCo compression with error feedback, signed upload object.
+
+use tch::{Device, Tensor};
+use worker_model::{InnerTrainer, SampleDigest, TokenDataset, assigned_sample_ids};
+use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio, decode, encode};
+
+use crate::behaviour::Behaviour;
+use crate::error::{NodeError, Result};
+use crate::gradient_object::{GradientObject, Signer, seal};
+use crate::replica::Replica;
+use crate::settings::TrainingSettings;
+
+/// Factor a poisoner multiplies its update with.
+const POISON_SCALE: f64 = 1.0e4;
+/// Uid offset a wrong-data miner takes its samples from.
+const WRONG_DATA_UID_OFFSET: u16 = 1000;
+
+/// What a miner produced for one window.
+#[derive(Debug)]
+pub struct MinerUpload {
+    /// The signed object to upload.
+    pub object: Vec<u8>,
+    /// Mean inner-loop loss (NaN when the miner did not train).
+    pub train_loss: f64,
+    /// Wire bytes of the SparseLoCo payload.
+    pub payload_bytes: usize,
+    /// Dense fp32 bytes / wire bytes.
+    pub compression_ratio: f64,
+}
+
+/// A miner: a replica of the global model plus its private optimizer and error feedback.
+pub struct Miner {
+    pub uid: u16,
+    pub behaviour: Behaviour,
+    pub replica: Replica,
+    trainer: InnerTrainer,
+    feedback: ErrorFeedback,
+    settings: TrainingSettings,
+}
+
+/// The sample ids `uid` must train on in `window`, and their digest.
+pub fn assignment(
+    settings: &TrainingSettings,
+    dataset: &TokenDataset,
+    uid: u16,
+    window: u64,
+) -> Result<(Vec<u64>, SampleDigest)> {
+    let ids = assigned_sample_ids(
+        settings.run_seed,
+        uid,
+        window,
+        settings.samples_per_window(),
+        dataset.num_samples(),
+    )?;
+    let digest = SampleDigest::of(&ids);
+    Ok((ids, digest))
+}
+
+impl Miner {
+    /// A miner starting from the run's initial weights.
+    pub fn new(
+        uid: u16,
+        behaviour: Behaviour,
+        settings: &TrainingSettings,
+        device: Device,
+    ) -> Result<Self> {
+        let config = settings.model_config().map_err(NodeError::Config)?;
+        let replica = Replica::new(config, device, settings.model_seed, settings.sparseloco())?;
+        let trainer = InnerTrainer::new(settings.adamw(), &replica.model)?;
+        let feedback = ErrorFeedback::with_config(replica.specs(), settings.sparseloco(), device)?;
+        Ok(Self {
+            uid,
+            behaviour,
+            replica,
+            trainer,
+            feedback,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Trains (or cheats) for `window` and returns the signed upload.
+    /// `victim` is the object a copycat re-uploads.
+    pub fn produce(
+        &mut self,
+        window: u64,
+        dataset: &TokenDataset,
+        signer: &dyn Signer,
+        victim: Option<&[u8]>,
+    ) -> Result<MinerUpload> {
+        let (assigned, digest) = assignment(&self.settings, dataset, self.uid, window)?;
+        if self.behaviour == Behaviour::Copycat {
+            if let Some(victim) = victim {
+                return self.copy(window, victim, digest, signer);
+            }
+        }
+        let (pseudo, train_loss) = match self.behaviour {
+            Behaviour::Lazy | Behaviour::Copycat => (self.zero_update()?, f64::NAN),
+            _ => {
+                let ids = if self.behaviour == Behaviour::WrongData {
+                    assignment(
+                        &self.settings,
+                        dataset,
+                        self.uid.wrapping_add(WRONG_DATA_UID_OFFSET),
+                        window,
+                    )?
+                    .0
+                } else {
+                    assigned
+                };
+                let steps = dataset.window_steps(
+                    &ids,
+                    self.settings.inner_steps,
+                    self.settings.micro_batches,
+                    self.settings.micro_batch_size,
+                )?;
+                let outcome = self.trainer.train_window(&mut self.replica.model, &steps)?;
+                (outcome.pseudo_gradients, outcome.mean_loss)
+            }
+        };
+        let pseudo = if self.behaviour == Behaviour::Poisoner {
+            pseudo
+                .iter()
+                .map(|t| t.f_mul_scalar(POISON_SCALE))
+                .collect::<Result<Vec<_>, _>>()?
+        } else {
+            pseudo
+        };
+        let tensors = self.feedback.compress(&pseudo)?;
+        let payload = GradientPayload {
+            window,
+            uid: self.uid,
+            tensors,
+        };
+        Ok(self.seal(window, &payload, digest.0, signer, train_loss))
+    }
+
+    fn zero_update(&self) -> Result<Vec<Tensor>> {
+        Ok(self
+            .replica
+            .model
+            .parameters()
+            .iter()
+            .map(Tensor::zeros_like)
+            .collect())
+    }
+
+    fn copy(
+        &self,
+        window: u64,
+        victim: &[u8],
+        digest: SampleDigest,
+        signer: &dyn Signer,
+    ) -> Result<MinerUpload> {
+        let object = GradientObject::parse(victim, usize::MAX)?;
+        let mut payload = decode(&object.payload, self.replica.specs())?;
+        payload.uid = self.uid;
+        Ok(self.seal(window, &payload, digest.0, signer, f64::NAN))
+    }
+
+    fn seal(
+        &self,
+        window: u64,
+        payload: &GradientPayload,
+        digest: [u8; 32],
+        signer: &dyn Signer,
+        train_loss: f64,
+    ) -> MinerUpload {
+        let bytes = encode(payload);
+        MinerUpload {
+            object: seal(window, self.uid, digest, &bytes, signer),
+            train_loss,
+            payload_bytes: bytes.len(),
+            compression_ratio: compression_ratio(payload, self.replica.specs()),
+        }
+    }
+}

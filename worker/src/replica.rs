@@ -1,0 +1,87 @@
+//! The model replica every participant keeps in lockstep: same initial weights, same
+//! aggregated outer updates.
+
+use tch::{Device, Kind, Tensor};
+use worker_model::{Llama, LlamaConfig};
+use worker_sparseloco::{GradientPayload, ParamSpec, SparseLocoConfig, aggregate_with_config};
+
+use crate::error::Result;
+
+/// Values sampled per parameter tensor for the sync check.
+pub const SYNC_VALUES_PER_TENSOR: usize = 4;
+
+/// A participant's copy of the global model.
+pub struct Replica {
+    pub model: Llama,
+    specs: Vec<ParamSpec>,
+    sparseloco: SparseLocoConfig,
+}
+
+impl Replica {
+    /// A fresh replica with the run's initial weights.
+    pub fn new(
+        config: LlamaConfig,
+        device: Device,
+        model_seed: u64,
+        sparseloco: SparseLocoConfig,
+    ) -> Result<Self> {
+        let model = Llama::new(config, device, model_seed)?;
+        let specs = model
+            .param_specs()
+            .into_iter()
+            .map(|(name, shape)| ParamSpec::new(name, shape))
+            .collect();
+        Ok(Self {
+            model,
+            specs,
+            sparseloco,
+        })
+    }
+
+    /// The parameter names and shapes every payload is validated against.
+    pub fn specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+
+    /// The compression settings of the run.
+    pub fn sparseloco(&self) -> &SparseLocoConfig {
+        &self.sparseloco
+    }
+
+    /// Dense aggregated update of the given (already validated) peer payloads.
+    pub fn aggregate(&self, payloads: &[GradientPayload]) -> Result<Vec<Tensor>> {
+        Ok(aggregate_with_config(
+            payloads,
+            &self.specs,
+            &self.sparseloco,
+            self.model.device(),
+        )?)
+    }
+
+    /// The outer step: aggregates `payloads` and applies `theta -= lr * update`.
+    /// Does nothing when no peer contributed.
+    pub fn outer_step(&mut self, payloads: &[GradientPayload], lr: f64) -> Result<()> {
+        if payloads.is_empty() {
+            return Ok(());
+        }
+        let update = self.aggregate(payloads)?;
+        self.model.apply_update(&update, lr)?;
+        Ok(())
+    }
+
+    /// A small deterministic sample of the parameters (the first values of every tensor),
+    /// published after each outer step so a validator can tell how far behind a peer is.
+    pub fn sync_sample(&self) -> Result<Vec<f32>> {
+        let mut out = Vec::new();
+        for param in self.model.parameters() {
+            let flat = param.f_flatten(0, -1)?;
+            let n = flat.size()[0].min(SYNC_VALUES_PER_TENSOR as i64);
+            let head = flat
+                .f_narrow(0, 0, n)?
+                .f_to_kind(Kind::Float)?
+                .f_to_device(Device::Cpu)?;
+            out.extend(Vec::<f32>::try_from(&head)?);
+        }
+        Ok(out)
+    }
+}

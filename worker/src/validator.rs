@@ -1,0 +1,247 @@
+//! The Gauntlet validator's work for one window: authenticate, decode and measure each
+//! sampled peer's gradient, detect copies, update the scores, choose the aggregation set.
+
+use std::time::UNIX_EPOCH;
+
+use tch::Device;
+use worker_gauntlet::{
+    CopyFlag, Gauntlet, GauntletConfig, Outcome, PeerList, PeerOutcome, WindowReport,
+    apply_copy_flags, detect_copies_with,
+};
+use worker_model::{Batch, TokenDataset, random_sample_ids};
+use worker_sparseloco::{GradientPayload, decode, index_overlap};
+use worker_storage::{StorageError, StoredObject};
+
+use crate::error::{NodeError, Result};
+use crate::evaluator::evaluate_update;
+use crate::gradient_object::{GradientObject, ObjectError};
+use crate::miner::assignment;
+use crate::replica::Replica;
+use crate::settings::TrainingSettings;
+use crate::sync_check::SyncHistory;
+
+/// How the validator measures peers.
+#[derive(Debug, Clone)]
+pub struct EvalSettings {
+    /// Micro-batches of a peer's assigned data used to measure it.
+    pub assigned_batches: usize,
+    /// Micro-batches of random data used to measure every peer of a window.
+    pub random_batches: usize,
+    /// Learning rate a single peer's update is applied with.
+    pub lr: f64,
+    /// Largest accepted gradient object.
+    pub max_object_bytes: usize,
+}
+
+/// A peer's upload as the I/O layer found it.
+pub struct Submission {
+    pub uid: u16,
+    /// The hotkey registered for the uid on chain.
+    pub hotkey: [u8; 32],
+    /// The fetched gradient object or why it could not be fetched.
+    pub object: std::result::Result<StoredObject, StorageError>,
+    /// The peer's published parameter sample for this window, if any.
+    pub sync_sample: Option<Vec<f32>>,
+}
+
+/// Verifies an sr25519 signature.
+pub type Verifier = dyn Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool + Sync;
+
+/// A peer object that passed every check.
+#[derive(Debug, Clone)]
+pub struct AcceptedGradient {
+    pub payload: GradientPayload,
+    pub sample_digest: [u8; 32],
+    /// Upload time in milliseconds since the epoch.
+    pub uploaded_at: u64,
+}
+
+/// Parses, authenticates and decodes one fetched object.
+pub fn accept(
+    object: &StoredObject,
+    window: u64,
+    uid: u16,
+    hotkey: &[u8; 32],
+    replica: &Replica,
+    max_bytes: usize,
+    verify: &Verifier,
+) -> std::result::Result<AcceptedGradient, Outcome> {
+    let parsed = GradientObject::parse(&object.body, max_bytes).map_err(invalid)?;
+    parsed
+        .verify(window, uid, hotkey, verify)
+        .map_err(|err| match err {
+            ObjectError::WrongSigner | ObjectError::BadSignature => Outcome::BadSignature,
+            other => invalid(other),
+        })?;
+    let payload = decode(&parsed.payload, replica.specs()).map_err(invalid)?;
+    payload.check_origin(window, uid).map_err(invalid)?;
+    let uploaded_at = object
+        .last_modified
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    Ok(AcceptedGradient {
+        payload,
+        sample_digest: parsed.sample_digest,
+        uploaded_at,
+    })
+}
+
+fn invalid(err: impl std::fmt::Display) -> Outcome {
+    Outcome::Invalid {
+        reason: err.to_string(),
+    }
+}
+
+/// Maps a failed fetch to the Gauntlet outcome it deserves.
+pub fn fetch_outcome(err: &StorageError) -> Outcome {
+    match err {
+        StorageError::TooLate { .. } | StorageError::TooEarly { .. } => Outcome::Late,
+        StorageError::TooLarge { .. } | StorageError::Checksum { .. } => invalid(err),
+        _ => Outcome::Missing,
+    }
+}
+
+/// What one window's evaluation produced.
+#[derive(Debug)]
+pub struct WindowEvaluation {
+    pub report: WindowReport,
+    pub outcomes: Vec<PeerOutcome>,
+    pub copies: Vec<CopyFlag>,
+    pub peer_list: PeerList,
+}
+
+/// A validator: a model replica in lockstep with the miners plus the Gauntlet state.
+pub struct Validator {
+    pub replica: Replica,
+    pub gauntlet: Gauntlet,
+    pub sync: SyncHistory,
+    settings: TrainingSettings,
+    eval: EvalSettings,
+}
+
+impl Validator {
+    /// A validator starting from the run's initial weights.
+    pub fn new(
+        settings: &TrainingSettings,
+        eval: EvalSettings,
+        gauntlet: GauntletConfig,
+        device: Device,
+    ) -> Result<Self> {
+        let config = settings.model_config().map_err(NodeError::Config)?;
+        let replica = Replica::new(config, device, settings.model_seed, settings.sparseloco())?;
+        let mut sync = SyncHistory::default();
+        sync.push(replica.sync_sample()?);
+        Ok(Self {
+            replica,
+            gauntlet: Gauntlet::new(gauntlet)?,
+            sync,
+            settings: settings.clone(),
+            eval,
+        })
+    }
+
+    /// Which peers to evaluate in `window`.
+    pub fn sample(&self, window: u64, active: &[u16]) -> Vec<u16> {
+        self.gauntlet
+            .sample_peers(window, active, self.settings.run_seed ^ window)
+    }
+
+    /// Scores the submissions of `window` and returns the next aggregation list.
+    pub fn evaluate_window(
+        &mut self,
+        window: u64,
+        submissions: Vec<Submission>,
+        dataset: &TokenDataset,
+        verify: &Verifier,
+    ) -> Result<WindowEvaluation> {
+        let mut outcomes = Vec::with_capacity(submissions.len());
+        let mut accepted: Vec<(u16, AcceptedGradient, Option<Vec<f32>>)> = Vec::new();
+        for sub in submissions {
+            let checked = sub.object.as_ref().map_err(fetch_outcome).and_then(|obj| {
+                accept(
+                    obj,
+                    window,
+                    sub.uid,
+                    &sub.hotkey,
+                    &self.replica,
+                    self.eval.max_object_bytes,
+                    verify,
+                )
+            });
+            match checked {
+                Ok(gradient) => accepted.push((sub.uid, gradient, sub.sync_sample)),
+                Err(outcome) => outcomes.push(PeerOutcome::new(sub.uid, outcome)),
+            }
+        }
+
+        let uploads: Vec<(u16, u64)> = accepted
+            .iter()
+            .map(|(u, g, _)| (*u, g.uploaded_at))
+            .collect();
+        let copies = detect_copies_with(
+            &uploads,
+            self.gauntlet.config().copy_overlap_threshold,
+            |i, j| match (accepted.get(i), accepted.get(j)) {
+                (Some(a), Some(b)) => index_overlap(&a.1.payload, &b.1.payload).unwrap_or(0.0),
+                _ => 0.0,
+            },
+        );
+        let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
+
+        let random = self.random_batches(dataset)?;
+        let before_random = self.replica.model.loss_on_batches(&random)?;
+        for (uid, gradient, sync_sample) in &accepted {
+            if copiers.contains(uid) {
+                // Marked by apply_copy_flags below; measuring it would only cost time.
+                outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
+                continue;
+            }
+            let (ids, digest) = assignment(&self.settings, dataset, *uid, window)?;
+            let take = (self.eval.assigned_batches * self.settings.micro_batch_size).min(ids.len());
+            let assigned = dataset.batches(&ids[..take], self.settings.micro_batch_size)?;
+            let outcome = match evaluate_update(
+                &mut self.replica,
+                &gradient.payload,
+                &assigned,
+                &random,
+                before_random,
+                self.eval.lr,
+            ) {
+                Ok(delta) => Outcome::Evaluated {
+                    loss_before_assigned: delta.before_assigned,
+                    loss_after_assigned: delta.after_assigned,
+                    loss_before_random: delta.before_random,
+                    loss_after_random: delta.after_random,
+                    steps_behind: self.sync.steps_behind(sync_sample.as_deref()),
+                    digest_ok: digest.0 == gradient.sample_digest,
+                },
+                Err(err) => invalid(err),
+            };
+            outcomes.push(PeerOutcome::new(*uid, outcome));
+        }
+        apply_copy_flags(&mut outcomes, &copies);
+        let report = self.gauntlet.record_window(window, outcomes.clone())?;
+        let peer_list = self.gauntlet.peer_list(window);
+        Ok(WindowEvaluation {
+            report,
+            outcomes,
+            copies,
+            peer_list,
+        })
+    }
+
+    fn random_batches(&self, dataset: &TokenDataset) -> Result<Vec<Batch>> {
+        let ids = random_sample_ids(
+            self.eval.random_batches * self.settings.micro_batch_size,
+            dataset.num_samples(),
+        )?;
+        Ok(dataset.batches(&ids, self.settings.micro_batch_size)?)
+    }
+
+    /// Applies the window's aggregate and remembers the new state for sync checks.
+    pub fn outer_step(&mut self, payloads: &[GradientPayload]) -> Result<()> {
+        self.replica.outer_step(payloads, self.settings.outer_lr)?;
+        self.sync.push(self.replica.sync_sample()?);
+        Ok(())
+    }
+}
