@@ -33,7 +33,7 @@ pub use data::assignment::{
     SampleDigest, assigned_sample_ids, assignment_seed, random_sample_ids, sample_ids,
 };
 pub use data::corpus::{CorpusMetadata, CorpusSplit, bundled_corpus, open_bundled};
-pub use data::dataset::TokenDataset;
+pub use data::dataset::{AssignedWindow, TokenDataset, WindowShape};
 pub use data::shard::{TokenShard, TokenWidth};
 pub use error::{ModelError, Result};
 pub use export::export_hf;

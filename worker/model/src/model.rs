@@ -245,6 +245,38 @@ impl Llama {
         self.sync_compute_weights()
     }
 
+    /// A deterministic sample of `per_tensor` values from every parameter (fp32, parameter
+    /// order), e.g. what a miner publishes after its outer step for the validator's sync
+    /// check. Positions: for each parameter, `per_tensor` flat indices drawn uniformly (with
+    /// replacement) from a ChaCha20 stream seeded by
+    /// `SHA-256("templar/param-sample/v1" || seed (u64 LE) || name)`.
+    pub fn parameter_sample(&self, seed: u64, per_tensor: usize) -> Result<Vec<f32>> {
+        use rand::RngCore;
+        use rand_chacha::rand_core::SeedableRng;
+        use sha2::{Digest, Sha256};
+        let mut values = Vec::with_capacity(per_tensor * self.names.len());
+        for (name, param) in self.names.iter().zip(self.canonical()) {
+            let mut hasher = Sha256::new();
+            hasher.update(b"templar/param-sample/v1");
+            hasher.update(seed.to_le_bytes());
+            hasher.update(name.as_bytes());
+            let mut rng = rand_chacha::ChaCha20Rng::from_seed(hasher.finalize().into());
+            let numel = param.numel() as u64;
+            let index: Vec<i64> = (0..per_tensor)
+                .map(|_| (rng.next_u64() % numel.max(1)) as i64)
+                .collect();
+            let index = Tensor::f_from_slice(&index)?.f_to_device(self.device)?;
+            let picked = param
+                .f_detach()?
+                .f_flatten(0, -1)?
+                .f_index_select(0, &index)?;
+            values.extend(Vec::<f32>::try_from(
+                picked.f_to_kind(Kind::Float)?.f_to_device(Device::Cpu)?,
+            )?);
+        }
+        Ok(values)
+    }
+
     fn check_shapes(&self, tensors: &[Tensor], what: &str) -> Result<()> {
         if tensors.len() != self.weights.len() {
             return Err(ModelError::Shape(format!(

@@ -143,3 +143,31 @@ fn malformed_token_files_are_rejected() {
     assert_eq!(shard.get(3), Some(4));
     assert_eq!(shard.get(4), None);
 }
+
+#[test]
+fn assigned_window_bundles_ids_digest_and_steps() {
+    use worker_model::WindowShape;
+    let data = train_data();
+    let shape = WindowShape {
+        inner_steps: INNER_STEPS,
+        micro_batches_per_step: ACCUM,
+        micro_batch_size: MICRO_BATCH,
+    };
+    let window = data.assigned_window(RUN_SEED, 5, 9, shape).unwrap();
+    assert_eq!(window.sample_ids.len(), shape.samples());
+    assert_eq!(window.digest, SampleDigest::of(&window.sample_ids));
+    let manual = window_steps(&data, 5, 9);
+    assert_eq!(window.steps.len(), INNER_STEPS);
+    for (a, b) in window.steps.iter().zip(&manual) {
+        assert_eq!(a.len(), ACCUM);
+        for (x, y) in a.iter().zip(b) {
+            assert!(x.input_ids.equal(&y.input_ids) && x.labels.equal(&y.labels));
+            assert_eq!(x.input_ids.size(), vec![MICRO_BATCH as i64, 64]);
+        }
+    }
+    let random = data.random_batches(10, 4).unwrap();
+    assert_eq!(
+        random.iter().map(|b| b.batch_size()).collect::<Vec<_>>(),
+        vec![4, 4, 2]
+    );
+}

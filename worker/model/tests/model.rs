@@ -90,3 +90,17 @@ fn loss_on_validates_batches() {
     let all_masked = Batch::from_samples(&[vec![0, 0, 0]], Some(0)).unwrap();
     assert!(model.loss_on(&all_masked).is_err());
 }
+
+#[test]
+fn parameter_sample_is_deterministic_and_tracks_updates() {
+    let mut model = tiny_model(1);
+    let other = tiny_model(1);
+    let a = model.parameter_sample(3, 4).unwrap();
+    assert_eq!(a.len(), 4 * model.param_names().len());
+    assert_eq!(a, other.parameter_sample(3, 4).unwrap());
+    assert_ne!(a, model.parameter_sample(4, 4).unwrap());
+    let update: Vec<Tensor> = model.parameters().iter().map(|p| p.ones_like()).collect();
+    model.apply_update(&update, 0.25).unwrap();
+    let b = model.parameter_sample(3, 4).unwrap();
+    assert!(a.iter().zip(&b).all(|(x, y)| (x - 0.25 - y).abs() < 1e-6));
+}

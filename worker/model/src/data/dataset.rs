@@ -3,7 +3,39 @@
 use crate::batch::Batch;
 use crate::error::{ModelError, Result};
 
+use super::assignment::{SampleDigest, assigned_sample_ids, random_sample_ids};
 use super::shard::TokenShard;
+
+/// How a window's samples are split: `inner_steps` x `micro_batches_per_step` x
+/// `micro_batch_size` samples.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WindowShape {
+    /// Inner optimizer steps (H).
+    pub inner_steps: usize,
+    /// Gradient-accumulation micro-batches per step.
+    pub micro_batches_per_step: usize,
+    /// Samples per micro-batch.
+    pub micro_batch_size: usize,
+}
+
+impl WindowShape {
+    /// Samples in a window.
+    pub fn samples(&self) -> usize {
+        self.inner_steps * self.micro_batches_per_step * self.micro_batch_size
+    }
+}
+
+/// The data of one uid in one window, as the miner trains on it and the validator
+/// recomputes it.
+#[derive(Debug)]
+pub struct AssignedWindow {
+    /// Sample ids in training order.
+    pub sample_ids: Vec<u64>,
+    /// Digest of `sample_ids` (what the miner publishes).
+    pub digest: SampleDigest,
+    /// Micro-batches grouped by inner step.
+    pub steps: Vec<Vec<Batch>>,
+}
 
 /// Samples of `seq_len + 1` tokens cut from the shards back to back: sample `k` of a shard
 /// covers tokens `[k * seq_len, k * seq_len + seq_len + 1)` of that shard (consecutive
@@ -121,6 +153,36 @@ impl TokenDataset {
         ids.chunks(micro_batch_size)
             .map(|chunk| self.batch(chunk))
             .collect()
+    }
+
+    /// The data `uid` must train on in `window` (see [`super::assignment`]).
+    pub fn assigned_window(
+        &self,
+        run_seed: u64,
+        uid: u16,
+        window: u64,
+        shape: WindowShape,
+    ) -> Result<AssignedWindow> {
+        let sample_ids =
+            assigned_sample_ids(run_seed, uid, window, shape.samples(), self.num_samples())?;
+        let steps = self.window_steps(
+            &sample_ids,
+            shape.inner_steps,
+            shape.micro_batches_per_step,
+            shape.micro_batch_size,
+        )?;
+        Ok(AssignedWindow {
+            digest: SampleDigest::of(&sample_ids),
+            sample_ids,
+            steps,
+        })
+    }
+
+    /// `count` random samples (fresh OS entropy, not predictable by miners) in batches of
+    /// `micro_batch_size`, for the validator's "random data" loss.
+    pub fn random_batches(&self, count: usize, micro_batch_size: usize) -> Result<Vec<Batch>> {
+        let ids = random_sample_ids(count, self.num_samples())?;
+        self.batches(&ids, micro_batch_size)
     }
 
     /// Inner steps of a window: `ids` split into `inner_steps` groups of
