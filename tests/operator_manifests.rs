@@ -592,3 +592,130 @@ fn example_resources_parse_and_pass_validation() {
     }
     assert!(names.contains(&runs[0].spec.storage.credentials_secret.name));
 }
+
+/// Messages of the CRD's CEL rules that reject `object` (evaluated client-side by kube-cel,
+/// schema defaults applied first like the apiserver does).
+fn cel_errors(crd: &CustomResourceDefinition, object: &Value) -> Vec<String> {
+    let schema = serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    match kube::core::cel::Validator::new().validate(&schema, object, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.message.clone()).collect(),
+    }
+}
+
+fn yaml_json(rel: &str) -> Value {
+    let value: serde_yaml::Value = serde_yaml::from_str(&read(rel)).unwrap();
+    serde_json::to_value(value).unwrap()
+}
+
+#[test]
+fn cel_rules_accept_the_examples_and_reject_broken_specs() {
+    use kube::CustomResourceExt;
+    let run_crd = TrainingRun::crd();
+    let set_crd = ValidatorSet::crd();
+    let run = yaml_json("manifests/examples/trainingrun.yaml");
+    let set = yaml_json("manifests/examples/validatorset.yaml");
+    assert_eq!(cel_errors(&run_crd, &run), Vec::<String>::new());
+    assert_eq!(cel_errors(&set_crd, &set), Vec::<String>::new());
+
+    // Integer literals in number fields are fine (`outerLr: 1`).
+    let mut int_lr = run.clone();
+    int_lr["spec"]["hyperparameters"]["outerLr"] = serde_json::json!(1);
+    assert_eq!(cel_errors(&run_crd, &int_lr), Vec::<String>::new());
+
+    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+        (
+            "negative replicas",
+            Box::new(|o| o["spec"]["replicas"] = serde_json::json!(-1)),
+            "replicas must be >= 0",
+        ),
+        (
+            "negative gpus",
+            Box::new(|o| o["spec"]["gpusPerReplica"] = serde_json::json!(-2)),
+            "gpusPerReplica must be >= 0",
+        ),
+        (
+            "empty bucket",
+            Box::new(|o| o["spec"]["storage"]["bucket"] = serde_json::json!("")),
+            "storage.bucket must not be empty",
+        ),
+        (
+            "empty image",
+            Box::new(|o| o["spec"]["image"] = serde_json::json!("")),
+            "image must not be empty",
+        ),
+        (
+            "hotkey list shorter than replicas",
+            Box::new(|o| {
+                o["spec"]["wallet"] = serde_json::json!({"hotkeySecrets": ["only-one"]});
+            }),
+            "wallet.hotkeySecrets must list exactly one Secret per replica",
+        ),
+        (
+            "both hotkey sources",
+            Box::new(|o| o["spec"]["wallet"]["hotkeySecrets"] = serde_json::json!(["a", "b"])),
+            "set exactly one of wallet.hotkeySecrets or wallet.hotkeySecretTemplate",
+        ),
+        (
+            "template without placeholder",
+            Box::new(|o| {
+                o["spec"]["wallet"]["hotkeySecretTemplate"] = serde_json::json!("miner-hotkey")
+            }),
+            "wallet.hotkeySecretTemplate must contain the {index} placeholder",
+        ),
+        (
+            "no model shape",
+            Box::new(|o| o["spec"]["model"] = serde_json::json!({"maxSeqLen": 128})),
+            "set model.preset or all of hiddenSize, numLayers, numHeads, intermediateSize and vocabSize",
+        ),
+        (
+            "preset and dimensions",
+            Box::new(|o| o["spec"]["model"]["hiddenSize"] = serde_json::json!(512)),
+            "model.preset and explicit model dimensions are mutually exclusive",
+        ),
+        (
+            "topk above chunk^2",
+            Box::new(|o| o["spec"]["hyperparameters"]["topk"] = serde_json::json!(5000)),
+            "hyperparameters.topk must be in 1..=chunk*chunk",
+        ),
+        (
+            "two checkpoint sources",
+            Box::new(|o| o["spec"]["checkpoint"]["existingClaim"] = serde_json::json!("shared")),
+            "checkpoint.existingClaim and checkpoint.claimTemplate are mutually exclusive",
+        ),
+    ];
+    for (what, edit, expected) in &broken {
+        let mut obj = run.clone();
+        edit(&mut obj);
+        let errors = cel_errors(&run_crd, &obj);
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "{what}: expected {expected:?}, got {errors:?}"
+        );
+    }
+
+    let mut bad_set = set.clone();
+    bad_set["spec"]["weightIntervalWindows"] = serde_json::json!(0);
+    bad_set["spec"]["replicas"] = serde_json::json!(2);
+    bad_set["spec"]["evaluation"]["binaryScoreAlpha"] = serde_json::json!(1.5);
+    let errors = cel_errors(&set_crd, &bad_set);
+    for expected in [
+        "weightIntervalWindows must be > 0",
+        "hotkeys.hotkeySecrets must list exactly one Secret per replica",
+        "evaluation.binaryScoreAlpha must be in (0, 1]",
+    ] {
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "expected {expected:?}, got {errors:?}"
+        );
+    }
+}

@@ -218,3 +218,135 @@ pub fn ready_reason(status: Option<&WorkloadStatus>) -> Option<(&str, &str)> {
         .and_then(|s| s.condition(READY))
         .map(|c| (c.reason.as_str(), c.message.as_str()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::Plan;
+    use k8s_openapi::jiff::SignedDuration;
+
+    fn t0() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn counts(desired: i32, existing: i32, ready: i32, updated: i32) -> Counts {
+        Counts {
+            desired,
+            existing,
+            ready,
+            updated,
+            outdated: existing - updated,
+            ..Counts::default()
+        }
+    }
+
+    #[test]
+    fn phase_matrix() {
+        assert_eq!(phase_of(&counts(3, 3, 3, 3), false), Phase::Running);
+        assert_eq!(phase_of(&counts(0, 0, 0, 0), false), Phase::Running);
+        assert_eq!(phase_of(&counts(3, 3, 0, 3), false), Phase::Pending);
+        assert_eq!(phase_of(&counts(3, 3, 1, 3), false), Phase::Progressing);
+        assert_eq!(phase_of(&counts(3, 3, 3, 2), false), Phase::Progressing);
+        let failing = Counts {
+            failing: 1,
+            ..counts(3, 3, 2, 3)
+        };
+        assert_eq!(phase_of(&failing, false), Phase::Degraded);
+        assert_eq!(phase_of(&failing, true), Phase::Suspended);
+    }
+
+    #[test]
+    fn transition_time_only_moves_when_the_status_flips() {
+        let ctx0 = StatusContext {
+            previous: None,
+            generation: Some(1),
+            selector: "s",
+            now: t0(),
+        };
+        let pending = Plan {
+            counts: counts(2, 2, 0, 2),
+            ..Plan::default()
+        };
+        let s0 = status_from_plan(&ctx0, &pending, false);
+        let ready0 = s0.condition(READY).unwrap().clone();
+        assert_eq!(
+            (ready0.status.as_str(), ready0.last_transition_time.0),
+            ("False", t0())
+        );
+
+        let later = t0().checked_add(SignedDuration::from_secs(60)).unwrap();
+        let half = Plan {
+            counts: counts(2, 2, 1, 2),
+            ..Plan::default()
+        };
+        let ctx1 = StatusContext {
+            previous: Some(&s0),
+            generation: Some(1),
+            selector: "s",
+            now: later,
+        };
+        let s1 = status_from_plan(&ctx1, &half, false);
+        let ready1 = s1.condition(READY).unwrap();
+        assert_eq!(ready1.message, "1/2 replicas ready");
+        assert_eq!(
+            ready1.last_transition_time.0,
+            t0(),
+            "still False: time kept"
+        );
+
+        let full = Plan {
+            counts: counts(2, 2, 2, 2),
+            ..Plan::default()
+        };
+        let ctx2 = StatusContext {
+            previous: Some(&s1),
+            generation: Some(2),
+            selector: "s",
+            now: later,
+        };
+        let s2 = status_from_plan(&ctx2, &full, false);
+        let ready2 = s2.condition(READY).unwrap();
+        assert_eq!(
+            (ready2.status.as_str(), ready2.reason.as_str()),
+            ("True", "AllReplicasReady")
+        );
+        assert_eq!(ready2.last_transition_time.0, later);
+        assert_eq!(ready2.observed_generation, Some(2));
+        assert_eq!(s2.observed_generation, Some(2));
+    }
+
+    #[test]
+    fn invalid_status_keeps_replicas_and_explains() {
+        let ctx = StatusContext {
+            previous: None,
+            generation: Some(1),
+            selector: "s",
+            now: t0(),
+        };
+        let running = status_from_plan(
+            &ctx,
+            &Plan {
+                counts: counts(1, 1, 1, 1),
+                ..Plan::default()
+            },
+            false,
+        );
+        let ctx = StatusContext {
+            previous: Some(&running),
+            generation: Some(2),
+            selector: "s",
+            now: t0(),
+        };
+        let invalid = invalid_status(&ctx, "spec.image: bad");
+        assert_eq!(invalid.phase, Some(Phase::Invalid));
+        assert_eq!(invalid.ready_replicas, 1);
+        assert_eq!(
+            ready_reason(Some(&invalid)),
+            Some((REASON_INVALID_SPEC, "spec.image: bad"))
+        );
+        assert_eq!(
+            invalid.condition(DEGRADED).unwrap().observed_generation,
+            Some(2)
+        );
+    }
+}

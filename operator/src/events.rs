@@ -146,3 +146,81 @@ pub fn cleanup_event(deleted: usize) -> Event {
         None,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rollout::{Deletion, Failure};
+    use std::time::Duration;
+
+    #[test]
+    fn one_event_per_pod_action_and_phase_change() {
+        let plan = Plan {
+            delete: vec![
+                Deletion {
+                    pod: "r-miner-3".into(),
+                    uid: Some("u3".into()),
+                    index: Some(3),
+                    reason: DeleteReason::ScaleDown,
+                },
+                Deletion {
+                    pod: "r-miner-1".into(),
+                    uid: Some("u1".into()),
+                    index: Some(1),
+                    reason: DeleteReason::Exited,
+                },
+            ],
+            failures: vec![Failure {
+                index: 1,
+                pod: "r-miner-1".into(),
+                uid: Some("u1".into()),
+                reason: "exit code 1 (Error)".into(),
+                restarts: 2,
+                retry_in: Duration::from_secs(20),
+            }],
+            ..Plan::default()
+        };
+        let created = [pod_ref("ns", "r-miner-0", Some("u0"))];
+        let events = plan_events(&plan, "ns", &created, Some(Phase::Running), Phase::Degraded);
+        let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            ["PodCreated", "ScaledDown", "PodFailed", "PhaseChanged"]
+        );
+        assert_eq!(events[2].type_, EventType::Warning);
+        assert_eq!(
+            events[2].note.as_deref(),
+            Some(
+                "pod r-miner-1 exited (exit code 1 (Error)); restart 2 of replica 1, recreating in 20s"
+            )
+        );
+        assert_eq!(
+            events[2].secondary.as_ref().unwrap().uid.as_deref(),
+            Some("u1")
+        );
+        assert_eq!(
+            events[3].type_,
+            EventType::Warning,
+            "entering Degraded warns"
+        );
+        assert_eq!(events[3].note.as_deref(), Some("phase Running -> Degraded"));
+        assert!(
+            plan_events(
+                &Plan::default(),
+                "ns",
+                &[],
+                Some(Phase::Running),
+                Phase::Running
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn long_notes_are_truncated_on_a_char_boundary() {
+        let ev = invalid_spec_event(&"é".repeat(800));
+        let note = ev.note.unwrap();
+        assert!(note.len() <= MAX_NOTE + 3);
+        assert!(note.ends_with('…'));
+    }
+}

@@ -95,3 +95,68 @@ pub async fn serve(listener: TcpListener, state: HttpState) -> std::io::Result<(
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn state() -> (HttpState, Metrics) {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        (
+            HttpState {
+                registry: Arc::new(registry),
+                ready: Arc::new(AtomicBool::new(false)),
+            },
+            metrics,
+        )
+    }
+
+    #[test]
+    fn routes() {
+        let (s, metrics) = state();
+        metrics.reconcile_started("TrainingRun");
+        assert_eq!(respond(&s, &Method::GET, "/healthz").0, StatusCode::OK);
+        assert_eq!(
+            respond(&s, &Method::GET, "/readyz").0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        s.ready.store(true, Ordering::Release);
+        assert_eq!(respond(&s, &Method::GET, "/readyz").0, StatusCode::OK);
+        assert_eq!(respond(&s, &Method::GET, "/nope").0, StatusCode::NOT_FOUND);
+        assert_eq!(
+            respond(&s, &Method::POST, "/metrics").0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let (code, ctype, body) = respond(&s, &Method::GET, "/metrics");
+        assert_eq!((code, ctype), (StatusCode::OK, OPENMETRICS));
+        assert!(
+            body.contains("subnet_operator_reconciles_total{kind=\"TrainingRun\"} 1"),
+            "{body}"
+        );
+    }
+
+    #[tokio::test]
+    async fn serves_http_on_a_socket() {
+        let (s, metrics) = state();
+        metrics.reconcile_failed("ValidatorSet", "api_500");
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(serve(listener, s));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        server.abort();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(
+            response.contains("subnet_operator_reconcile_failures_total{kind=\"ValidatorSet\",error=\"api_500\"} 1"),
+            "{response}"
+        );
+    }
+}

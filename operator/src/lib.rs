@@ -32,3 +32,6 @@ pub use reconciler::{
     Context, FIELD_MANAGER, FINALIZER, ReconcilerConfig, error_policy, reconcile,
 };
 pub use workload::{Role, Workload};
+
+#[cfg(test)]
+mod testing;

@@ -122,3 +122,33 @@ pub fn encode(registry: &Registry) -> Result<String, std::fmt::Error> {
     prometheus_client::encoding::text::encode(&mut out, registry)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_histograms_are_exposed_by_kind() {
+        let mut registry = Registry::default();
+        let m = Metrics::register(&mut registry);
+        m.reconcile_started("TrainingRun");
+        m.reconcile_started("TrainingRun");
+        m.reconcile_finished("TrainingRun", Duration::from_millis(3));
+        m.reconcile_failed("ValidatorSet", "kube");
+        assert_eq!(m.reconciles("TrainingRun"), 2);
+        assert_eq!(m.failures("ValidatorSet", "kube"), 1);
+        let text = encode(&registry).unwrap();
+        assert!(
+            text.contains("subnet_operator_reconciles_total{kind=\"TrainingRun\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "subnet_operator_reconcile_duration_seconds_count{kind=\"TrainingRun\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("subnet_operator_reconcile_duration_seconds_bucket{le=\"0.004\",kind=\"TrainingRun\"} 1"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

@@ -150,3 +150,66 @@ fn failure_reason(pod: &Pod) -> String {
         (None, None) => "pod stopped".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(value: serde_json::Value) -> Pod {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn reads_phase_readiness_hash_and_reports() {
+        let p = observe(&pod(serde_json::json!({
+            "metadata": {
+                "name": "r-miner-2", "uid": "u1",
+                "labels": {"subnet.templar.dev/replica-index": "2"},
+                "annotations": {
+                    "subnet.templar.dev/config-hash": "abc",
+                    "subnet.templar.dev/chain-uid": " 7 ",
+                    "subnet.templar.dev/last-window": "not-a-number",
+                    "subnet.templar.dev/last-score": "NaN",
+                },
+            },
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        })));
+        assert_eq!(p.index, Some(2));
+        assert!(p.is_ready());
+        assert_eq!(p.config_hash.as_deref(), Some("abc"));
+        assert_eq!(
+            p.report,
+            WorkerReport {
+                uid: Some(7),
+                last_window: None,
+                last_score: None
+            }
+        );
+        assert!(p.failure.is_none());
+    }
+
+    #[test]
+    fn explains_why_a_pod_stopped() {
+        let exited = observe(&pod(serde_json::json!({
+            "metadata": {"name": "a"},
+            "status": {"phase": "Failed", "containerStatuses": [{
+                "name": "worker", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"terminated": {"exitCode": 2, "reason": "Error", "message": "chain unreachable\n"}},
+            }]},
+        })));
+        assert_eq!(
+            exited.failure.as_deref(),
+            Some("exit code 2 (Error): chain unreachable")
+        );
+        let evicted = observe(&pod(serde_json::json!({
+            "metadata": {"name": "b", "labels": {"subnet.templar.dev/replica-index": "-1"}},
+            "status": {"phase": "Failed", "reason": "Evicted", "message": "node out of memory"},
+        })));
+        assert_eq!(
+            evicted.failure.as_deref(),
+            Some("Evicted: node out of memory")
+        );
+        assert_eq!(evicted.index, None, "negative index rejected");
+        assert!(!evicted.is_ready());
+    }
+}

@@ -418,3 +418,242 @@ pub fn desired_claim<K: Workload>(
         status: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{run, validators};
+
+    fn env<'a>(pod: &'a Pod, name: &str) -> Option<&'a EnvVar> {
+        pod.spec.as_ref()?.containers[0]
+            .env
+            .as_ref()?
+            .iter()
+            .find(|e| e.name == name)
+    }
+
+    #[test]
+    fn hash_is_stable_and_tracks_spec_changes() {
+        let r = run(2);
+        let a = desired_pod(&r, 0).unwrap();
+        assert_eq!(a.config_hash, desired_pod(&r, 0).unwrap().config_hash);
+        assert_ne!(
+            a.config_hash,
+            desired_pod(&r, 1).unwrap().config_hash,
+            "per replica"
+        );
+        assert_eq!(a.config_hash.len(), 16);
+        let mut changed = r.clone();
+        changed.spec.image = "worker:2".into();
+        assert_ne!(a.config_hash, desired_pod(&changed, 0).unwrap().config_hash);
+        let mut status_only = r.clone();
+        status_only.status = Some(Default::default());
+        status_only.metadata.generation = Some(9);
+        assert_eq!(
+            a.config_hash,
+            desired_pod(&status_only, 0).unwrap().config_hash
+        );
+        assert_eq!(
+            a.pod.metadata.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION],
+            a.config_hash
+        );
+    }
+
+    #[test]
+    fn gpu_requests_limits_and_toleration() {
+        let pod = desired_pod(&run(1), 0).unwrap().pod;
+        let spec = pod.spec.as_ref().unwrap();
+        let res = spec.containers[0].resources.as_ref().unwrap();
+        assert_eq!(res.requests.as_ref().unwrap()[GPU_RESOURCE].0, "8");
+        assert_eq!(res.limits.as_ref().unwrap()[GPU_RESOURCE].0, "8");
+        let tol = spec.tolerations.as_ref().unwrap();
+        assert_eq!(tol.len(), 1);
+        assert_eq!(tol[0].key.as_deref(), Some(GPU_RESOURCE));
+
+        let mut cpu = run(1);
+        cpu.spec.gpus_per_replica = 0;
+        let spec = desired_pod(&cpu, 0).unwrap().pod.spec.unwrap();
+        assert!(spec.containers[0].resources.is_none());
+        assert!(spec.tolerations.is_none());
+
+        let mut own = run(1);
+        own.spec.tolerations = vec![Toleration {
+            key: Some(GPU_RESOURCE.into()),
+            operator: Some("Equal".into()),
+            value: Some("present".into()),
+            ..Toleration::default()
+        }];
+        let spec = desired_pod(&own, 0).unwrap().pod.spec.unwrap();
+        assert_eq!(
+            spec.tolerations.unwrap().len(),
+            1,
+            "user toleration kept, not duplicated"
+        );
+    }
+
+    #[test]
+    fn secrets_are_mounted_and_referenced_never_inlined() {
+        let mut r = run(2);
+        r.spec.wallet.coldkey_secret = Some("cold".into());
+        r.spec.storage.read_credentials_secret = Some(CredentialsSecretRef {
+            name: "s3-read".into(),
+            access_key_id_key: "id".into(),
+            secret_access_key_key: "secret".into(),
+        });
+        let pod = desired_pod(&r, 1).unwrap().pod;
+        let spec = pod.spec.as_ref().unwrap();
+        let vols = spec.volumes.as_ref().unwrap();
+        let secret_of = |n: &str| {
+            vols.iter()
+                .find(|v| v.name == n)
+                .and_then(|v| v.secret.clone())
+                .unwrap()
+        };
+        let hotkey = secret_of(VOLUME_HOTKEY);
+        assert_eq!(hotkey.secret_name.as_deref(), Some("miner-hotkey-1"));
+        assert_eq!(hotkey.default_mode, Some(0o440));
+        assert_eq!(
+            secret_of(VOLUME_COLDKEY).secret_name.as_deref(),
+            Some("cold")
+        );
+        let mounts = spec.containers[0].volume_mounts.as_ref().unwrap();
+        for m in mounts
+            .iter()
+            .filter(|m| m.name == VOLUME_HOTKEY || m.name == VOLUME_COLDKEY)
+        {
+            assert_eq!(m.read_only, Some(true), "{}", m.name);
+        }
+        let read_secret = env(&pod, ENV_STORAGE_READ_SECRET_ACCESS_KEY).unwrap();
+        let sel = read_secret
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
+        assert_eq!((sel.name.as_str(), sel.key.as_str()), ("s3-read", "secret"));
+        assert_eq!(
+            env(&pod, ENV_COLDKEY_FILE).unwrap().value.as_deref(),
+            Some("/var/run/secrets/subnet/coldkey/coldkey")
+        );
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+    }
+
+    #[test]
+    fn restricted_security_context() {
+        let pod = desired_pod(&run(1), 0).unwrap().pod;
+        let spec = pod.spec.as_ref().unwrap();
+        let psc = spec.security_context.as_ref().unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.fs_group, Some(WORKER_UID));
+        let sc = spec.containers[0].security_context.as_ref().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(
+            sc.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let vols = spec.volumes.as_ref().unwrap();
+        let shm = vols.iter().find(|v| v.name == VOLUME_SHM).unwrap();
+        assert_eq!(
+            shm.empty_dir.as_ref().unwrap().medium.as_deref(),
+            Some("Memory")
+        );
+        let ckpt = vols.iter().find(|v| v.name == VOLUME_CHECKPOINTS).unwrap();
+        assert!(
+            ckpt.empty_dir.is_some(),
+            "emptyDir checkpoints without a volume spec"
+        );
+    }
+
+    #[test]
+    fn extra_env_args_and_scheduling_are_passed_through() {
+        let mut r = run(1);
+        r.spec.extra_env = vec![EnvVar {
+            name: "RUST_LOG".into(),
+            value: Some("debug".into()),
+            ..EnvVar::default()
+        }];
+        r.spec.extra_args = vec!["--dry-run".into()];
+        r.spec.service_account_name = Some("worker".into());
+        r.spec.priority_class_name = Some("training".into());
+        r.spec.node_selector.insert("gpu".into(), "h100".into());
+        r.spec.image_pull_secrets = vec!["regcred".into()];
+        let pod = desired_pod(&r, 0).unwrap().pod;
+        let spec = pod.spec.as_ref().unwrap();
+        assert_eq!(
+            spec.containers[0].args.as_deref(),
+            Some(&["miner".to_owned(), "--dry-run".to_owned()][..])
+        );
+        assert_eq!(
+            env(&pod, "RUST_LOG").unwrap().value.as_deref(),
+            Some("debug")
+        );
+        assert_eq!(spec.service_account_name.as_deref(), Some("worker"));
+        assert_eq!(spec.automount_service_account_token, Some(true));
+        assert_eq!(spec.priority_class_name.as_deref(), Some("training"));
+        assert_eq!(spec.node_selector.as_ref().unwrap()["gpu"], "h100");
+        assert_eq!(spec.image_pull_secrets.as_ref().unwrap()[0].name, "regcred");
+    }
+
+    #[test]
+    fn validator_pods_use_listed_hotkeys_and_evaluation_env() {
+        let v = validators(2);
+        let d = desired_pod(&v, 1).unwrap();
+        assert_eq!(d.pod.metadata.name.as_deref(), Some("vs-validator-1"));
+        assert_eq!(d.hotkey_secret, "vhk-1");
+        assert_eq!(
+            env(&d.pod, "EVAL_LR_FACTOR").unwrap().value.as_deref(),
+            Some("0.08")
+        );
+        assert_eq!(
+            env(&d.pod, "MODEL_PRESET").unwrap().value.as_deref(),
+            Some("tiny")
+        );
+        assert!(matches!(
+            desired_pod(&v, 2),
+            Err(BuildError::MissingHotkey(2))
+        ));
+    }
+
+    #[test]
+    fn checkpoint_claims() {
+        let mut r = run(2);
+        assert!(desired_claim(&r, 0).unwrap().is_none());
+        r.spec.checkpoint = Some(crate::crd::CheckpointSpec {
+            existing_claim: Some("shared".into()),
+            claim_template: None,
+            mount_path: "/ckpt".into(),
+        });
+        let pod = desired_pod(&r, 1).unwrap().pod;
+        let vol = pod
+            .spec
+            .unwrap()
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == VOLUME_CHECKPOINTS)
+            .unwrap();
+        assert_eq!(vol.persistent_volume_claim.unwrap().claim_name, "shared");
+        r.spec.checkpoint = Some(crate::crd::CheckpointSpec {
+            existing_claim: None,
+            claim_template: Some(Default::default()),
+            mount_path: "/ckpt".into(),
+        });
+        let claim = desired_claim(&r, 1).unwrap().unwrap();
+        assert_eq!(claim.metadata.name.as_deref(), Some("run-checkpoint-1"));
+        assert_eq!(claim.metadata.owner_references.unwrap()[0].uid, "1111-2222");
+    }
+
+    #[test]
+    fn objects_without_uid_cannot_own_pods() {
+        let mut r = run(1);
+        r.metadata.uid = None;
+        assert!(matches!(
+            desired_pod(&r, 0),
+            Err(BuildError::MissingMetadata("uid"))
+        ));
+    }
+}

@@ -341,3 +341,231 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
     out.counts.terminating += deleted;
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observed::WorkerReport;
+
+    fn now() -> Timestamp {
+        Timestamp::from_second(1_800_000_000).unwrap()
+    }
+
+    fn targets(n: i32, hash: &str) -> Vec<ReplicaTarget> {
+        (0..n)
+            .map(|i| ReplicaTarget {
+                index: i,
+                pod_name: format!("r-miner-{i}"),
+                config_hash: format!("{hash}{i}"),
+                hotkey_secret: format!("hk-{i}"),
+            })
+            .collect()
+    }
+
+    fn pod(i: i32, hash: &str, phase: PodPhase, ready: bool) -> ObservedPod {
+        ObservedPod {
+            name: format!("r-miner-{i}"),
+            uid: Some(format!("uid-{i}-{hash}")),
+            index: Some(i),
+            phase,
+            ready,
+            terminating: false,
+            config_hash: Some(format!("{hash}{i}")),
+            started_at: Some(now()),
+            failure: None,
+            report: WorkerReport::default(),
+        }
+    }
+
+    fn run_plan(
+        replicas: i32,
+        t: &[ReplicaTarget],
+        pods: &[ObservedPod],
+        prev: &[ReplicaStatus],
+    ) -> Plan {
+        plan(&PlanInput {
+            replicas,
+            suspend: false,
+            targets: t,
+            pods,
+            previous: prev,
+            now: now(),
+            backoff: &BackoffPolicy::default(),
+        })
+    }
+
+    fn deleted(p: &Plan) -> Vec<(String, DeleteReason)> {
+        p.delete.iter().map(|d| (d.pod.clone(), d.reason)).collect()
+    }
+
+    #[test]
+    fn empty_workload_creates_every_index() {
+        let p = run_plan(3, &targets(3, "h"), &[], &[]);
+        assert_eq!(p.create, [0, 1, 2]);
+        assert!(p.delete.is_empty());
+        assert_eq!(p.counts.existing, 3);
+        assert!(p.replicas.iter().all(|r| r.phase == ReplicaPhase::Creating));
+    }
+
+    #[test]
+    fn scale_down_deletes_highest_indices_once() {
+        let mut pods: Vec<_> = (0..4)
+            .map(|i| pod(i, "h", PodPhase::Running, true))
+            .collect();
+        pods[3].terminating = true;
+        let p = run_plan(2, &targets(2, "h"), &pods, &[]);
+        assert_eq!(
+            deleted(&p),
+            [("r-miner-2".to_owned(), DeleteReason::ScaleDown)]
+        );
+        assert!(p.create.is_empty());
+        assert_eq!(p.counts.existing, 2);
+        assert_eq!(p.counts.terminating, 2);
+        assert_eq!(p.replicas.len(), 2);
+    }
+
+    #[test]
+    fn stray_pods_are_removed() {
+        let mut stray = pod(0, "h", PodPhase::Running, true);
+        stray.name = "r-miner-0-copy".into();
+        let mut no_index = pod(1, "h", PodPhase::Running, true);
+        no_index.index = None;
+        no_index.name = "odd".into();
+        let p = run_plan(1, &targets(1, "h"), &[stray, no_index], &[]);
+        assert_eq!(
+            deleted(&p),
+            [
+                ("r-miner-0-copy".to_owned(), DeleteReason::Stray),
+                ("odd".to_owned(), DeleteReason::Stray)
+            ]
+        );
+        assert_eq!(p.create, [0]);
+    }
+
+    #[test]
+    fn rollout_replaces_the_first_outdated_pod_only_when_others_are_ready() {
+        let t = targets(3, "new");
+        let pods: Vec<_> = (0..3)
+            .map(|i| pod(i, "old", PodPhase::Running, true))
+            .collect();
+        let p = run_plan(3, &t, &pods, &[]);
+        assert_eq!(
+            deleted(&p),
+            [("r-miner-0".to_owned(), DeleteReason::Rollout)]
+        );
+        assert_eq!(p.replicas[0].phase, ReplicaPhase::Updating);
+        assert_eq!((p.counts.outdated, p.counts.ready), (3, 2));
+
+        // Pod 0 replaced but not ready yet: pod 1 waits.
+        let mut pods2 = pods.clone();
+        pods2[0] = pod(0, "new", PodPhase::Pending, false);
+        assert!(run_plan(3, &t, &pods2, &[]).delete.is_empty());
+        // Pod 0 ready: pod 1 goes.
+        pods2[0] = pod(0, "new", PodPhase::Running, true);
+        assert_eq!(
+            deleted(&run_plan(3, &t, &pods2, &[])),
+            [("r-miner-1".to_owned(), DeleteReason::Rollout)]
+        );
+        // A missing replica blocks the rollout.
+        let p = run_plan(3, &t, &pods2[1..], &[]);
+        assert_eq!(p.create, [0]);
+        assert!(p.delete.is_empty());
+    }
+
+    #[test]
+    fn outdated_pending_pod_is_replaced_when_others_are_ready() {
+        let t = targets(2, "new");
+        let pods = [
+            pod(0, "new", PodPhase::Running, true),
+            pod(1, "old", PodPhase::Pending, false),
+        ];
+        assert_eq!(
+            deleted(&run_plan(2, &t, &pods, &[])),
+            [("r-miner-1".to_owned(), DeleteReason::Rollout)]
+        );
+    }
+
+    #[test]
+    fn failure_is_counted_once_per_pod_uid() {
+        let t = targets(2, "h");
+        let mut failed = pod(1, "h", PodPhase::Failed, false);
+        failed.failure = Some("exit code 1 (Error)".into());
+        let pods = [pod(0, "h", PodPhase::Running, true), failed.clone()];
+        let p = run_plan(2, &t, &pods, &[]);
+        assert_eq!(p.failures.len(), 1);
+        assert_eq!(p.failures[0].retry_in, Duration::from_secs(10));
+        assert_eq!(
+            deleted(&p),
+            [("r-miner-1".to_owned(), DeleteReason::Exited)]
+        );
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(10)));
+        let r1 = &p.replicas[1];
+        assert_eq!((r1.restarts, r1.consecutive_failures), (1, 1));
+        assert_eq!(r1.failed_pod_uid, failed.uid);
+
+        // Same pod seen again (delete still in flight): no second count.
+        let again = run_plan(2, &t, &pods, &p.replicas);
+        assert!(again.failures.is_empty());
+        assert_eq!(again.replicas[1].restarts, 1);
+        assert_eq!(again.replicas[1].next_retry, r1.next_retry);
+    }
+
+    #[test]
+    fn backoff_requeue_is_the_earliest_retry() {
+        let t = targets(3, "h");
+        let mut prev: Vec<ReplicaStatus> = (0..3)
+            .map(|i| ReplicaStatus {
+                index: i,
+                ..Default::default()
+            })
+            .collect();
+        prev[1].next_retry = Some(Time(
+            now().checked_add(SignedDuration::from_secs(40)).unwrap(),
+        ));
+        prev[2].next_retry = Some(Time(
+            now().checked_add(SignedDuration::from_secs(25)).unwrap(),
+        ));
+        let p = run_plan(3, &t, &[pod(0, "h", PodPhase::Running, true)], &prev);
+        assert!(p.create.is_empty());
+        assert_eq!(p.requeue_after, Some(Duration::from_secs(25)));
+        assert_eq!(p.counts.failing, 2);
+        assert!(
+            p.replicas[1..]
+                .iter()
+                .all(|r| r.phase == ReplicaPhase::BackOff)
+        );
+    }
+
+    #[test]
+    fn suspend_deletes_everything_and_keeps_entries() {
+        let prev = vec![ReplicaStatus {
+            index: 0,
+            restarts: 4,
+            uid: Some(9),
+            ..Default::default()
+        }];
+        let pods = [
+            pod(0, "h", PodPhase::Running, true),
+            pod(1, "h", PodPhase::Pending, false),
+        ];
+        let p = plan(&PlanInput {
+            replicas: 2,
+            suspend: true,
+            targets: &[],
+            pods: &pods,
+            previous: &prev,
+            now: now(),
+            backoff: &BackoffPolicy::default(),
+        });
+        assert_eq!(p.delete.len(), 2);
+        assert!(p.delete.iter().all(|d| d.reason == DeleteReason::Suspend));
+        assert_eq!(p.replicas.len(), 2);
+        assert_eq!((p.replicas[0].restarts, p.replicas[0].uid), (4, Some(9)));
+        assert!(
+            p.replicas
+                .iter()
+                .all(|r| r.phase == ReplicaPhase::Suspended)
+        );
+        assert_eq!(p.counts.existing, 0);
+    }
+}

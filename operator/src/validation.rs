@@ -538,3 +538,223 @@ fn is_bucket_name(s: &str) -> bool {
         && s.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
         && s.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{run, validators};
+    use k8s_openapi::api::core::v1::EnvVar;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+
+    fn messages<K: Workload>(obj: &K) -> String {
+        validate(obj).map_or_else(|e| describe(&e), |()| String::new())
+    }
+
+    #[test]
+    fn valid_fixtures_pass() {
+        assert_eq!(messages(&run(4)), "");
+        assert_eq!(messages(&validators(2)), "");
+        assert_eq!(messages(&run(0)), "");
+    }
+
+    #[test]
+    fn each_broken_field_is_named_with_a_clear_message() {
+        let cases: Vec<(&str, Box<dyn Fn(&mut crate::crd::TrainingRun)>)> = vec![
+            (
+                "spec.replicas: must be in 0..=1024, got -1",
+                Box::new(|r| r.spec.replicas = -1),
+            ),
+            (
+                "spec.gpusPerReplica: must be in 0..=16, got 17",
+                Box::new(|r| r.spec.gpus_per_replica = 17),
+            ),
+            (
+                "spec.image: must be a non-empty image reference",
+                Box::new(|r| r.spec.image = " ".into()),
+            ),
+            (
+                "spec.chainEndpoint: must start with ws://",
+                Box::new(|r| r.spec.chain_endpoint = "subtensor:9944".into()),
+            ),
+            (
+                "spec.storage.bucket: must not be empty",
+                Box::new(|r| r.spec.storage.bucket.clear()),
+            ),
+            (
+                "spec.storage.bucket: \"Bad_Bucket\" is not a valid bucket name",
+                Box::new(|r| r.spec.storage.bucket = "Bad_Bucket".into()),
+            ),
+            (
+                "spec.storage.endpoint: must be an http:// or https:// URL",
+                Box::new(|r| r.spec.storage.endpoint = "s3.example.com".into()),
+            ),
+            (
+                "spec.storage.credentialsSecret.name: \"\" is not a valid Secret name",
+                Box::new(|r| r.spec.storage.credentials_secret.name.clear()),
+            ),
+            (
+                "spec.wallet: set exactly one of hotkeySecrets or hotkeySecretTemplate",
+                Box::new(|r| r.spec.wallet.hotkey_secret_template = None),
+            ),
+            (
+                "spec.wallet.hotkeySecretTemplate: \"miner\" must contain {index}",
+                Box::new(|r| r.spec.wallet.hotkey_secret_template = Some("miner".into())),
+            ),
+            (
+                "renders \"Miner-3\", which is not a valid Secret name",
+                Box::new(|r| r.spec.wallet.hotkey_secret_template = Some("Miner-{index}".into())),
+            ),
+            (
+                "spec.model: set preset, or all of",
+                Box::new(|r| r.spec.model.preset = None),
+            ),
+            (
+                "spec.model: preset and explicit dimensions are mutually exclusive",
+                Box::new(|r| r.spec.model.num_layers = Some(2)),
+            ),
+            (
+                "spec.hyperparameters.topk: 5000 must be in 1..=4096",
+                Box::new(|r| r.spec.hyperparameters.topk = 5000),
+            ),
+            (
+                "spec.hyperparameters.outerLr: -1 must be > 0",
+                Box::new(|r| r.spec.hyperparameters.outer_lr = -1.0),
+            ),
+            (
+                "spec.hyperparameters.batchSize: 10 must be a positive multiple of microBatchSize 4",
+                Box::new(|r| {
+                    r.spec.hyperparameters.batch_size = 10;
+                    r.spec.hyperparameters.micro_batch_size = 4;
+                }),
+            ),
+            (
+                "spec.extraEnv[0]: NETUID is set by the operator",
+                Box::new(|r| {
+                    r.spec.extra_env = vec![EnvVar {
+                        name: "NETUID".into(),
+                        value: Some("1".into()),
+                        ..EnvVar::default()
+                    }]
+                }),
+            ),
+            (
+                "metadata.name: must be at most 63 characters",
+                Box::new(|r| r.metadata.name = Some("x".repeat(64))),
+            ),
+        ];
+        for (expected, edit) in cases {
+            let mut r = run(4);
+            edit(&mut r);
+            let msg = messages(&r);
+            assert!(msg.contains(expected), "expected {expected:?} in {msg:?}");
+        }
+    }
+
+    #[test]
+    fn hotkey_lists_must_match_replicas_and_be_unique() {
+        let mut r = run(3);
+        r.spec.wallet.hotkey_secret_template = None;
+        r.spec.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into(), "a".into()]);
+        let msg = messages(&r);
+        assert!(
+            msg.contains("spec.wallet.hotkeySecrets[2]: \"a\" is used by two replicas"),
+            "{msg}"
+        );
+        r.spec.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into()]);
+        let msg = messages(&r);
+        assert!(msg.contains("lists 2 Secrets but replicas is 3"), "{msg}");
+        let mut v = validators(2);
+        v.spec.hotkeys.hotkey_secrets = Some(vec!["only".into()]);
+        assert!(
+            messages(&v).contains("spec.hotkeys.hotkeySecrets: lists 1 Secrets but replicas is 2")
+        );
+    }
+
+    #[test]
+    fn gpus_must_come_from_gpus_per_replica() {
+        let mut r = run(1);
+        let mut limits = std::collections::BTreeMap::new();
+        limits.insert(GPU_RESOURCE.to_owned(), Quantity("2".into()));
+        r.spec.resources = Some(ResourceRequirements {
+            limits: Some(limits),
+            ..Default::default()
+        });
+        assert!(messages(&r).contains(
+            "spec.resources.limits: must not set nvidia.com/gpu; use spec.gpusPerReplica"
+        ));
+    }
+
+    #[test]
+    fn explicit_model_dimensions_are_checked() {
+        let mut r = run(1);
+        r.spec.model = ModelSpec {
+            hidden_size: Some(1000),
+            num_layers: Some(4),
+            num_heads: Some(16),
+            num_kv_heads: Some(5),
+            intermediate_size: Some(4096),
+            vocab_size: Some(32000),
+            ..ModelSpec::default()
+        };
+        let msg = messages(&r);
+        assert!(
+            msg.contains("spec.model.hiddenSize: 1000 is not divisible by numHeads 16"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.model.numKvHeads: 5 must be > 0 and divide numHeads 16"),
+            "{msg}"
+        );
+        r.spec.model.hidden_size = Some(1024);
+        r.spec.model.num_kv_heads = Some(4);
+        assert_eq!(messages(&r), "");
+    }
+
+    #[test]
+    fn validator_settings_are_checked() {
+        let mut v = validators(1);
+        v.spec.evaluation.binary_score_alpha = 0.0;
+        v.spec.weight_interval_windows = 0;
+        v.spec.evaluation.peers_per_window = 0;
+        let msg = messages(&v);
+        for expected in [
+            "spec.evaluation.binaryScoreAlpha: 0 must be in (0, 1]",
+            "spec.weightIntervalWindows: must be > 0",
+            "spec.evaluation.peersPerWindow: must be > 0",
+        ] {
+            assert!(msg.contains(expected), "{expected} in {msg}");
+        }
+    }
+
+    #[test]
+    fn checkpoint_sources_and_paths_are_checked() {
+        let mut r = run(1);
+        r.spec.checkpoint = Some(CheckpointSpec {
+            existing_claim: Some("shared".into()),
+            claim_template: Some(Default::default()),
+            mount_path: "/tmp".into(),
+        });
+        let msg = messages(&r);
+        assert!(
+            msg.contains("existingClaim and claimTemplate are mutually exclusive"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("claimTemplate.resources.requests.storage: is required"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("spec.checkpoint.mountPath: \"/tmp\" must be an absolute path"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn dns_subdomain_rules() {
+        assert!(is_dns_subdomain("miner-hotkey-0"));
+        assert!(is_dns_subdomain("a.b-c"));
+        for bad in ["", "-a", "a-", "A", "a_b", "a..b", &"a".repeat(254)] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+    }
+}
