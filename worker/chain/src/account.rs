@@ -203,10 +203,7 @@ mod tests {
     fn rejects_other_prefix_for_bittensor() {
         // Polkadot (prefix 0) address of the same key.
         let polkadot = ss58_encode(&alice(), 0);
-        assert_eq!(
-            polkadot,
-            "15oF4uVJwmo4TdGW7VfQxNLavjCXviqxT9S1MgbjMNHr6Sp5"
-        );
+        assert_eq!(polkadot, "15oF4uVJwmo4TdGW7VfQxNLavjCXviqxT9S1MgbjMNHr6Sp5");
         assert_eq!(
             AccountId::from_ss58(&polkadot),
             Err(Ss58Error::WrongPrefix {

@@ -39,7 +39,9 @@ pub enum ChainError {
     InvalidTransaction(String),
     /// Refused locally because the chain would reject it as too frequent; retry at
     /// `next_allowed_block`.
-    #[error("{what:?} rate limited on netuid {netuid}: next allowed at block {next_allowed_block} (now {current_block})")]
+    #[error(
+        "{what:?} rate limited on netuid {netuid}: next allowed at block {next_allowed_block} (now {current_block})"
+    )]
     RateLimited {
         /// Which operation.
         what: RateLimited,

@@ -15,9 +15,7 @@ use scale_info::form::PortableForm;
 use scale_info::interner::UntrackedSymbol;
 use scale_info::{PortableRegistry, TypeDef};
 use subxt::ext::codec::{Decode, Encode};
-use subxt::ext::frame_metadata::v16::{
-    EnumDeprecationInfo, RuntimeMetadataV16, StorageEntryType,
-};
+use subxt::ext::frame_metadata::v16::{EnumDeprecationInfo, RuntimeMetadataV16, StorageEntryType};
 use subxt::ext::frame_metadata::{RuntimeMetadata, RuntimeMetadataPrefixed};
 
 const FULL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/metadata/finney-spec393.scale");
@@ -72,7 +70,11 @@ const KEEP_APIS: &[(&str, &[&str])] = &[("NeuronInfoRuntimeApi", &["get_neurons_
 
 type Sym = UntrackedSymbol<std::any::TypeId>;
 
-fn keep_variants(types: &mut PortableRegistry, id: u32, keep: impl Fn(&str) -> bool) -> BTreeSet<u8> {
+fn keep_variants(
+    types: &mut PortableRegistry,
+    id: u32,
+    keep: impl Fn(&str) -> bool,
+) -> BTreeSet<u8> {
     let ty = &mut types.types[id as usize].ty;
     let TypeDef::Variant(def) = &mut ty.type_def else {
         panic!("type {id} is not an enum");
@@ -168,16 +170,30 @@ fn strip(full: &[u8]) -> Vec<u8> {
         let keep = KEEP.iter().find(|k| k.name == pallet.name).expect("kept");
         if let Some(calls) = &mut pallet.calls {
             let kept = keep_variants(&mut md.types, calls.ty.id, |n| keep.calls.contains(&n));
-            assert_eq!(kept.len(), keep.calls.len(), "missing call in {}", pallet.name);
+            assert_eq!(
+                kept.len(),
+                keep.calls.len(),
+                "missing call in {}",
+                pallet.name
+            );
             keep_deprecations(&mut calls.deprecation_info, &kept);
             pallets_with_calls.insert(pallet.name.clone());
         }
         if let Some(storage) = &mut pallet.storage {
-            storage.entries.retain(|e| keep.storage.contains(&e.name.as_str()));
-            assert_eq!(storage.entries.len(), keep.storage.len(), "missing storage in {}", pallet.name);
+            storage
+                .entries
+                .retain(|e| keep.storage.contains(&e.name.as_str()));
+            assert_eq!(
+                storage.entries.len(),
+                keep.storage.len(),
+                "missing storage in {}",
+                pallet.name
+            );
             storage.entries.iter_mut().for_each(|e| e.docs.clear());
         }
-        pallet.constants.retain(|c| keep.constants.contains(&c.name.as_str()));
+        pallet
+            .constants
+            .retain(|c| keep.constants.contains(&c.name.as_str()));
         pallet.constants.iter_mut().for_each(|c| c.docs.clear());
         pallet.event = None;
         pallet.error = None;
@@ -186,9 +202,13 @@ fn strip(full: &[u8]) -> Vec<u8> {
         pallet.docs.clear();
     }
 
-    md.apis.retain(|api| KEEP_APIS.iter().any(|(name, _)| *name == api.name));
+    md.apis
+        .retain(|api| KEEP_APIS.iter().any(|(name, _)| *name == api.name));
     for api in &mut md.apis {
-        let (_, methods) = KEEP_APIS.iter().find(|(n, _)| *n == api.name).expect("kept");
+        let (_, methods) = KEEP_APIS
+            .iter()
+            .find(|(n, _)| *n == api.name)
+            .expect("kept");
         api.methods.retain(|m| methods.contains(&m.name.as_str()));
         api.methods.iter_mut().for_each(|m| m.docs.clear());
         api.docs.clear();
@@ -232,7 +252,10 @@ fn stripped_metadata_is_regenerated_identically() {
         committed == stripped,
         "metadata/subtensor-stripped.scale is stale: rerun with WORKER_CHAIN_WRITE_METADATA=1"
     );
-    assert!(stripped.len() * 10 < full.len(), "stripping should cut >90%");
+    assert!(
+        stripped.len() * 10 < full.len(),
+        "stripping should cut >90%"
+    );
 }
 
 #[test]
@@ -254,7 +277,12 @@ fn kept_items_validate_like_the_full_metadata() {
         }
         for entry in keep.storage {
             assert!(s.storage_hash(entry).is_some(), "{}.{entry}", keep.name);
-            assert_eq!(f.storage_hash(entry), s.storage_hash(entry), "{}.{entry}", keep.name);
+            assert_eq!(
+                f.storage_hash(entry),
+                s.storage_hash(entry),
+                "{}.{entry}",
+                keep.name
+            );
         }
         for constant in keep.constants {
             assert!(s.constant_hash(constant).is_some());

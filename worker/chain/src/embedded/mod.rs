@@ -15,8 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-pub use state::SubnetConfig;
 use state::ChainState;
+pub use state::SubnetConfig;
 
 use crate::account::AccountId;
 use crate::chain::{Chain, WeightsReveal};
@@ -97,12 +97,20 @@ impl EmbeddedChain {
     }
 
     fn read<T>(&self, f: impl FnOnce(&ChainState) -> T) -> T {
-        let state = self.inner.state.read().unwrap_or_else(PoisonError::into_inner);
+        let state = self
+            .inner
+            .state
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
         f(&state)
     }
 
     fn write<T>(&self, f: impl FnOnce(&mut ChainState) -> T) -> T {
-        let mut state = self.inner.state.write().unwrap_or_else(PoisonError::into_inner);
+        let mut state = self
+            .inner
+            .state
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         f(&mut state)
     }
 
@@ -129,7 +137,12 @@ impl EmbeddedChain {
     }
 
     /// Add stake to a registered hotkey (gives validator permits); returns its new stake.
-    pub fn add_stake(&self, netuid: u16, hotkey: &AccountId, amount: u64) -> Result<u64, ChainError> {
+    pub fn add_stake(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+        amount: u64,
+    ) -> Result<u64, ChainError> {
         self.write(|s| s.add_stake(netuid, hotkey, amount))
     }
 

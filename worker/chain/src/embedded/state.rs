@@ -112,7 +112,13 @@ impl Subnet {
         Ok(())
     }
 
-    fn apply_weights(&mut self, uid: u16, uids: &[u16], values: &[u16], block: u64) -> Result<(), ChainError> {
+    fn apply_weights(
+        &mut self,
+        uid: u16,
+        uids: &[u16],
+        values: &[u16],
+        block: u64,
+    ) -> Result<(), ChainError> {
         let n = self.neurons.len();
         if uids.iter().any(|&u| usize::from(u) >= n) {
             return Err(ChainError::module(PALLET, "UidVecContainInvalidOne"));
@@ -150,7 +156,9 @@ pub(crate) struct ChainState {
 
 impl ChainState {
     fn subnet(&self, netuid: u16) -> Result<&Subnet, ChainError> {
-        self.subnets.get(&netuid).ok_or(ChainError::UnknownSubnet(netuid))
+        self.subnets
+            .get(&netuid)
+            .ok_or(ChainError::UnknownSubnet(netuid))
     }
 
     fn subnet_mut(&mut self, netuid: u16) -> Result<&mut Subnet, ChainError> {
@@ -175,7 +183,7 @@ impl ChainState {
         let block = self.block;
         for subnet in self.subnets.values_mut() {
             let tempo = subnet.config.tempo.max(1);
-            if block % tempo == 0 {
+            if block.is_multiple_of(tempo) {
                 subnet.run_epoch();
             }
         }
@@ -217,7 +225,12 @@ impl ChainState {
         Ok(uid)
     }
 
-    pub(crate) fn add_stake(&mut self, netuid: u16, hotkey: &AccountId, amount: u64) -> Result<u64, ChainError> {
+    pub(crate) fn add_stake(
+        &mut self,
+        netuid: u16,
+        hotkey: &AccountId,
+        amount: u64,
+    ) -> Result<u64, ChainError> {
         let subnet = self.subnet_mut(netuid)?;
         let uid = subnet.require_uid(netuid, hotkey)?;
         let neuron = &mut subnet.neurons[usize::from(uid)];
@@ -225,7 +238,12 @@ impl ChainState {
         Ok(neuron.stake)
     }
 
-    pub(crate) fn set_commitment(&mut self, netuid: u16, hotkey: AccountId, data: &[u8]) -> Result<(), ChainError> {
+    pub(crate) fn set_commitment(
+        &mut self,
+        netuid: u16,
+        hotkey: AccountId,
+        data: &[u8],
+    ) -> Result<(), ChainError> {
         if data.len() > MAX_COMMITMENT_BYTES {
             return Err(ChainError::CommitmentTooLarge {
                 len: data.len(),
@@ -252,7 +270,10 @@ impl ChainState {
         Ok(())
     }
 
-    pub(crate) fn commitments(&self, netuid: u16) -> Result<HashMap<AccountId, Vec<u8>>, ChainError> {
+    pub(crate) fn commitments(
+        &self,
+        netuid: u16,
+    ) -> Result<HashMap<AccountId, Vec<u8>>, ChainError> {
         Ok(self
             .subnet(netuid)?
             .commitments
@@ -291,7 +312,12 @@ impl ChainState {
         subnet.apply_weights(uid, &normalized.uids, &normalized.values, block)
     }
 
-    pub(crate) fn commit_weights(&mut self, netuid: u16, hotkey: &AccountId, hash: [u8; 32]) -> Result<(), ChainError> {
+    pub(crate) fn commit_weights(
+        &mut self,
+        netuid: u16,
+        hotkey: &AccountId,
+        hash: [u8; 32],
+    ) -> Result<(), ChainError> {
         let block = self.block;
         let subnet = self.subnet_mut(netuid)?;
         let uid = subnet.require_uid(netuid, hotkey)?;
@@ -312,7 +338,12 @@ impl ChainState {
         Ok(())
     }
 
-    pub(crate) fn reveal_weights(&mut self, netuid: u16, hotkey: &AccountId, reveal: &WeightsReveal) -> Result<(), ChainError> {
+    pub(crate) fn reveal_weights(
+        &mut self,
+        netuid: u16,
+        hotkey: &AccountId,
+        reveal: &WeightsReveal,
+    ) -> Result<(), ChainError> {
         let block = self.block;
         let subnet = self.subnet_mut(netuid)?;
         let uid = subnet.require_uid(netuid, hotkey)?;

@@ -54,7 +54,13 @@ mod tests {
     #[test]
     fn single_validator_row_is_normalised() {
         let w = [(1, 3), (2, 1)];
-        let got = incentives(3, &[ValidatorRow { stake: 10, weights: &w }]);
+        let got = incentives(
+            3,
+            &[ValidatorRow {
+                stake: 10,
+                weights: &w,
+            }],
+        );
         assert!(close(&got, &[0.0, 0.75, 0.25]), "{got:?}");
     }
 
@@ -65,8 +71,14 @@ mod tests {
         let got = incentives(
             2,
             &[
-                ValidatorRow { stake: 3, weights: &a },
-                ValidatorRow { stake: 1, weights: &b },
+                ValidatorRow {
+                    stake: 3,
+                    weights: &a,
+                },
+                ValidatorRow {
+                    stake: 1,
+                    weights: &b,
+                },
             ],
         );
         assert!(close(&got, &[0.75, 0.25]), "{got:?}");
@@ -79,9 +91,18 @@ mod tests {
         let got = incentives(
             2,
             &[
-                ValidatorRow { stake: 0, weights: &a },
-                ValidatorRow { stake: 2, weights: &b },
-                ValidatorRow { stake: 7, weights: &[] },
+                ValidatorRow {
+                    stake: 0,
+                    weights: &a,
+                },
+                ValidatorRow {
+                    stake: 2,
+                    weights: &b,
+                },
+                ValidatorRow {
+                    stake: 7,
+                    weights: &[],
+                },
             ],
         );
         assert!(close(&got, &[0.0, 1.0]), "{got:?}");

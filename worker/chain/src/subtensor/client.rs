@@ -4,21 +4,22 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use subxt::OnlineClient;
 use subxt::client::{ClientAtBlock, OnlineClientAtBlockImpl};
 use subxt::config::{DefaultExtrinsicParamsBuilder, Header as _, RpcConfigFor};
 use subxt::rpcs::RpcClient;
 use subxt::rpcs::methods::LegacyRpcMethods;
 use subxt::tx::Payload;
-use subxt::utils::{AccountId32, H256};
-use subxt::OnlineClient;
+use subxt::utils::AccountId32;
 use tracing::{debug, info};
 
 use super::api::runtime;
-use super::commitment::{commitment_info, first_raw_field};
+use super::calls;
+use super::commitment::first_raw_field;
 use super::config::{SubtensorConfig, SubxtChainConfig};
 use super::convert::{finalized_error, metagraph_from_lite, submit_error};
 use crate::account::AccountId;
-use crate::chain::{Chain, MAX_COMMITMENT_BYTES, WeightsReveal};
+use crate::chain::{Chain, WeightsReveal};
 use crate::error::{ChainError, RateLimited};
 use crate::types::Metagraph;
 use crate::wallet::Keypair;
@@ -55,7 +56,9 @@ impl SubxtChain {
     pub async fn connect(config: SubxtChainConfig) -> Result<Self, ChainError> {
         let url = config.network.url().to_owned();
         info!(%url, "connecting to subtensor");
-        let rpc_client = RpcClient::from_insecure_url(&url).await.map_err(rpc_error)?;
+        let rpc_client = RpcClient::from_insecure_url(&url)
+            .await
+            .map_err(rpc_error)?;
         let client = OnlineClient::from_rpc_client_with_config(
             SubtensorConfig::default(),
             rpc_client.clone(),
@@ -78,7 +81,12 @@ impl SubxtChain {
         self.client.at_current_block().await.map_err(rpc_error)
     }
 
-    async fn uid_of(&self, at: &AtBlock, netuid: u16, hotkey: &AccountId) -> Result<Option<u16>, ChainError> {
+    async fn uid_of(
+        &self,
+        at: &AtBlock,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<Option<u16>, ChainError> {
         let value = at
             .storage()
             .try_fetch(
@@ -92,7 +100,12 @@ impl SubxtChain {
             .transpose()
     }
 
-    async fn require_uid(&self, at: &AtBlock, netuid: u16, hotkey: &AccountId) -> Result<u16, ChainError> {
+    async fn require_uid(
+        &self,
+        at: &AtBlock,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<u16, ChainError> {
         self.uid_of(at, netuid, hotkey)
             .await?
             .ok_or(ChainError::NotRegistered {
@@ -104,7 +117,9 @@ impl SubxtChain {
     async fn commit_reveal_enabled(&self, at: &AtBlock, netuid: u16) -> Result<bool, ChainError> {
         at.storage()
             .fetch(
-                runtime::storage().subtensor_module().commit_reveal_weights_enabled(),
+                runtime::storage()
+                    .subtensor_module()
+                    .commit_reveal_weights_enabled(),
                 (netuid,),
             )
             .await
@@ -115,11 +130,19 @@ impl SubxtChain {
 
     /// Refuse early when the neuron set weights (or committed) less than
     /// `WeightsSetRateLimit` blocks ago — the chain would fail with `SettingWeightsTooFast`.
-    async fn check_weights_rate_limit(&self, at: &AtBlock, netuid: u16, uid: u16) -> Result<(), ChainError> {
+    async fn check_weights_rate_limit(
+        &self,
+        at: &AtBlock,
+        netuid: u16,
+        uid: u16,
+    ) -> Result<(), ChainError> {
         let limit = self.weights_rate_limit_at(at, netuid).await?;
         let last_updates: Vec<u64> = at
             .storage()
-            .fetch(runtime::storage().subtensor_module().last_update(), (netuid,))
+            .fetch(
+                runtime::storage().subtensor_module().last_update(),
+                (netuid,),
+            )
             .await
             .map_err(rpc_error)?
             .decode()
@@ -132,7 +155,9 @@ impl SubxtChain {
     async fn weights_rate_limit_at(&self, at: &AtBlock, netuid: u16) -> Result<u64, ChainError> {
         at.storage()
             .fetch(
-                runtime::storage().subtensor_module().weights_set_rate_limit(),
+                runtime::storage()
+                    .subtensor_module()
+                    .weights_set_rate_limit(),
                 (netuid,),
             )
             .await
@@ -231,7 +256,10 @@ impl Chain for SubxtChain {
         let at = self.at_latest().await?;
         let exists: bool = at
             .storage()
-            .fetch(runtime::storage().subtensor_module().networks_added(), (netuid,))
+            .fetch(
+                runtime::storage().subtensor_module().networks_added(),
+                (netuid,),
+            )
             .await
             .map_err(rpc_error)?
             .decode()
@@ -246,9 +274,7 @@ impl Chain for SubxtChain {
                 uid,
             });
         }
-        let call = runtime::transactions()
-            .subtensor_module()
-            .burned_register(netuid, to_subxt(hotkey));
+        let call = calls::burned_register(netuid, hotkey);
         self.submit(&call, coldkey).await?;
         let after = self.at_latest().await?;
         self.require_uid(&after, netuid, hotkey).await
@@ -260,10 +286,7 @@ impl Chain for SubxtChain {
         hotkey: &Keypair,
         data: &[u8],
     ) -> Result<(), ChainError> {
-        let info = commitment_info(data).ok_or(ChainError::CommitmentTooLarge {
-            len: data.len(),
-            max: MAX_COMMITMENT_BYTES,
-        })?;
+        let call = calls::set_commitment(netuid, data)?;
         if let Some(interval) = self.config.commitment_interval_blocks {
             let at = self.at_latest().await?;
             let last = at
@@ -278,12 +301,15 @@ impl Chain for SubxtChain {
                 .transpose()?;
             if let Some(last) = last {
                 let now = self.current_block().await?;
-                check_rate_limit(RateLimited::Commitment, netuid, now, u64::from(last), interval)?;
+                check_rate_limit(
+                    RateLimited::Commitment,
+                    netuid,
+                    now,
+                    u64::from(last),
+                    interval,
+                )?;
             }
         }
-        let call = runtime::transactions()
-            .commitments()
-            .set_commitment(netuid, info);
         self.submit(&call, hotkey).await
     }
 
@@ -331,7 +357,10 @@ impl Chain for SubxtChain {
         }
         let required: u64 = at
             .storage()
-            .fetch(runtime::storage().subtensor_module().weights_version_key(), (netuid,))
+            .fetch(
+                runtime::storage().subtensor_module().weights_version_key(),
+                (netuid,),
+            )
             .await
             .map_err(rpc_error)?
             .decode()
@@ -343,12 +372,7 @@ impl Chain for SubxtChain {
             });
         }
         self.check_weights_rate_limit(&at, netuid, uid).await?;
-        let call = runtime::transactions().subtensor_module().set_weights(
-            netuid,
-            normalized.uids,
-            normalized.values,
-            version_key,
-        );
+        let call = calls::set_weights(netuid, &normalized, version_key);
         self.submit(&call, hotkey).await
     }
 
@@ -367,9 +391,7 @@ impl Chain for SubxtChain {
             });
         }
         self.check_weights_rate_limit(&at, netuid, uid).await?;
-        let call = runtime::transactions()
-            .subtensor_module()
-            .commit_weights(netuid, H256(commit_hash));
+        let call = calls::commit_weights(netuid, commit_hash);
         self.submit(&call, hotkey).await
     }
 
@@ -387,13 +409,7 @@ impl Chain for SubxtChain {
                 enabled: false,
             });
         }
-        let call = runtime::transactions().subtensor_module().reveal_weights(
-            netuid,
-            reveal.uids.clone(),
-            reveal.values.clone(),
-            reveal.salt.clone(),
-            reveal.version_key,
-        );
+        let call = calls::reveal_weights(netuid, reveal);
         self.submit(&call, hotkey).await
     }
 

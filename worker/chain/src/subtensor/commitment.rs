@@ -57,3 +57,31 @@ pub(crate) fn commitment_info(bytes: &[u8]) -> Option<CommitmentInfo> {
 pub(crate) fn first_raw_field(info: &CommitmentInfo) -> Option<Vec<u8>> {
     info.fields.0.iter().find_map(data_bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_length_round_trips_through_its_raw_variant() {
+        for len in 0..=128usize {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let info = commitment_info(&bytes).expect("fits");
+            assert_eq!(info.fields.0.len(), 1);
+            assert_eq!(first_raw_field(&info), Some(bytes));
+        }
+        assert!(commitment_info(&[0u8; 129]).is_none());
+    }
+
+    #[test]
+    fn non_raw_fields_are_skipped() {
+        let info = CommitmentInfo {
+            fields: BoundedVec(vec![
+                Data::None,
+                Data::BlakeTwo256([1; 32]),
+                Data::Raw2([4, 5]),
+            ]),
+        };
+        assert_eq!(first_raw_field(&info), Some(vec![4, 5]));
+    }
+}

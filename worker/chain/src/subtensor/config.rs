@@ -139,7 +139,10 @@ mod tests {
             "test".parse::<Network>().unwrap().url(),
             "wss://test.finney.opentensor.ai:443"
         );
-        assert_eq!("local".parse::<Network>().unwrap().url(), "ws://127.0.0.1:9944");
+        assert_eq!(
+            "local".parse::<Network>().unwrap().url(),
+            "ws://127.0.0.1:9944"
+        );
         assert_eq!(
             "ws://node:9944".parse::<Network>().unwrap(),
             Network::Custom("ws://node:9944".into())

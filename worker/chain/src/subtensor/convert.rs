@@ -55,7 +55,9 @@ pub fn decode_neurons_lite(
     let method = metadata
         .runtime_api_trait_by_name("NeuronInfoRuntimeApi")
         .and_then(|api| api.method_by_name("get_neurons_lite"))
-        .ok_or_else(|| ChainError::Decode("metadata lacks NeuronInfoRuntimeApi.get_neurons_lite".into()))?;
+        .ok_or_else(|| {
+            ChainError::Decode("metadata lacks NeuronInfoRuntimeApi.get_neurons_lite".into())
+        })?;
     let cursor = &mut &bytes[..];
     let lite = Vec::<NeuronInfoLite>::decode_as_type(cursor, method.output_ty(), metadata.types())
         .map_err(|e| ChainError::Decode(e.to_string()))?;
@@ -103,13 +105,10 @@ fn custom_validity_name(code: u8) -> Option<&'static str> {
 
 /// Make a node's pool-validation message readable, naming subtensor custom codes.
 pub(crate) fn invalid_transaction(message: &str) -> ChainError {
-    let code = message
-        .split("Custom error: ")
-        .nth(1)
-        .and_then(|rest| {
-            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-            digits.parse::<u8>().ok()
-        });
+    let code = message.split("Custom error: ").nth(1).and_then(|rest| {
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u8>().ok()
+    });
     match code.and_then(custom_validity_name) {
         Some(name) => ChainError::InvalidTransaction(format!("{name} ({message})")),
         None => ChainError::InvalidTransaction(message.to_owned()),
@@ -128,9 +127,9 @@ pub(crate) fn submit_error(error: ExtrinsicError) -> ChainError {
 /// Map errors from waiting for finalization and success.
 pub(crate) fn finalized_error(error: TransactionFinalizedSuccessError) -> ChainError {
     match error {
-        TransactionFinalizedSuccessError::SuccessError(TransactionEventsError::ExtrinsicFailed(
-            dispatch,
-        )) => dispatch_error(&dispatch),
+        TransactionFinalizedSuccessError::SuccessError(
+            TransactionEventsError::ExtrinsicFailed(dispatch),
+        ) => dispatch_error(&dispatch),
         TransactionFinalizedSuccessError::FinalizationError(
             TransactionProgressError::TransactionStatusError(TransactionStatusError::Invalid(
                 message,

@@ -2,6 +2,7 @@
 //! and conversions.
 
 pub mod api;
+pub mod calls;
 mod client;
 mod commitment;
 mod config;

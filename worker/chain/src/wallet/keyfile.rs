@@ -96,7 +96,8 @@ fn parse_hex<const N: usize>(
 ) -> Result<Zeroizing<[u8; N]>, KeyfileError> {
     let digits = text.strip_prefix("0x").unwrap_or(text);
     let mut out = Zeroizing::new([0u8; N]);
-    hex::decode_to_slice(digits, out.as_mut()).map_err(|_| KeyfileError::BadHex { field, bytes: N })?;
+    hex::decode_to_slice(digits, out.as_mut())
+        .map_err(|_| KeyfileError::BadHex { field, bytes: N })?;
     Ok(out)
 }
 
@@ -169,7 +170,8 @@ mod tests {
 
     #[test]
     fn phrase_with_matching_address_loads() {
-        let json = format!(r#"{{"secretPhrase":"{PHRASE}","ss58Address":"{ADDRESS}","cryptoType":1}}"#);
+        let json =
+            format!(r#"{{"secretPhrase":"{PHRASE}","ss58Address":"{ADDRESS}","cryptoType":1}}"#);
         let data = KeyfileData::parse(json.as_bytes()).unwrap();
         assert_eq!(data.keypair().unwrap().ss58_address(), ADDRESS);
         assert_eq!(data.account().unwrap().to_ss58(), ADDRESS);

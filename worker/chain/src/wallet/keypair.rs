@@ -142,7 +142,10 @@ pub fn verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
 /// subxt signs transactions with our key pairs.
 impl<T> subxt::tx::Signer<T> for Keypair
 where
-    T: subxt::Config<AccountId = subxt::utils::AccountId32, Signature = subxt::utils::MultiSignature>,
+    T: subxt::Config<
+            AccountId = subxt::utils::AccountId32,
+            Signature = subxt::utils::MultiSignature,
+        >,
 {
     fn account_id(&self) -> T::AccountId {
         subxt::utils::AccountId32(self.public_key())
@@ -169,7 +172,10 @@ mod tests {
         let from_phrase = Keypair::from_phrase(PHRASE, None).unwrap();
         assert_eq!(hex::encode(from_phrase.public_key()), PUBLIC);
         let seed: [u8; 32] = hex::decode(SEED).unwrap().try_into().unwrap();
-        assert_eq!(hex::encode(Keypair::from_seed(&seed).unwrap().public_key()), PUBLIC);
+        assert_eq!(
+            hex::encode(Keypair::from_seed(&seed).unwrap().public_key()),
+            PUBLIC
+        );
         let private: [u8; 64] = hex::decode(PRIVATE).unwrap().try_into().unwrap();
         assert_eq!(
             hex::encode(Keypair::from_private_key(&private).unwrap().public_key()),

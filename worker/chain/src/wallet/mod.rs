@@ -73,12 +73,13 @@ impl Password {
 
     /// Read from a file (e.g. a mounted Kubernetes Secret); one trailing newline is removed.
     pub fn from_file(path: &Path) -> Result<Self, WalletError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            WalletError::Io {
-                path: path.to_owned(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| WalletError::Io {
+                    path: path.to_owned(),
+                    source,
+                })?,
+            );
         let trimmed = text
             .strip_suffix("\r\n")
             .or_else(|| text.strip_suffix('\n'))
@@ -109,12 +110,11 @@ pub fn read_keyfile(path: &Path, password: Option<&Password>) -> Result<KeyfileD
     };
     if nacl::is_nacl_encrypted(&raw) {
         let password = password.ok_or_else(|| WalletError::PasswordRequired(path.to_owned()))?;
-        let plain = nacl::decrypt(&raw, password.as_bytes()).map_err(|source| {
-            WalletError::Decrypt {
+        let plain =
+            nacl::decrypt(&raw, password.as_bytes()).map_err(|source| WalletError::Decrypt {
                 path: path.to_owned(),
                 source,
-            }
-        })?;
+            })?;
         return KeyfileData::parse(&plain).map_err(keyfile_error);
     }
     if raw.starts_with(b"$ANSIBLE_VAULT") || raw.starts_with(b"gAAAAA") {
@@ -179,7 +179,11 @@ impl Wallet {
     }
 
     /// Load a hotkey (hotkeys are normally unencrypted; pass a password if it is not).
-    pub fn hotkey(&self, hotkey: &str, password: Option<&Password>) -> Result<Keypair, WalletError> {
+    pub fn hotkey(
+        &self,
+        hotkey: &str,
+        password: Option<&Password>,
+    ) -> Result<Keypair, WalletError> {
         load_keypair(&self.hotkey_path(hotkey), password)
     }
 
@@ -205,8 +209,14 @@ mod tests {
     fn layout_paths() {
         let w = Wallet::new("/w", "miner");
         assert_eq!(w.coldkey_path(), PathBuf::from("/w/miner/coldkey"));
-        assert_eq!(w.coldkeypub_path(), PathBuf::from("/w/miner/coldkeypub.txt"));
-        assert_eq!(w.hotkey_path("default"), PathBuf::from("/w/miner/hotkeys/default"));
+        assert_eq!(
+            w.coldkeypub_path(),
+            PathBuf::from("/w/miner/coldkeypub.txt")
+        );
+        assert_eq!(
+            w.hotkey_path("default"),
+            PathBuf::from("/w/miner/hotkeys/default")
+        );
     }
 
     #[test]
