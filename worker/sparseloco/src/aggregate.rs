@@ -159,42 +159,37 @@ fn scatter_mean_bands(
     first_band: usize,
     out: &mut [MaybeUninit<f32>],
 ) {
-    let (br, bc, cols, k) = (geom.block_rows(), geom.block_cols(), geom.cols(), geom.k());
+    let (bc, cols, k) = (geom.block_cols(), geom.cols(), geom.k());
     let per_band = geom.chunks_per_band();
+    // Per-chunk accumulators; the output pass reads them and leaves them zeroed.
     let mut sum = vec![0f32; geom.chunk_elems()];
     let mut count = vec![0u32; geom.chunk_elems()];
     for (b, band) in out.chunks_exact_mut(geom.band_elems()).enumerate() {
         for j in 0..per_band {
-            let chunk = (first_band + b) * per_band + j;
-            sum.fill(0.0);
-            count.fill(0);
+            let base = ((first_band + b) * per_band + j) * k;
             for peer in peers {
-                let base = chunk * k;
                 let Some(indices) = peer.indices.get(base..base + k) else {
                     continue;
                 };
                 for (e, &local) in indices.iter().enumerate() {
                     let value = peer.table[usize::from(code_at(peer.codes, base + e))];
-                    if let (Some(s), Some(c)) = (
-                        sum.get_mut(usize::from(local)),
-                        count.get_mut(usize::from(local)),
-                    ) {
+                    let local = usize::from(local);
+                    if let (Some(s), Some(c)) = (sum.get_mut(local), count.get_mut(local)) {
                         *s += value;
-                        *c += 1;
+                        *c = c.wrapping_add(1);
                     }
                 }
             }
-            for r in 0..br {
-                let start = r * cols + j * bc;
-                let (Some(row), Some(srow), Some(crow)) = (
-                    band.get_mut(start..start + bc),
-                    sum.get(r * bc..(r + 1) * bc),
-                    count.get(r * bc..(r + 1) * bc),
-                ) else {
-                    continue;
-                };
-                for ((o, &s), &c) in row.iter_mut().zip(srow).zip(crow) {
-                    o.write(if c > 0 { s / c as f32 } else { 0.0 });
+            // Row r of the chunk: band[r * cols + j * bc ..][..bc].
+            let rows = band.get_mut(j * bc..).unwrap_or_default().chunks_mut(cols);
+            for ((row, srow), crow) in rows
+                .zip(sum.chunks_exact_mut(bc))
+                .zip(count.chunks_exact_mut(bc))
+            {
+                for ((o, s), c) in row.iter_mut().zip(srow).zip(crow) {
+                    o.write(if *c > 0 { *s / *c as f32 } else { 0.0 });
+                    *s = 0.0;
+                    *c = 0;
                 }
             }
         }

@@ -22,49 +22,108 @@ fn local_of(key: u64) -> u16 {
     (0xffff - (key & 0xffff)) as u16
 }
 
-/// Magnitude bits are bucketed by their top 12 bits (sign is always 0): exponent plus three
-/// mantissa bits, i.e. buckets 1/8 of an octave wide.
+/// Magnitude bits are bucketed by their top bits (the sign bit is always 0): exponent
+/// plus three mantissa bits, i.e. buckets 1/8 of an octave wide.
 const BUCKET_SHIFT: u32 = 20;
-const BUCKETS: usize = 1 << (32 - BUCKET_SHIFT);
+const BUCKETS: usize = 1 << (31 - BUCKET_SHIFT);
 
-/// Scratch space reused across chunks.
-struct Scratch {
+/// How far below the previous chunk's k-th largest magnitude the next chunk's candidate
+/// threshold starts (in buckets, i.e. a factor of about 0.84).
+const GUESS_MARGIN: u32 = 2 << BUCKET_SHIFT;
+
+/// Scratch space and threshold guess reused across the chunks of one band group.
+struct Selector {
+    k: usize,
     magnitudes: Vec<u32>,
     histogram: Vec<u32>,
+    /// Candidate keys; only the first `n_candidates` are meaningful.
     candidates: Vec<u64>,
+    n_candidates: usize,
     top: Vec<u16>,
+    /// Candidate threshold from the previous chunk (neighbouring chunks of a tensor have
+    /// similar magnitude distributions).
+    guess: Option<u32>,
 }
 
-impl Scratch {
+impl Selector {
     fn new(chunk_elems: usize, k: usize) -> Self {
         Self {
-            magnitudes: Vec::with_capacity(chunk_elems),
+            k,
+            magnitudes: vec![0; chunk_elems],
             histogram: vec![0; BUCKETS],
-            candidates: Vec::with_capacity(chunk_elems),
+            candidates: vec![0; chunk_elems],
+            n_candidates: 0,
             top: Vec::with_capacity(k),
+            guess: None,
         }
     }
 
     /// Local indices (sorted) of the `k` largest entries of `self.magnitudes`.
     ///
-    /// Radix select: a histogram of the magnitude buckets gives the bucket holding the
-    /// k-th largest; everything at or above that bucket is a candidate (for Gaussian-like
-    /// data about k plus a few dozen), and an exact selection runs on the candidates only.
-    fn select_top(&mut self, k: usize) {
-        let (mut low, mut high) = (BUCKETS, 0usize);
-        for &m in &self.magnitudes {
-            let bucket = (m >> BUCKET_SHIFT) as usize;
-            if let Some(h) = self.histogram.get_mut(bucket) {
-                *h += 1;
+    /// Every magnitude at or above a threshold becomes a candidate; an exact selection
+    /// then runs on the candidates only. The threshold comes from the previous chunk when
+    /// that yields at least `k` (and at most a quarter of the chunk) candidates, otherwise
+    /// from a radix histogram (the lowest magnitude of the bucket holding the k-th
+    /// largest).
+    fn select_top(&mut self) {
+        let k = self.k;
+        let cap = (self.magnitudes.len() / 4).max(k);
+        let guessed = self.guess.map(|guess| self.collect_candidates(guess));
+        if !guessed.is_some_and(|n| n >= k && n <= cap) {
+            let floor = self.histogram_floor();
+            self.collect_candidates(floor);
+        }
+        let candidates = self
+            .candidates
+            .get_mut(..self.n_candidates)
+            .unwrap_or_default();
+        let chosen = if k < candidates.len() {
+            let pivot = candidates.len() - k;
+            candidates.select_nth_unstable(pivot);
+            candidates.get(pivot..).unwrap_or_default()
+        } else {
+            candidates
+        };
+        let kth = chosen
+            .iter()
+            .map(|&key| (key >> 32) as u32)
+            .min()
+            .unwrap_or(0);
+        self.guess = Some(kth.saturating_sub(GUESS_MARGIN));
+        self.top.clear();
+        self.top.extend(chosen.iter().map(|&key| local_of(key)));
+        self.top.sort_unstable();
+    }
+
+    /// Keys of all magnitudes at or above `floor` into `self.candidates` (branch-free
+    /// compaction); returns their number.
+    fn collect_candidates(&mut self, floor: u32) -> usize {
+        let mut n = 0usize;
+        for (local, &m) in self.magnitudes.iter().enumerate() {
+            if let Some(slot) = self.candidates.get_mut(n) {
+                *slot = magnitude_key(m, local);
             }
-            low = low.min(bucket);
-            high = high.max(bucket);
+            n += usize::from(m >= floor);
+        }
+        self.n_candidates = n.min(self.candidates.len());
+        n
+    }
+
+    /// Lowest magnitude of the bucket that holds the k-th largest magnitude.
+    fn histogram_floor(&mut self) -> u32 {
+        let bucket_of = |m: u32| (m >> BUCKET_SHIFT) as usize & (BUCKETS - 1);
+        let high = self.magnitudes.iter().copied().max().map_or(0, bucket_of);
+        let low = self.magnitudes.iter().copied().min().map_or(0, bucket_of);
+        for &m in &self.magnitudes {
+            if let Some(h) = self.histogram.get_mut(bucket_of(m)) {
+                *h = h.wrapping_add(1);
+            }
         }
         let mut threshold = low;
         let mut above = 0usize;
         for bucket in (low..=high).rev() {
             above += self.histogram.get(bucket).copied().unwrap_or(0) as usize;
-            if above >= k {
+            if above >= self.k {
                 threshold = bucket;
                 break;
             }
@@ -72,22 +131,7 @@ impl Scratch {
         if let Some(used) = self.histogram.get_mut(low..=high) {
             used.fill(0);
         }
-        let floor = (threshold as u32) << BUCKET_SHIFT;
-        self.candidates.clear();
-        for (local, &m) in self.magnitudes.iter().enumerate() {
-            if m >= floor {
-                self.candidates.push(magnitude_key(m, local));
-            }
-        }
-        if k < self.candidates.len() {
-            let pivot = self.candidates.len() - k;
-            self.candidates.select_nth_unstable(pivot);
-            self.candidates.drain(..pivot);
-        }
-        self.top.clear();
-        self.top
-            .extend(self.candidates.iter().map(|&key| local_of(key)));
-        self.top.sort_unstable();
+        (threshold as u32) << BUCKET_SHIFT
     }
 }
 
@@ -101,35 +145,34 @@ pub(crate) fn decay_add_select(
     residual: &mut [f32],
     delta: &[f32],
 ) -> Selected {
-    let (bc, br, cols, k) = (geom.block_cols(), geom.block_rows(), geom.cols(), geom.k());
+    let (bc, cols, k) = (geom.block_cols(), geom.cols(), geom.k());
     let band_elems = geom.band_elems();
     let chunks = residual.len() / band_elems.max(1) * geom.chunks_per_band();
     let mut out = Selected {
         indices: Vec::with_capacity(chunks * k),
         values: Vec::with_capacity(chunks * k),
     };
-    let mut scratch = Scratch::new(geom.chunk_elems(), k);
+    let mut selector = Selector::new(geom.chunk_elems(), k);
     for (band, band_delta) in residual
         .chunks_exact_mut(band_elems)
         .zip(delta.chunks_exact(band_elems))
     {
         for j in 0..geom.chunks_per_band() {
-            scratch.magnitudes.clear();
-            for r in 0..br {
-                let start = r * cols + j * bc;
-                let (Some(row), Some(drow)) = (
-                    band.get_mut(start..start + bc),
-                    band_delta.get(start..start + bc),
-                ) else {
-                    continue;
-                };
-                for (e, &d) in row.iter_mut().zip(drow) {
-                    *e = decay * *e + d;
-                    scratch.magnitudes.push(e.to_bits() & 0x7fff_ffff);
+            // Row r of the chunk: band[r * cols + j * bc ..][..bc].
+            let rows = band.get_mut(j * bc..).unwrap_or_default().chunks_mut(cols);
+            let delta_rows = band_delta.get(j * bc..).unwrap_or_default().chunks(cols);
+            for ((row, drow), mags) in rows
+                .zip(delta_rows)
+                .zip(selector.magnitudes.chunks_exact_mut(bc))
+            {
+                for ((e, &d), m) in row.iter_mut().zip(drow).zip(mags) {
+                    let v = decay * *e + d;
+                    *e = v;
+                    *m = v.to_bits() & 0x7fff_ffff;
                 }
             }
-            scratch.select_top(k);
-            for &local in &scratch.top {
+            selector.select_top();
+            for &local in &selector.top {
                 out.indices.push(local);
                 out.values.push(
                     band.get(geom.offset_in_band(j, usize::from(local)))
