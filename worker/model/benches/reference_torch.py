@@ -17,6 +17,7 @@ compares the weights with the export in DIR/after. tests/torch_reference.rs driv
 
 import json
 import os
+import statistics
 import struct
 import sys
 import time
@@ -214,17 +215,20 @@ def main():
 
         for _ in range(warmup):
             step()
-        start = time.perf_counter()
+        train = []
         for _ in range(steps):
+            start = time.perf_counter()
             step()
-        train_s = (time.perf_counter() - start) / steps
-        start = time.perf_counter()
+            train.append(time.perf_counter() - start)
+        evals = []
         with torch.no_grad():
             for _ in range(steps):
+                start = time.perf_counter()
                 F.cross_entropy(model(ids).float().view(-1, vocab), labels.view(-1)).item()
-        eval_s = (time.perf_counter() - start) / steps
+                evals.append(time.perf_counter() - start)
+        train_s, eval_s = statistics.median(train), statistics.median(evals)
         n = sum(p.numel() for p in params)
-        print(f"{name:<5} params {n:>11}  batch {batch}x{seq}  train step {train_s * 1e3:8.1f} ms  "
+        print(f"{name:<5} params {n:>11}  batch {batch}x{seq}  train step (median) {train_s * 1e3:8.1f} ms  "
               f"{batch * seq / train_s:9.0f} tokens/s  | eval {eval_s * 1e3:8.1f} ms  {batch * seq / eval_s:9.0f} tokens/s")
 
 

@@ -27,6 +27,12 @@ fn random_batch(config: &LlamaConfig, batch: i64) -> Batch {
     }
 }
 
+/// Median of the samples (robust to a busy machine).
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(f64::total_cmp);
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn run(case: &Case) -> Result<(), worker_model::ModelError> {
     let started = Instant::now();
     let mut model = Llama::new(case.config.clone(), Device::Cpu, 0)?;
@@ -37,18 +43,21 @@ fn run(case: &Case) -> Result<(), worker_model::ModelError> {
     for _ in 0..case.warmup {
         trainer.train_step(&mut model, std::slice::from_ref(&batch))?;
     }
-    let started = Instant::now();
+    let mut train = Vec::with_capacity(case.steps);
     for _ in 0..case.steps {
+        let started = Instant::now();
         trainer.train_step(&mut model, std::slice::from_ref(&batch))?;
+        train.push(started.elapsed().as_secs_f64());
     }
-    let train_s = started.elapsed().as_secs_f64() / case.steps as f64;
-    let started = Instant::now();
+    let mut eval = Vec::with_capacity(case.steps);
     for _ in 0..case.steps {
+        let started = Instant::now();
         model.loss_on(&batch)?;
+        eval.push(started.elapsed().as_secs_f64());
     }
-    let eval_s = started.elapsed().as_secs_f64() / case.steps as f64;
+    let (train_s, eval_s) = (median(train), median(eval));
     println!(
-        "{:<5} params {:>11}  batch {}x{}  train step {:>8.1} ms  {:>9.0} tokens/s  | eval {:>8.1} ms  {:>9.0} tokens/s  (init {:.1} s)",
+        "{:<5} params {:>11}  batch {}x{}  train step (median) {:>8.1} ms  {:>9.0} tokens/s  | eval {:>8.1} ms  {:>9.0} tokens/s  (init {:.1} s)",
         case.name,
         case.config.param_count(),
         case.batch,

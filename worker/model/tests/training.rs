@@ -40,6 +40,7 @@ fn loss_falls_over_outer_rounds_with_pseudo_gradient_updates() {
         model.apply_update(&outcome.pseudo_gradients, 1.0).unwrap();
     }
     let last = model.loss_on_batches(&val).unwrap();
+    eprintln!("val loss {initial:.3} -> {last:.3}, train losses {train_losses:.3?}");
     assert!(last < initial - 1.0, "val loss {initial} -> {last}");
     assert!(
         train_losses[3] < train_losses[0],
