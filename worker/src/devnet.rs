@@ -5,11 +5,13 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use clap::Args;
 use tch::Device;
-use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig, verify};
+use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_gauntlet::{GauntletConfig, Outcome, PeerOutcome};
 use worker_model::{Batch, CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::{
@@ -19,14 +21,14 @@ use worker_storage::{
 use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
-    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, upload_gradient,
-    upload_sync_sample,
+    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, resolve_peers,
+    upload_gradient, upload_sync_sample,
 };
-use crate::gradient_object::Signer;
 use crate::miner::Miner;
 use crate::replica::SYNC_VALUES_PER_TENSOR;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
 use crate::settings::TrainingSettings;
+use crate::signing::sr25519_verify;
 use crate::validator::{EvalSettings, Validator};
 
 /// The subnet id the devnet registers everyone on.
@@ -102,21 +104,6 @@ struct Participant {
     miner: Miner,
     key: Keypair,
     store: Arc<dyn ObjectStore>,
-}
-
-struct KeySigner<'a>(&'a Keypair);
-
-impl Signer for KeySigner<'_> {
-    fn public_key(&self) -> [u8; 32] {
-        self.0.public_key()
-    }
-    fn sign(&self, message: &[u8]) -> [u8; 64] {
-        self.0.sign(message)
-    }
-}
-
-fn verifier(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> bool {
-    verify(public, message, signature)
 }
 
 /// Runs the devnet and returns its report (also printed unless `quiet`).
@@ -205,7 +192,15 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             store,
         });
     }
-    let directory = resolve_peers(&chain, args).await?;
+    let peers = resolve_peers(&chain, DEVNET_NETUID, |credentials| {
+        Ok(Arc::new(open_bucket(args, &credentials.account_id)?) as Arc<dyn ObjectStore>)
+    })
+    .await?;
+    // The validator scores miners only.
+    let peers: Vec<PeerEndpoint> = peers
+        .into_iter()
+        .filter(|p| participants.iter().any(|m| m.miner.uid == p.uid))
+        .collect();
 
     let train = open_bundled(
         CorpusSplit::Train,
@@ -233,6 +228,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     let (mut on_wire, mut decoded) = (0usize, 0usize);
     for window in 0..args.windows {
         let window_started = Instant::now();
+        let progress = window_progress(args, window, participants.len());
         let target = window * BLOCKS_PER_WINDOW;
         chain.advance(target.saturating_sub(chain.block()));
         let start = SystemTime::now();
@@ -241,6 +237,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         let mut late = Vec::new();
         for p in participants.iter_mut() {
             let uid = p.miner.uid;
+            progress.set_message(format!("miner uid {uid} ({}) training", p.miner.behaviour));
             upload_sync_sample(
                 &*p.store,
                 &layout,
@@ -249,9 +246,9 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
                 &p.miner.replica.sync_sample()?,
             )
             .await?;
-            let upload =
-                p.miner
-                    .produce(window, &train, &KeySigner(&p.key), victim_object.as_deref())?;
+            let upload = p
+                .miner
+                .produce(window, &train, &p.key, victim_object.as_deref())?;
             if p.miner.behaviour == Behaviour::Honest && victim_object.is_none() {
                 victim_object = Some(upload.object.clone());
             }
@@ -269,11 +266,22 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             } else {
                 upload_gradient(&*p.store, &layout, window, uid, upload.object).await?;
             }
+            progress.inc(1);
         }
-        // The upload deadline falls now; late miners publish after it.
+        // The upload deadline falls now; late miners publish after it. Stored times have
+        // whole-second resolution (as on S3), so they wait for the next second to start.
         let upload_window = UploadWindow::new(start, start.elapsed().unwrap_or_default());
         if !late.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            progress.set_message("late uploads");
+            let after = upload_window
+                .not_after()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            let next_second = Duration::from_secs(after.as_secs() + 1) + Duration::from_millis(20);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default();
+            tokio::time::sleep(next_second.saturating_sub(now)).await;
         }
         for (uid, object, store) in late {
             upload_gradient(&*store, &layout, window, uid, object).await?;
@@ -282,7 +290,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             FetchPolicy::new(Duration::from_secs(10), MAX_OBJECT_BYTES).within(upload_window);
 
         // The validator scores the window and publishes the aggregation list.
-        let peers: Vec<PeerEndpoint> = directory.values().cloned().collect();
+        progress.set_message("validator scoring");
         let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
         let sampled = validator.sample(window, &active);
         let to_fetch: Vec<PeerEndpoint> = peers
@@ -292,13 +300,15 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .collect();
         let submissions = fetch_submissions(&to_fetch, &layout, window, &policy, sync_len).await;
         validator.gauntlet.mark_seen(window, &active);
-        let evaluation = validator.evaluate_window(window, submissions, &train, &verifier)?;
+        let evaluation = validator.evaluate_window(window, submissions, &train, &sr25519_verify)?;
         decoded += evaluation
             .outcomes
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
             .count();
         publish_peer_list(&*validator_store, &layout, &evaluation.peer_list).await?;
+        progress.inc(1);
+        progress.set_message("aggregating");
 
         let weights_set = (window + 1) % args.weights_every.max(1) == 0;
         if weights_set {
@@ -326,7 +336,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             window,
             &policy,
             &validator.replica,
-            &verifier,
+            &sr25519_verify,
         )
         .await;
         validator.outer_step(&payloads)?;
@@ -339,13 +349,14 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
                 window,
                 &policy,
                 &p.miner.replica,
-                &verifier,
+                &sr25519_verify,
             )
             .await;
             p.miner.replica.outer_step(&payloads, settings.outer_lr)?;
             in_sync.insert(p.miner.uid, p.miner.replica.sync_sample()? == reference);
         }
 
+        progress.finish_and_clear();
         let eval_loss = validator.replica.model.loss_on_batches(&held_out)?;
         let scores: BTreeMap<u16, f64> = validator.gauntlet.final_scores().into_iter().collect();
         let weights: BTreeMap<u16, f32> = validator.gauntlet.weights().into_iter().collect();
@@ -406,40 +417,22 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     Ok(report)
 }
 
-fn open_bucket(args: &DevnetArgs, name: &str) -> Result<LocalStore> {
-    Ok(LocalStore::open(args.dir.join("buckets").join(name))?)
+fn window_progress(args: &DevnetArgs, window: u64, miners: usize) -> ProgressBar {
+    let bar = ProgressBar::new(miners as u64 + 1);
+    if args.quiet {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        ProgressStyle::with_template("window {prefix:>3} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(window.to_string());
+    bar
 }
 
-/// Resolves every registered miner's bucket from its on-chain commitment, as a real peer
-/// does; commitments that do not parse are skipped with a warning.
-async fn resolve_peers(
-    chain: &EmbeddedChain,
-    args: &DevnetArgs,
-) -> Result<BTreeMap<u16, PeerEndpoint>> {
-    let metagraph = chain.metagraph(DEVNET_NETUID).await?;
-    let commitments = chain.commitments(DEVNET_NETUID).await?;
-    let mut peers = BTreeMap::new();
-    for neuron in &metagraph.neurons {
-        let Some(raw) = commitments.get(&neuron.hotkey) else {
-            continue;
-        };
-        match BucketCredentials::parse(raw) {
-            Ok(credentials) => {
-                let store: Arc<dyn ObjectStore> =
-                    Arc::new(open_bucket(args, &credentials.account_id)?);
-                peers.insert(
-                    neuron.uid,
-                    PeerEndpoint {
-                        uid: neuron.uid,
-                        hotkey: *neuron.hotkey.as_bytes(),
-                        store,
-                    },
-                );
-            }
-            Err(err) => tracing::warn!(uid = neuron.uid, %err, "skipping bad commitment"),
-        }
-    }
-    Ok(peers)
+fn open_bucket(args: &DevnetArgs, name: &str) -> Result<LocalStore> {
+    Ok(LocalStore::open(args.dir.join("buckets").join(name))?)
 }
 
 fn held_out_batches(args: &DevnetArgs, seq_len: usize) -> Result<Vec<Batch>> {

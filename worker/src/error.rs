@@ -17,6 +17,8 @@ pub enum NodeError {
     Storage(#[from] worker_storage::StorageError),
     #[error("chain: {0}")]
     Chain(#[from] worker_chain::ChainError),
+    #[error("wallet: {0}")]
+    Wallet(#[from] worker_chain::WalletError),
     #[error("gauntlet: {0}")]
     Gauntlet(#[from] worker_gauntlet::GauntletError),
     #[error("gradient object: {0}")]

@@ -8,6 +8,9 @@ use worker_gauntlet::{Outcome, PeerList};
 use worker_sparseloco::GradientPayload;
 use worker_storage::{FetchPolicy, ObjectStore, PeerFetch, RunLayout, fetch_peers};
 
+use worker_chain::Chain;
+use worker_storage::BucketCredentials;
+
 use crate::error::Result;
 use crate::replica::Replica;
 use crate::sync_check::{decode_sample, encode_sample};
@@ -110,7 +113,7 @@ pub async fn fetch_submissions(
     let gradients = fetch_peers(requests(peers, |uid| layout.gradient(window, uid)), policy).await;
     let sync_policy = FetchPolicy {
         upload_window: None,
-        ..policy.clone()
+        ..*policy
     };
     let samples = fetch_peers(
         requests(peers, |uid| layout.sync_sample(window, uid)),
@@ -175,4 +178,87 @@ pub async fn gather(
         }
     }
     (payloads, rejected)
+}
+
+/// Every registered neuron whose on-chain commitment names a bucket, with the store that
+/// `open` builds for it. Commitments that do not parse, or whose store cannot be opened,
+/// are skipped with a warning: one bad peer never stops the others.
+pub async fn resolve_peers(
+    chain: &dyn Chain,
+    netuid: u16,
+    open: impl Fn(&BucketCredentials) -> Result<Arc<dyn ObjectStore>>,
+) -> Result<Vec<PeerEndpoint>> {
+    let metagraph = chain.metagraph(netuid).await?;
+    let commitments = chain.commitments(netuid).await?;
+    let mut peers = Vec::new();
+    for neuron in &metagraph.neurons {
+        let Some(raw) = commitments.get(&neuron.hotkey) else {
+            continue;
+        };
+        let store = BucketCredentials::parse(raw)
+            .map_err(|err| err.to_string())
+            .and_then(|credentials| open(&credentials).map_err(|err| err.to_string()));
+        match store {
+            Ok(store) => peers.push(PeerEndpoint {
+                uid: neuron.uid,
+                hotkey: *neuron.hotkey.as_bytes(),
+                store,
+            }),
+            Err(err) => {
+                tracing::warn!(uid = neuron.uid, %err, "skipping peer with a bad bucket commitment")
+            }
+        }
+    }
+    Ok(peers)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use worker_chain::{EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
+    use worker_storage::LocalStore;
+
+    #[tokio::test]
+    async fn resolves_committed_buckets_and_skips_bad_commitments() {
+        let dir = tempfile::tempdir().unwrap();
+        let chain = EmbeddedChain::new(EmbeddedChainConfig::default());
+        chain.add_subnet(3, SubnetConfig::default());
+        let owner = Keypair::from_dev_name("owner");
+        let good = Keypair::from_dev_name("good");
+        let bad = Keypair::from_dev_name("bad");
+        let silent = Keypair::from_dev_name("silent");
+        let mut uids = Vec::new();
+        for key in [&good, &bad, &silent] {
+            uids.push(
+                chain
+                    .burned_register(3, &owner, &key.account_id())
+                    .await
+                    .unwrap(),
+            );
+        }
+        let credentials = BucketCredentials {
+            account_id: "bucket-good".into(),
+            access_key_id: "ak".into(),
+            secret_access_key: "sk".into(),
+        };
+        chain
+            .set_commitment(3, &good, &credentials.to_raw128().unwrap())
+            .await
+            .unwrap();
+        chain
+            .set_commitment(3, &bad, b"not a raw128 commitment")
+            .await
+            .unwrap();
+
+        let root = dir.path().to_owned();
+        let peers = resolve_peers(&chain, 3, |c| {
+            Ok(Arc::new(LocalStore::open(root.join(&c.account_id))?) as Arc<dyn ObjectStore>)
+        })
+        .await
+        .unwrap();
+        assert_eq!(peers.len(), 1);
+        assert_eq!(peers[0].uid, uids[0]);
+        assert_eq!(&peers[0].hotkey, good.account_id().as_bytes());
+        assert!(dir.path().join("bucket-good").exists());
+    }
 }

@@ -15,9 +15,11 @@ pub mod evaluator;
 pub mod exchange;
 pub mod gradient_object;
 pub mod miner;
+pub mod network;
 pub mod replica;
 pub mod report;
 pub mod settings;
+pub mod signing;
 pub mod sync_check;
 pub mod validator;
 

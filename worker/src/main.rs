@@ -2,8 +2,14 @@
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
+
 use worker::devnet::{self, DevnetArgs};
+use worker::network::{
+    NodeArgs, ValidatorArgs, connect, own_s3_store, peer_s3_store, run_miner, run_validator,
+};
+use worker_chain::{Chain, SubxtChain, SubxtChainConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,12 +27,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Train with SparseLoCo and exchange gradients with the subnet's peers.
+    Miner(NodeArgs),
+    /// Score peers with the Gauntlet and set weights.
+    Validator(ValidatorArgs),
     /// Run a whole subnet (embedded chain and storage, miners, a validator) on this machine.
     Devnet(DevnetArgs),
 }
 
-fn init_tracing(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+fn init_tracing(format: &str, default_filter: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -37,12 +48,40 @@ fn init_tracing(format: &str) {
     }
 }
 
+async fn connect_node(args: NodeArgs) -> anyhow::Result<worker::network::NodeContext> {
+    let mut config = SubxtChainConfig::new(args.chain_endpoint.clone());
+    config.blocks_per_window = args.blocks_per_window;
+    let chain: Arc<dyn Chain> = Arc::new(
+        SubxtChain::connect(config)
+            .await
+            .with_context(|| format!("connecting to {}", args.chain_endpoint.url()))?,
+    );
+    let store = own_s3_store(&args.storage)?;
+    Ok(connect(chain, store, args).await?)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_tracing(&cli.log_format);
     match cli.command {
+        Command::Miner(args) => {
+            init_tracing(&cli.log_format, "info");
+            let peer_endpoint = args.storage.peer_storage_endpoint.clone();
+            let ctx = connect_node(args).await?;
+            run_miner(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
+        }
+        Command::Validator(args) => {
+            init_tracing(&cli.log_format, "info");
+            let peer_endpoint = args.node.storage.peer_storage_endpoint.clone();
+            let ctx = connect_node(args.node.clone()).await?;
+            run_validator(ctx, &args, &move |c| {
+                peer_s3_store(c, peer_endpoint.as_deref())
+            })
+            .await?;
+        }
         Command::Devnet(args) => {
+            // The devnet's tables already say who was penalised and why.
+            init_tracing(&cli.log_format, "error");
             devnet::run(&args).await.context("devnet failed")?;
         }
     }

@@ -1,8 +1,12 @@
 //! The miner's compute path for one window: inner AdamW steps on the assigned data,
 //! pseudo-gradient, SparseLoCo compression with error feedback, signed upload object.
 
+use std::path::Path;
+
 use tch::{Device, Tensor};
-use worker_model::{InnerTrainer, SampleDigest, TokenDataset, assigned_sample_ids};
+use worker_model::{
+    InnerTrainer, SampleDigest, TokenDataset, assigned_sample_ids, load_checkpoint, save_checkpoint,
+};
 use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio, decode, encode};
 
 use crate::behaviour::Behaviour;
@@ -89,10 +93,10 @@ impl Miner {
         victim: Option<&[u8]>,
     ) -> Result<MinerUpload> {
         let (assigned, digest) = assignment(&self.settings, dataset, self.uid, window)?;
-        if self.behaviour == Behaviour::Copycat {
-            if let Some(victim) = victim {
-                return self.copy(window, victim, digest, signer);
-            }
+        if self.behaviour == Behaviour::Copycat
+            && let Some(victim) = victim
+        {
+            return self.copy(window, victim, digest, signer);
         }
         let (pseudo, train_loss) = match self.behaviour {
             Behaviour::Lazy | Behaviour::Copycat => (self.zero_update()?, f64::NAN),
@@ -133,6 +137,45 @@ impl Miner {
             tensors,
         };
         Ok(self.seal(window, &payload, digest.0, signer, train_loss))
+    }
+
+    /// Saves model, optimizer and error-feedback state with the last completed `window`,
+    /// atomically.
+    pub fn save_checkpoint(&self, path: &Path, window: u64) -> Result<()> {
+        let state = self.feedback.state()?;
+        let names: Vec<String> = (0..state.len())
+            .map(|i| format!("error_feedback/{i}"))
+            .collect();
+        let extra: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&state).collect();
+        save_checkpoint(
+            path,
+            window,
+            &self.replica.model,
+            Some(self.trainer.optimizer()),
+            &extra,
+        )?;
+        Ok(())
+    }
+
+    /// Restores a checkpoint written by [`Miner::save_checkpoint`]; returns its window.
+    pub fn load_checkpoint(&mut self, path: &Path) -> Result<u64> {
+        let loaded = load_checkpoint(
+            path,
+            &mut self.replica.model,
+            Some(self.trainer.optimizer_mut()),
+        )?;
+        let mut state = Vec::with_capacity(loaded.extra.len());
+        for (i, (name, tensor)) in loaded.extra.into_iter().enumerate() {
+            if name != format!("error_feedback/{i}") {
+                return Err(NodeError::Config(format!(
+                    "checkpoint {} holds unexpected tensor {name:?}",
+                    path.display()
+                )));
+            }
+            state.push(tensor);
+        }
+        self.feedback.load_state(state)?;
+        Ok(loaded.window)
     }
 
     fn zero_update(&self) -> Result<Vec<Tensor>> {
