@@ -59,6 +59,15 @@ impl SubxtChain {
         let rpc_client = RpcClient::from_insecure_url(&url)
             .await
             .map_err(rpc_error)?;
+        Self::from_rpc_client(rpc_client, config).await
+    }
+
+    /// Use an existing RPC client (e.g. subxt's reconnecting client, or a mock in tests).
+    /// `config.network` is then only informational.
+    pub async fn from_rpc_client(
+        rpc_client: RpcClient,
+        config: SubxtChainConfig,
+    ) -> Result<Self, ChainError> {
         let client = OnlineClient::from_rpc_client_with_config(
             SubtensorConfig::default(),
             rpc_client.clone(),
