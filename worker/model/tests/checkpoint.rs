@@ -9,6 +9,7 @@ use worker_model::{Llama, LlamaConfig, ModelError, export_hf, load_checkpoint, s
 
 #[test]
 fn checkpoint_round_trip_is_bit_exact_and_resume_continues() {
+    common::single_threaded_torch();
     let data = train_data();
     let mut model = tiny_model(1);
     let mut trainer = trainer(&model);
@@ -75,6 +76,7 @@ fn checkpoint_round_trip_is_bit_exact_and_resume_continues() {
 
 #[test]
 fn corrupt_truncated_or_foreign_checkpoints_are_rejected() {
+    common::single_threaded_torch();
     let model = tiny_model(1);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ckpt.bin");
@@ -129,6 +131,7 @@ fn corrupt_truncated_or_foreign_checkpoints_are_rejected() {
 
 #[test]
 fn export_has_hf_names_shapes_and_config() {
+    common::single_threaded_torch();
     for (config, kind, dtype, torch_dtype) in [
         (
             LlamaConfig::tiny(),

@@ -22,6 +22,7 @@ fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBu
 
 #[test]
 fn same_uid_and_window_give_identical_batches_and_uids_differ() {
+    common::single_threaded_torch();
     // Two independent computations (separately opened datasets), as miner and validator do.
     let miner = train_data();
     let validator = train_data();
@@ -52,6 +53,7 @@ fn same_uid_and_window_give_identical_batches_and_uids_differ() {
 
 #[test]
 fn samples_cover_shards_back_to_back_with_eos_masking() {
+    common::single_threaded_torch();
     let dir = tempfile::tempdir().unwrap();
     // Shard 0: 10 tokens -> 3 samples of seq_len 3; shard 1 (npy, u32): 5 tokens -> 1 sample.
     let flat: Vec<u8> = [1u16, 2, 3, 0, 5, 6, 7, 8, 0, 10]
@@ -98,6 +100,7 @@ fn samples_cover_shards_back_to_back_with_eos_masking() {
 
 #[test]
 fn malformed_token_files_are_rejected() {
+    common::single_threaded_torch();
     let dir = tempfile::tempdir().unwrap();
     let rejects = |path: std::path::PathBuf, width: TokenWidth| {
         let result = TokenShard::open(&path, width);
@@ -146,6 +149,7 @@ fn malformed_token_files_are_rejected() {
 
 #[test]
 fn assigned_window_bundles_ids_digest_and_steps() {
+    common::single_threaded_torch();
     use worker_model::WindowShape;
     let data = train_data();
     let shape = WindowShape {

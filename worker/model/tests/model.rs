@@ -8,6 +8,7 @@ use worker_model::{Batch, Llama, LlamaConfig, ModelError};
 
 #[test]
 fn forward_is_causal_and_shaped() {
+    common::single_threaded_torch();
     let model = tiny_model(1);
     let ids = Tensor::from_slice(&[5i64, 17, 99, 3, 250, 8, 1000, 42]).reshape([1, 8]);
     let logits = model.forward(&ids).unwrap();
@@ -30,6 +31,7 @@ fn forward_is_causal_and_shaped() {
 
 #[test]
 fn untied_model_has_a_separate_head_and_same_init_per_seed() {
+    common::single_threaded_torch();
     let config = LlamaConfig {
         tie_word_embeddings: false,
         num_key_value_heads: 4,
@@ -51,6 +53,7 @@ fn untied_model_has_a_separate_head_and_same_init_per_seed() {
 
 #[test]
 fn snapshot_restore_and_outer_update_are_exact() {
+    common::single_threaded_torch();
     let mut model = tiny_model(1);
     let snapshot = model.snapshot().unwrap();
     let update: Vec<Tensor> = model.parameters().iter().map(|p| p.ones_like()).collect();
@@ -76,6 +79,7 @@ fn snapshot_restore_and_outer_update_are_exact() {
 
 #[test]
 fn loss_on_validates_batches() {
+    common::single_threaded_torch();
     let model = tiny_model(1);
     let val = val_batches();
     let loss = model.loss_on(&val[0]).unwrap();
@@ -93,6 +97,7 @@ fn loss_on_validates_batches() {
 
 #[test]
 fn parameter_sample_is_deterministic_and_tracks_updates() {
+    common::single_threaded_torch();
     let mut model = tiny_model(1);
     let other = tiny_model(1);
     let a = model.parameter_sample(3, 4).unwrap();
@@ -103,4 +108,17 @@ fn parameter_sample_is_deterministic_and_tracks_updates() {
     model.apply_update(&update, 0.25).unwrap();
     let b = model.parameter_sample(3, 4).unwrap();
     assert!(a.iter().zip(&b).all(|(x, y)| (x - 0.25 - y).abs() < 1e-6));
+}
+
+#[test]
+fn handles_can_move_across_threads() {
+    common::single_threaded_torch();
+    fn assert_send<T: Send>() {}
+    assert_send::<Llama>();
+    assert_send::<worker_model::InnerTrainer>();
+    assert_send::<worker_model::TokenDataset>();
+    assert_send::<worker_model::WindowOutcome>();
+    let model = tiny_model(1);
+    let handle = std::thread::spawn(move || model.param_names().len());
+    assert_eq!(handle.join().unwrap(), 20);
 }

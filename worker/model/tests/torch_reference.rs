@@ -13,6 +13,7 @@ use worker_model::{Llama, LlamaConfig, export_hf};
 
 #[test]
 fn logits_match_pytorch_reference_on_exported_weights() {
+    common::single_threaded_torch();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("../../.venv/bin/python");
     if !python.exists() {
@@ -57,6 +58,7 @@ fn logits_match_pytorch_reference_on_exported_weights() {
 
     let run = || {
         Command::new(&python)
+            .env("OMP_NUM_THREADS", "1")
             .arg(root.join("benches/reference_torch.py"))
             .arg("check")
             .arg(dir.path())
@@ -84,6 +86,7 @@ fn logits_match_pytorch_reference_on_exported_weights() {
 
 #[test]
 fn inner_steps_match_torch_adamw_with_clipping() {
+    common::single_threaded_torch();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let python = root.join("../../.venv/bin/python");
     if !python.exists() {
@@ -150,6 +153,7 @@ fn inner_steps_match_torch_adamw_with_clipping() {
     )
     .unwrap();
     let output = Command::new(&python)
+        .env("OMP_NUM_THREADS", "1")
         .arg(root.join("benches/reference_torch.py"))
         .arg("check-train")
         .arg(dir.path())

@@ -8,6 +8,7 @@ use worker_model::{Llama, LlamaConfig, Precision};
 
 #[test]
 fn loss_falls_over_outer_rounds_with_pseudo_gradient_updates() {
+    common::single_threaded_torch();
     let data = train_data();
     let val = val_batches();
     let mut model = tiny_model(1);
@@ -51,6 +52,7 @@ fn loss_falls_over_outer_rounds_with_pseudo_gradient_updates() {
 
 #[test]
 fn pseudo_gradient_is_the_inner_progress() {
+    common::single_threaded_torch();
     let data = train_data();
     let steps = window_steps(&data, 3, 0);
 
@@ -88,6 +90,7 @@ fn pseudo_gradient_is_the_inner_progress() {
 
 #[test]
 fn bf16_compute_keeps_fp32_master_weights() {
+    common::single_threaded_torch();
     let data = train_data();
     let mut model =
         Llama::with_precision(LlamaConfig::tiny(), Device::Cpu, 9, Precision::Bf16).unwrap();
@@ -119,6 +122,7 @@ fn bf16_compute_keeps_fp32_master_weights() {
 
 #[test]
 fn failed_window_restores_the_model() {
+    common::single_threaded_torch();
     let data = train_data();
     let mut model = tiny_model(2);
     let mut trainer = trainer(&model);

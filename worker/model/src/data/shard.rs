@@ -128,7 +128,11 @@ impl TokenShard {
         if index >= self.len {
             return None;
         }
-        decode(self.width, self.bytes(index, index + 1)?).next()
+        let mut token = None;
+        decode(self.width, self.bytes(index, index + 1)?, |t| {
+            token = Some(t)
+        });
+        token
     }
 
     /// `count` tokens from `start` as i64 (the dtype the model eats), `None` if out of range.
@@ -137,32 +141,32 @@ impl TokenShard {
         if end > self.len {
             return None;
         }
-        Some(
-            decode(self.width, self.bytes(start, end)?)
-                .map(i64::from)
-                .collect(),
-        )
+        let mut tokens = Vec::with_capacity(count);
+        decode(self.width, self.bytes(start, end)?, |t| {
+            tokens.push(i64::from(t))
+        });
+        Some(tokens)
     }
 
     /// Largest token id in the shard (a full scan).
     pub fn max_token(&self) -> u32 {
         let bytes = self.bytes(0, self.len).unwrap_or(&[]);
-        decode(self.width, bytes).max().unwrap_or(0)
+        let mut max = 0;
+        decode(self.width, bytes, |t| max = max.max(t));
+        max
     }
 }
 
-fn decode(width: TokenWidth, bytes: &[u8]) -> Box<dyn Iterator<Item = u32> + '_> {
+/// Decodes little-endian tokens and feeds them to `sink` (monomorphised per width, no
+/// per-token dispatch: this runs over whole shards).
+fn decode(width: TokenWidth, bytes: &[u8], mut sink: impl FnMut(u32)) {
     match width {
-        TokenWidth::U16 => Box::new(
-            bytes
-                .chunks_exact(2)
-                .map(|b| u16::from_le_bytes([b[0], b[1]]) as u32),
-        ),
-        TokenWidth::U32 => Box::new(
-            bytes
-                .chunks_exact(4)
-                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-        ),
+        TokenWidth::U16 => bytes
+            .chunks_exact(2)
+            .for_each(|b| sink(u16::from_le_bytes([b[0], b[1]]) as u32)),
+        TokenWidth::U32 => bytes
+            .chunks_exact(4)
+            .for_each(|b| sink(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
     }
 }
 

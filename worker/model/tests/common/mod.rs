@@ -25,7 +25,15 @@ pub fn fast_adamw() -> AdamWConfig {
     }
 }
 
+/// Tests run in parallel threads; one libtorch thread each avoids oversubscribing the
+/// 2-core CI machine (tiny-model ops are too small to gain from intra-op threads).
+pub fn single_threaded_torch() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| tch::set_num_threads(1));
+}
+
 pub fn tiny_model(seed: u64) -> Llama {
+    single_threaded_torch();
     Llama::new(LlamaConfig::tiny(), Device::Cpu, seed).unwrap()
 }
 
