@@ -108,9 +108,6 @@ pub enum ChainError {
         /// Maximum.
         max: usize,
     },
-    /// No commit matches the reveal (embedded chain mirror of `InvalidRevealCommitHashNotMatch`).
-    #[error("{0}")]
-    Reveal(String),
 }
 
 impl ChainError {

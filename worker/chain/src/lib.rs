@@ -1,6 +1,7 @@
 //! Subtensor chain access for the worker: the [`Chain`] trait, a subxt client
 //! ([`SubxtChain`]), an in-process chain for the devnet and tests ([`EmbeddedChain`]),
 //! bittensor wallet files ([`wallet`]), and weight helpers ([`weights`]).
+#![warn(missing_docs)]
 
 pub mod account;
 pub mod chain;
