@@ -95,9 +95,6 @@ pub struct NodeArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, env = "DEVICE", default_value = "auto")]
     pub device: String,
-    /// Expected seconds per block (subtensor: 12).
-    #[arg(long, env = "BLOCK_TIME_SECS", default_value_t = 12)]
-    pub block_time_secs: u64,
     /// Seconds after the window boundary during which uploads are accepted.
     #[arg(long, env = "UPLOAD_WINDOW_SECS", default_value_t = 70)]
     pub upload_window_secs: u64,
@@ -262,7 +259,7 @@ impl NodeContext {
 
     /// Waits for a window this node has not done yet; returns it with its upload window.
     async fn next_window(&self, done: Option<u64>) -> Result<(u64, UploadWindow)> {
-        let bpw = self.args.blocks_per_window.max(1);
+        let bpw = self.chain.blocks_per_window().max(1);
         loop {
             let block = self.chain.current_block().await?;
             let window = block / bpw;
@@ -386,7 +383,7 @@ async fn select_peers(
     let lead = NodeContext::lead_validator(metagraph)
         .and_then(|uid| peers.iter().find(|p| p.uid == uid).cloned());
     if let Some(lead) = lead {
-        let next = (window + 1) * ctx.args.blocks_per_window;
+        let next = (window + 1) * ctx.chain.blocks_per_window();
         loop {
             match read_peer_list(&*lead.store, &ctx.layout, window).await {
                 Ok(Some(list)) => {

@@ -1,6 +1,7 @@
 //! The Gauntlet validator's work for one window: authenticate, decode and measure each
 //! sampled peer's gradient, detect copies, update the scores, choose the aggregation set.
 
+use std::collections::BTreeMap;
 use std::time::UNIX_EPOCH;
 
 use tch::Device;
@@ -13,7 +14,7 @@ use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
 use crate::error::{NodeError, Result};
-use crate::evaluator::evaluate_update;
+use crate::evaluator::{LossDelta, evaluate_update};
 use crate::gradient_object::{GradientObject, ObjectError};
 use crate::miner::assignment;
 use crate::replica::Replica;
@@ -186,28 +187,36 @@ impl Validator {
                 _ => 0.0,
             },
         );
-        let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
-
         let random = self.random_batches(dataset)?;
         let before_random = self.replica.model.loss_on_batches(&random)?;
-        for (uid, gradient, sync_sample) in &accepted {
-            if copiers.contains(uid) {
-                // Marked by apply_copy_flags below; measuring it would only cost time.
-                outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
-                continue;
-            }
-            let (ids, digest) = assignment(&self.settings, dataset, *uid, window)?;
+        let mut deltas = BTreeMap::new();
+        for (uid, gradient, _) in &accepted {
+            let (ids, _) = assignment(&self.settings, dataset, *uid, window)?;
             let take = (self.eval.assigned_batches * self.settings.micro_batch_size).min(ids.len());
             let assigned = dataset.batches(&ids[..take], self.settings.micro_batch_size)?;
-            let outcome = match evaluate_update(
+            let delta = evaluate_update(
                 &mut self.replica,
                 &gradient.payload,
                 &assigned,
                 &random,
                 before_random,
                 self.eval.lr,
-            ) {
-                Ok(delta) => Outcome::Evaluated {
+            )
+            .map_err(|err| err.to_string());
+            deltas.insert(*uid, delta);
+        }
+        let copies = resolve_copy_ties(copies, &deltas);
+        let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
+
+        for (uid, gradient, sync_sample) in &accepted {
+            if copiers.contains(uid) {
+                // Replaced by the copy outcome in apply_copy_flags below.
+                outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
+                continue;
+            }
+            let (_, digest) = assignment(&self.settings, dataset, *uid, window)?;
+            let outcome = match deltas.remove(uid) {
+                Some(Ok(delta)) => Outcome::Evaluated {
                     loss_before_assigned: delta.before_assigned,
                     loss_after_assigned: delta.after_assigned,
                     loss_before_random: delta.before_random,
@@ -215,7 +224,8 @@ impl Validator {
                     steps_behind: self.sync.steps_behind(sync_sample.as_deref()),
                     digest_ok: digest.0 == gradient.sample_digest,
                 },
-                Err(err) => invalid(err),
+                Some(Err(reason)) => Outcome::Invalid { reason },
+                None => Outcome::Missing,
             };
             outcomes.push(PeerOutcome::new(*uid, outcome));
         }
@@ -243,5 +253,85 @@ impl Validator {
         self.replica.outer_step(payloads, self.settings.outer_lr)?;
         self.sync.push(self.replica.sync_sample()?);
         Ok(())
+    }
+}
+
+/// How much more a peer's update helps its own assigned data than random data.
+fn assigned_advantage(delta: &LossDelta) -> f64 {
+    (delta.before_assigned - delta.after_assigned) - (delta.before_random - delta.after_random)
+}
+
+/// Upload times have whole-second resolution, so an original and its copy can carry the
+/// same time and be flagged as copies of each other. The copy was trained on the
+/// original's assignment, not its own, so of such a pair the peer whose update helps its
+/// own assigned data more is the original; its flag is dropped. Ties of that measure too
+/// (or unmeasurable peers) keep both flags.
+pub fn resolve_copy_ties(
+    copies: Vec<CopyFlag>,
+    deltas: &BTreeMap<u16, std::result::Result<LossDelta, String>>,
+) -> Vec<CopyFlag> {
+    let advantage = |uid: u16| match deltas.get(&uid) {
+        Some(Ok(delta)) => Some(assigned_advantage(delta)),
+        _ => None,
+    };
+    copies
+        .iter()
+        .filter(|flag| {
+            let mutual = copies
+                .iter()
+                .any(|other| other.copier == flag.original && other.original == flag.copier);
+            if !mutual {
+                return true;
+            }
+            match (advantage(flag.copier), advantage(flag.original)) {
+                (Some(copier), Some(original)) => copier <= original,
+                _ => true,
+            }
+        })
+        .copied()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delta(assigned_gain: f64, random_gain: f64) -> LossDelta {
+        LossDelta {
+            before_assigned: 5.0,
+            after_assigned: 5.0 - assigned_gain,
+            before_random: 5.0,
+            after_random: 5.0 - random_gain,
+        }
+    }
+
+    fn flag(copier: u16, original: u16) -> CopyFlag {
+        CopyFlag {
+            copier,
+            original,
+            overlap: 1.0,
+        }
+    }
+
+    #[test]
+    fn mutual_flags_keep_only_the_peer_that_does_not_fit_its_own_data() {
+        let mut deltas = BTreeMap::new();
+        // uid 1 trained on its own data; uid 6 re-uploaded uid 1's update.
+        deltas.insert(1, Ok(delta(0.30, 0.10)));
+        deltas.insert(6, Ok(delta(0.10, 0.10)));
+        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &deltas);
+        assert_eq!(kept.len(), 1);
+        assert_eq!((kept[0].copier, kept[0].original), (6, 1));
+    }
+
+    #[test]
+    fn one_sided_flags_and_unmeasured_ties_are_kept() {
+        let mut deltas = BTreeMap::new();
+        deltas.insert(1, Ok(delta(0.3, 0.1)));
+        deltas.insert(2, Err("invalid".to_owned()));
+        let kept = resolve_copy_ties(vec![flag(6, 1)], &deltas);
+        assert_eq!(kept.len(), 1);
+        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &deltas);
+        assert_eq!(kept.len(), 2);
     }
 }

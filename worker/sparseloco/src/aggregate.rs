@@ -107,6 +107,8 @@ pub fn aggregate_with_config(
             })
             .collect::<Result<_, _>>()?;
         let factors = clip_factors(&tensors.iter().map(|t| t.norm()).collect::<Vec<_>>());
+        let clipped = factors.iter().filter(|&&f| f < 1.0).count();
+        tracing::trace!(tensor = %spec.name, peers = payloads.len(), clipped, "aggregating");
         let peers: Vec<PeerEntries<'_>> = tensors
             .iter()
             .zip(factors)
@@ -114,6 +116,7 @@ pub fn aggregate_with_config(
             .collect();
         out.push(densify(geom, &spec.shape, &peers, device)?);
     }
+    tracing::debug!(peers = payloads.len(), tensors = out.len(), "aggregated peer payloads");
     Ok(out)
 }
 

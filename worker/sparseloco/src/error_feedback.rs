@@ -143,6 +143,7 @@ impl ErrorFeedback {
                 Residual::Device(state) => select_with_tensor_ops(state, grad, geom, decay)?,
             };
             if !values.iter().all(|v| v.is_finite()) {
+                tracing::warn!(tensor = %spec.name, "error feedback holds non-finite values");
                 return Err(SparseLocoError::NonFinite {
                     name: spec.name.clone(),
                 });
@@ -196,6 +197,11 @@ impl ErrorFeedback {
                 quant,
             });
         }
+        tracing::debug!(
+            tensors = out.len(),
+            entries = out.iter().map(CompressedTensor::entries).sum::<usize>(),
+            "compressed pseudo-gradients"
+        );
         Ok(out)
     }
 

@@ -12,6 +12,28 @@
 //!
 //! For validators: [`validate_payload`], [`index_overlap`] (copy detection),
 //! [`GradientPayload::tensor_norms`], [`decompress`] for single-peer evaluation.
+//!
+//! ```no_run
+//! use tch::{Device, Kind, Tensor};
+//! use worker_sparseloco::*;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let specs = vec![ParamSpec::new("w", [128, 64]), ParamSpec::new("b", [64])];
+//! let device = Device::cuda_if_available();
+//! let mut ef = ErrorFeedback::new(&specs, device)?;
+//! let deltas: Vec<Tensor> =
+//!     specs.iter().map(|s| Tensor::randn(s.shape.as_slice(), (Kind::Float, device))).collect();
+//! let payload = GradientPayload { window: 7, uid: 3, tensors: ef.compress(&deltas)? };
+//! let bytes = encode(&payload);
+//!
+//! let received = decode(&bytes, &specs)?; // typed WireError on anything malformed
+//! received.check_origin(7, 3)?;
+//! let update = aggregate(&[received], &specs, device)?;
+//! let params: Vec<Tensor> = specs.iter().map(|s| Tensor::zeros(s.shape.as_slice(), (Kind::Float, device))).collect();
+//! outer_step(&params, &update, DEFAULT_OUTER_LR)?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod aggregate;
 mod bitpack;

@@ -135,6 +135,10 @@ fn outer_step_moves_parameters_against_the_update() {
         assert!(p.allclose(&(o - u * 0.4), 1e-6, 1e-6, false));
         assert!(!p.equal(o));
     }
+    // Leaf parameters that require grad are updated in place too (no_grad inside).
+    let leaf = original[0].copy().set_requires_grad(true);
+    outer_step(std::slice::from_ref(&leaf), &update[..1], 0.4).unwrap();
+    assert!(leaf.allclose(&params[0], 1e-6, 1e-6, false));
     // bf16 parameters are updated in their own dtype.
     let bf16: Vec<Tensor> = original.iter().map(|o| o.to_kind(Kind::BFloat16)).collect();
     outer_step(&bf16, &update, 0.4).unwrap();
