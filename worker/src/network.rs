@@ -265,8 +265,8 @@ impl NodeContext {
             let window = block / bpw;
             if done.is_none_or(|d| window > d) {
                 // The boundary was (block - window start) blocks ago.
-                let behind =
-                    Duration::from_secs(self.args.block_time_secs * (block - window * bpw));
+                let blocks = u32::try_from(block - window * bpw).unwrap_or(u32::MAX);
+                let behind = self.chain.block_time().saturating_mul(blocks);
                 let start = SystemTime::now()
                     .checked_sub(behind)
                     .unwrap_or_else(SystemTime::now);
