@@ -1,7 +1,8 @@
 //! Which Kubernetes events a reconcile publishes. Pure: the reconciler sends them.
 //!
-//! Per-pod events name the pod as the event's `related` object (with its UID), so the
-//! recorder's series aggregation only merges repeats about the very same pod.
+//! Pod events name a pod (with its UID) as the event's `related` object, so the recorder's
+//! series aggregation (keyed by reason and objects, not by note) never merges two different
+//! actions into one event with a stale note.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
@@ -49,7 +50,24 @@ pub fn pod_ref(namespace: &str, name: &str, uid: Option<&str>) -> ObjectReferenc
     }
 }
 
-/// Events for one reconcile: pods created / deleted, exits seen, phase changes.
+const MAX_NAMES: usize = 10;
+
+fn names<'a>(pods: impl Iterator<Item = &'a str>) -> String {
+    let all: Vec<&str> = pods.collect();
+    let mut text = all
+        .iter()
+        .take(MAX_NAMES)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if all.len() > MAX_NAMES {
+        text.push_str(&format!(" and {} more", all.len() - MAX_NAMES));
+    }
+    text
+}
+
+/// Events for one reconcile: pods created / deleted (one event per kind of action, naming
+/// the pods, related to the first one), exits seen (one per pod), phase changes.
 pub fn plan_events(
     plan: &Plan,
     namespace: &str,
@@ -58,33 +76,53 @@ pub fn plan_events(
     phase: Phase,
 ) -> Vec<Event> {
     let mut out = Vec::new();
-    for pod in created {
-        let name = pod.name.as_deref().unwrap_or_default();
+    if let Some(first) = created.first() {
         out.push(event(
             EventType::Normal,
-            "PodCreated",
+            "PodsCreated",
             "Create",
-            format!("created pod {name}"),
-            Some(pod.clone()),
+            format!(
+                "created {} pod(s): {}",
+                created.len(),
+                names(created.iter().filter_map(|p| p.name.as_deref()))
+            ),
+            Some(first.clone()),
         ));
     }
-    for d in &plan.delete {
-        let (reason, why) = match d.reason {
-            DeleteReason::ScaleDown => ("ScaledDown", "its index is above spec.replicas"),
-            DeleteReason::Rollout => (
-                "RollingUpdate",
-                "its config is outdated; it is recreated next",
-            ),
-            DeleteReason::Suspend => ("Suspended", "the workload is suspended"),
-            DeleteReason::Stray => ("StrayPodDeleted", "it has no valid replica index"),
-            DeleteReason::Exited => continue, // reported as PodFailed
-        };
+    for (kind, reason, why) in [
+        (
+            DeleteReason::ScaleDown,
+            "ScaledDown",
+            "index above spec.replicas",
+        ),
+        (
+            DeleteReason::Rollout,
+            "RollingUpdate",
+            "config outdated; recreated next",
+        ),
+        (
+            DeleteReason::Suspend,
+            "Suspended",
+            "the workload is suspended",
+        ),
+        (
+            DeleteReason::Stray,
+            "StrayPodDeleted",
+            "no valid replica index",
+        ),
+    ] {
+        let pods: Vec<_> = plan.delete.iter().filter(|d| d.reason == kind).collect();
+        let Some(first) = pods.first() else { continue };
         out.push(event(
             EventType::Normal,
             reason,
             "Delete",
-            format!("deleted pod {}: {why}", d.pod),
-            Some(pod_ref(namespace, &d.pod, d.uid.as_deref())),
+            format!(
+                "deleted {} pod(s) ({why}): {}",
+                pods.len(),
+                names(pods.iter().map(|d| d.pod.as_str()))
+            ),
+            Some(pod_ref(namespace, &first.pod, first.uid.as_deref())),
         ));
     }
     for f in &plan.failures {
@@ -185,7 +223,19 @@ mod tests {
         let reasons: Vec<&str> = events.iter().map(|e| e.reason.as_str()).collect();
         assert_eq!(
             reasons,
-            ["PodCreated", "ScaledDown", "PodFailed", "PhaseChanged"]
+            ["PodsCreated", "ScaledDown", "PodFailed", "PhaseChanged"]
+        );
+        assert_eq!(
+            events[0].note.as_deref(),
+            Some("created 1 pod(s): r-miner-0")
+        );
+        assert_eq!(
+            events[1].note.as_deref(),
+            Some("deleted 1 pod(s) (index above spec.replicas): r-miner-3")
+        );
+        assert_eq!(
+            events[1].secondary.as_ref().unwrap().uid.as_deref(),
+            Some("u3")
         );
         assert_eq!(events[2].type_, EventType::Warning);
         assert_eq!(
@@ -213,6 +263,28 @@ mod tests {
                 Phase::Running
             )
             .is_empty()
+        );
+    }
+
+    #[test]
+    fn many_pods_are_listed_compactly() {
+        let created: Vec<_> = (0..12)
+            .map(|i| pod_ref("ns", &format!("p-{i}"), None))
+            .collect();
+        let events = plan_events(
+            &Plan::default(),
+            "ns",
+            &created,
+            Some(Phase::Pending),
+            Phase::Pending,
+        );
+        assert_eq!(
+            events[0].note.as_deref(),
+            Some("created 12 pod(s): p-0, p-1, p-2, p-3, p-4, p-5, p-6, p-7, p-8, p-9 and 2 more")
+        );
+        assert_eq!(
+            events[0].secondary.as_ref().unwrap().name.as_deref(),
+            Some("p-0")
         );
     }
 

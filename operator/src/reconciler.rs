@@ -135,7 +135,12 @@ fn owned_by(pod: &Pod, uid: Option<&str>) -> bool {
 
 async fn owned_pods<K: Workload>(obj: &K, pods: &Api<Pod>) -> Result<Vec<Pod>, Error> {
     let selector = selector_string(K::OWNER_LABEL, &obj.name_any());
-    let list = pods.list(&ListParams::default().labels(&selector)).await?;
+    // Served from the apiserver's watch cache (resourceVersion=0): the plan tolerates a
+    // slightly stale view (creates answer 409, deletes carry a UID precondition, failures
+    // are counted once per pod UID).
+    let list = pods
+        .list(&ListParams::default().labels(&selector).match_any())
+        .await?;
     let uid = obj.meta().uid.as_deref();
     Ok(list
         .items

@@ -6,7 +6,7 @@
 //! finalizers, owner-reference garbage collection) / patch (server-side apply, merge, JSON
 //! patch) and the `status` subresource, records every request, and can inject failures.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -48,12 +48,18 @@ struct InjectedFailure {
 struct State {
     /// collection path (`/api/v1/namespaces/ns/pods`) -> name -> object
     collections: BTreeMap<String, BTreeMap<String, Value>>,
+    /// collection -> `key=value` label -> names (keeps selector lists cheap at 10^4 pods)
+    label_index: HashMap<String, HashMap<String, BTreeSet<String>>>,
+    /// owner UID -> (collection, name) of the objects it owns (garbage collection)
+    owner_index: HashMap<String, BTreeSet<(String, String)>>,
     next_uid: u64,
     resource_version: u64,
     requests: Vec<RecordedRequest>,
     record: bool,
     failures: Vec<InjectedFailure>,
     graceful_pod_deletion: bool,
+    served: u64,
+    drop_events: bool,
 }
 
 /// The fake API server (cheap to clone; clones share state).
@@ -156,8 +162,7 @@ fn status_body(code: u16, reason: &str, message: String) -> Value {
     })
 }
 
-fn respond(code: u16, body: &Value) -> Response<Full<Bytes>> {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+fn respond(code: u16, bytes: Vec<u8>) -> Response<Full<Bytes>> {
     let mut resp = Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
@@ -209,6 +214,69 @@ impl State {
             .ok_or_else(|| "no name".to_owned())
     }
 
+    fn labels_of(obj: &Value) -> Vec<String> {
+        obj.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| v.as_str().map(|v| format!("{k}={v}")))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn owners_of(obj: &Value) -> Vec<String> {
+        obj.pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stores `obj` under `collection/name`, keeping the indexes in sync.
+    fn put(&mut self, collection: &str, name: &str, obj: Value) {
+        self.take(collection, name);
+        let by_label = self.label_index.entry(collection.to_owned()).or_default();
+        for label in Self::labels_of(&obj) {
+            by_label.entry(label).or_default().insert(name.to_owned());
+        }
+        for owner in Self::owners_of(&obj) {
+            self.owner_index
+                .entry(owner)
+                .or_default()
+                .insert((collection.to_owned(), name.to_owned()));
+        }
+        self.collections
+            .entry(collection.to_owned())
+            .or_default()
+            .insert(name.to_owned(), obj);
+    }
+
+    /// Removes `collection/name` without garbage collection.
+    fn take(&mut self, collection: &str, name: &str) -> Option<Value> {
+        let obj = self.collections.get_mut(collection)?.remove(name)?;
+        if let Some(by_label) = self.label_index.get_mut(collection) {
+            for label in Self::labels_of(&obj) {
+                if let Some(names) = by_label.get_mut(&label) {
+                    names.remove(name);
+                }
+            }
+        }
+        for owner in Self::owners_of(&obj) {
+            if let Some(owned) = self.owner_index.get_mut(&owner) {
+                owned.remove(&(collection.to_owned(), name.to_owned()));
+            }
+        }
+        Some(obj)
+    }
+
+    fn stored(&self, collection: &str, name: &str) -> Option<&Value> {
+        self.collections.get(collection)?.get(name)
+    }
+
     fn create(
         &mut self,
         collection: &str,
@@ -218,43 +286,31 @@ impl State {
         let name = self
             .init_object(&mut obj, namespace)
             .map_err(|m| (400, status_body(400, "BadRequest", m)))?;
-        let items = self.collections.entry(collection.to_owned()).or_default();
-        if items.contains_key(&name) {
+        if self.drop_events && collection.ends_with("/events") {
+            return Ok(obj);
+        }
+        if self.stored(collection, &name).is_some() {
             return Err((
                 409,
                 status_body(409, "AlreadyExists", format!("{name} already exists")),
             ));
         }
-        items.insert(name, obj.clone());
+        self.put(collection, &name, obj.clone());
         Ok(obj)
     }
 
     /// Removes an object and, like the garbage collector, everything it owns.
     fn remove(&mut self, collection: &str, name: &str) -> Option<Value> {
-        let removed = self.collections.get_mut(collection)?.remove(name)?;
+        let removed = self.take(collection, name)?;
         let mut dead: Vec<String> = removed
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .map(|u| vec![u.to_owned()])
             .unwrap_or_default();
         while let Some(uid) = dead.pop() {
-            let mut victims = Vec::new();
-            for (coll, items) in &self.collections {
-                for (n, obj) in items {
-                    let owned = obj
-                        .pointer("/metadata/ownerReferences")
-                        .and_then(Value::as_array)
-                        .is_some_and(|refs| {
-                            refs.iter()
-                                .any(|r| r.get("uid").and_then(Value::as_str) == Some(&uid))
-                        });
-                    if owned {
-                        victims.push((coll.clone(), n.clone()));
-                    }
-                }
-            }
+            let victims = self.owner_index.remove(&uid).unwrap_or_default();
             for (coll, n) in victims {
-                if let Some(obj) = self.collections.get_mut(&coll).and_then(|i| i.remove(&n))
+                if let Some(obj) = self.take(&coll, &n)
                     && let Some(u) = obj.pointer("/metadata/uid").and_then(Value::as_str)
                 {
                     dead.push(u.to_owned());
@@ -305,16 +361,13 @@ impl State {
         let graceful = self.graceful_pod_deletion && t.collection.ends_with("/pods");
         if has_finalizers || graceful {
             let rv = self.bump();
-            let stored = self
-                .collections
-                .get_mut(&t.collection)
-                .and_then(|i| i.get_mut(name))
-                .ok_or_else(not_found)?;
+            let mut stored = obj;
             if stored.pointer("/metadata/deletionTimestamp").is_none() {
                 stored["metadata"]["deletionTimestamp"] = json!(now_string());
             }
             stored["metadata"]["resourceVersion"] = json!(rv);
-            return Ok(stored.clone());
+            self.put(&t.collection, name, stored.clone());
+            return Ok(stored);
         }
         self.remove(&t.collection, name).ok_or_else(not_found)
     }
@@ -409,41 +462,91 @@ impl State {
             self.remove(&t.collection, name);
             return Ok(result);
         }
-        if let Some(items) = self.collections.get_mut(&t.collection) {
-            items.insert(name.to_owned(), result.clone());
-        }
+        self.put(&t.collection, name, result.clone());
         Ok(result)
     }
 
-    fn list(&self, t: &Target, query: &str) -> Value {
+    fn list(&self, t: &Target, query: &str) -> Vec<u8> {
         let selector = query_param(query, "labelSelector").unwrap_or_default();
+        let equality: Vec<&str> = selector
+            .split(',')
+            .filter(|term| term.contains('=') && !term.contains("!=") && !term.contains("=="))
+            .collect();
         let suffix = t.collection.rsplit('/').next().unwrap_or_default();
         let prefix = t.collection.trim_end_matches(suffix);
-        let items: Vec<Value> = self
-            .collections
-            .iter()
-            .filter(|(coll, _)| {
-                if t.all_namespaces {
-                    coll.starts_with(&format!("{prefix}namespaces/"))
-                        && coll.ends_with(&format!("/{suffix}"))
-                        || **coll == t.collection
-                } else {
-                    **coll == t.collection
+        let mut items: Vec<&Value> = Vec::new();
+        for (coll, objects) in &self.collections {
+            let in_scope = if t.all_namespaces {
+                coll.starts_with(&format!("{prefix}namespaces/"))
+                    && coll.ends_with(&format!("/{suffix}"))
+                    || *coll == t.collection
+            } else {
+                *coll == t.collection
+            };
+            if !in_scope {
+                continue;
+            }
+            // Narrow with the smallest index set of the equality terms, then check them all.
+            let candidates = equality
+                .iter()
+                .map(|term| {
+                    self.label_index
+                        .get(coll)
+                        .and_then(|by_label| by_label.get(*term))
+                })
+                .min_by_key(|set| set.map_or(0, BTreeSet::len));
+            let matched = |o: &&Value| matches_selector(o, &selector);
+            match candidates {
+                Some(None) => {}
+                Some(Some(names)) => {
+                    items.extend(names.iter().filter_map(|n| objects.get(n)).filter(matched))
                 }
-            })
-            .flat_map(|(_, items)| items.values())
-            .filter(|o| matches_selector(o, &selector))
-            .cloned()
-            .collect();
-        json!({
-            "apiVersion": "v1",
-            "kind": "List",
-            "metadata": {"resourceVersion": self.resource_version.to_string()},
-            "items": items,
+                None => items.extend(objects.values().filter(matched)),
+            }
+        }
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct ListBody<'a> {
+            api_version: &'static str,
+            kind: &'static str,
+            metadata: Value,
+            items: Vec<&'a Value>,
+        }
+        // Serialized straight from the store: no clone of the objects.
+        serde_json::to_vec(&ListBody {
+            api_version: "v1",
+            kind: "List",
+            metadata: json!({"resourceVersion": self.resource_version.to_string()}),
+            items,
         })
+        .unwrap_or_default()
     }
 
     fn handle(
+        &mut self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        content_type: &str,
+        body: Option<Value>,
+    ) -> (u16, Vec<u8>) {
+        let failure_pending = self
+            .failures
+            .iter()
+            .any(|f| f.method == method && path.contains(&f.path_contains));
+        if *method == Method::GET
+            && !failure_pending
+            && query_param(query, "watch").as_deref() != Some("true")
+            && let Some(t) = parse_path(path)
+            && t.name.is_none()
+        {
+            return (200, self.list(&t, query));
+        }
+        let (code, value) = self.handle_value(method, path, query, content_type, body);
+        (code, serde_json::to_vec(&value).unwrap_or_default())
+    }
+
+    fn handle_value(
         &mut self,
         method: &Method,
         path: &str,
@@ -479,7 +582,9 @@ impl State {
             );
         }
         let result = match (method.clone(), t.name.clone()) {
-            (Method::GET, None) => Ok(self.list(&t, query)),
+            (Method::GET, None) => {
+                Ok(serde_json::from_slice(&self.list(&t, query)).unwrap_or(Value::Null))
+            }
             (Method::GET, Some(name)) => self
                 .collections
                 .get(&t.collection)
@@ -546,6 +651,7 @@ impl tower::Service<Request<kube::client::Body>> for FakeApi {
             let path = parts.uri.path().to_owned();
             let query = parts.uri.query().unwrap_or_default().to_owned();
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
+            st.served += 1;
             if st.record {
                 st.requests.push(RecordedRequest {
                     method: parts.method.clone(),
@@ -555,8 +661,8 @@ impl tower::Service<Request<kube::client::Body>> for FakeApi {
                     body: body.clone(),
                 });
             }
-            let (code, value) = st.handle(&parts.method, &path, &query, &content_type, body);
-            Ok(respond(code, &value))
+            let (code, bytes) = st.handle(&parts.method, &path, &query, &content_type, body);
+            Ok(respond(code, bytes))
         })
     }
 }
@@ -658,13 +764,12 @@ impl FakeApi {
     ) {
         let mut st = self.lock();
         let rv = st.bump();
-        let obj = st
-            .collections
-            .get_mut(&collection_of::<K>(ns))
-            .and_then(|i| i.get_mut(name))
+        let collection = collection_of::<K>(ns);
+        let mut obj = st
+            .take(&collection, name)
             .unwrap_or_else(|| panic!("{name} not stored"));
         let old_spec = obj.get("spec").cloned();
-        edit(obj);
+        edit(&mut obj);
         if obj.get("spec").cloned() != old_spec {
             let g = obj
                 .pointer("/metadata/generation")
@@ -673,6 +778,7 @@ impl FakeApi {
             obj["metadata"]["generation"] = json!(g + 1);
         }
         obj["metadata"]["resourceVersion"] = json!(rv);
+        st.put(&collection, name, obj);
     }
 
     /// Deletes an object as `kubectl delete` would (finalizers delay the removal).
@@ -691,6 +797,33 @@ impl FakeApi {
                 "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
             });
         });
+    }
+
+    /// Plays the kubelet for every pod of `ns`: sets phase and Ready condition.
+    pub fn set_all_pods_phase(&self, ns: &str, phase: &str, ready: bool) {
+        let collection = collection_of::<k8s_openapi::api::core::v1::Pod>(ns);
+        let mut st = self.lock();
+        let names: Vec<String> = st
+            .collections
+            .get(&collection)
+            .map(|items| items.keys().cloned().collect())
+            .unwrap_or_default();
+        let status = json!({
+            "phase": phase,
+            "startTime": now_string(),
+            "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+        });
+        for name in names {
+            let rv = st.bump();
+            if let Some(pod) = st
+                .collections
+                .get_mut(&collection)
+                .and_then(|i| i.get_mut(&name))
+            {
+                pod["status"] = status.clone();
+                pod["metadata"]["resourceVersion"] = json!(rv);
+            }
+        }
     }
 
     /// Plays the kubelet: the pod's container exited with `exit_code`.
@@ -730,6 +863,27 @@ impl FakeApi {
     /// Requests served so far.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.lock().requests.clone()
+    }
+
+    /// Accept events without storing them (benchmarks: keeps memory about the operator).
+    pub fn set_drop_events(&self, on: bool) {
+        self.lock().drop_events = on;
+    }
+
+    /// Stored objects and their total size serialized as JSON.
+    pub fn stored_bytes(&self) -> (usize, usize) {
+        let st = self.lock();
+        st.collections
+            .values()
+            .flat_map(|items| items.values())
+            .fold((0, 0), |(n, bytes), v| {
+                (n + 1, bytes + serde_json::to_vec(v).map_or(0, |b| b.len()))
+            })
+    }
+
+    /// Requests served so far (counted even when recording is off).
+    pub fn served(&self) -> u64 {
+        self.lock().served
     }
 
     /// Forgets the recorded requests.
