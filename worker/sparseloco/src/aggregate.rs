@@ -116,7 +116,11 @@ pub fn aggregate_with_config(
             .collect();
         out.push(densify(geom, &spec.shape, &peers, device)?);
     }
-    tracing::debug!(peers = payloads.len(), tensors = out.len(), "aggregated peer payloads");
+    tracing::debug!(
+        peers = payloads.len(),
+        tensors = out.len(),
+        "aggregated peer payloads"
+    );
     Ok(out)
 }
 
