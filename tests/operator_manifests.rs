@@ -632,7 +632,8 @@ fn cel_rules_accept_the_examples_and_reject_broken_specs() {
     int_lr["spec"]["hyperparameters"]["outerLr"] = serde_json::json!(1);
     assert_eq!(cel_errors(&run_crd, &int_lr), Vec::<String>::new());
 
-    let broken: Vec<(&str, Box<dyn Fn(&mut Value)>, &str)> = vec![
+    type Edit = Box<dyn Fn(&mut Value)>;
+    let broken: Vec<(&str, Edit, &str)> = vec![
         (
             "negative replicas",
             Box::new(|o| o["spec"]["replicas"] = serde_json::json!(-1)),

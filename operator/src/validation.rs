@@ -459,7 +459,7 @@ pub fn hyperparameter_errors(h: &Hyperparameters) -> Vec<SpecError> {
     check(
         h.micro_batch_size > 0
             && h.batch_size >= h.micro_batch_size
-            && h.batch_size % h.micro_batch_size == 0,
+            && h.batch_size.is_multiple_of(h.micro_batch_size),
         "batchSize",
         format!(
             "{} must be a positive multiple of microBatchSize {}",
@@ -559,7 +559,8 @@ mod tests {
 
     #[test]
     fn each_broken_field_is_named_with_a_clear_message() {
-        let cases: Vec<(&str, Box<dyn Fn(&mut crate::crd::TrainingRun)>)> = vec![
+        type Edit = Box<dyn Fn(&mut crate::crd::TrainingRun)>;
+        let cases: Vec<(&str, Edit)> = vec![
             (
                 "spec.replicas: must be in 0..=1024, got -1",
                 Box::new(|r| r.spec.replicas = -1),

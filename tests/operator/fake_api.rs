@@ -79,9 +79,9 @@ struct Target {
 
 fn parse_path(path: &str) -> Option<Target> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (prefix_len, prefix) = match segs.first()? {
-        &"api" => (2, format!("/api/{}", segs.get(1)?)),
-        &"apis" => (3, format!("/apis/{}/{}", segs.get(1)?, segs.get(2)?)),
+    let (prefix_len, prefix) = match *segs.first()? {
+        "api" => (2, format!("/api/{}", segs.get(1)?)),
+        "apis" => (3, format!("/apis/{}/{}", segs.get(1)?, segs.get(2)?)),
         _ => return None,
     };
     let rest = segs.get(prefix_len..)?;

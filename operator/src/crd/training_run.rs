@@ -11,6 +11,8 @@ use super::common::{CheckpointSpec, ModelSpec, PullPolicy, StorageSpec, WalletSp
 use super::status::WorkloadStatus;
 
 /// Desired state of a group of miners training one model on one subnet.
+// Every printcolumn repeats `type_ = ...`, which clippy mistakes for a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[kube(
     group = "subnet.templar.dev",
