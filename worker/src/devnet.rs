@@ -96,6 +96,11 @@ impl DevnetArgs {
             topk: 64,
             chunk: 64,
             error_decay: 0.95,
+            weight_decay: 0.1,
+            grad_clip: 1.0,
+            batch_size: None,
+            quantization_bits: 2,
+            model_overrides: Default::default(),
         }
     }
 }

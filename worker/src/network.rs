@@ -117,6 +117,24 @@ pub struct ValidatorArgs {
     /// Peers evaluated per window.
     #[arg(long, env = "PEERS_PER_WINDOW", default_value_t = 10)]
     pub peers_per_window: usize,
+    /// Micro-batches of data used per evaluated peer (assigned and random each).
+    #[arg(long, env = "EVAL_BATCHES", default_value_t = 4)]
+    pub eval_batches: usize,
+    /// Learning rate a single peer's update is applied with when it is measured.
+    #[arg(long, env = "EVAL_LR_FACTOR", default_value_t = 0.08)]
+    pub eval_lr: f64,
+    /// Moving-average factor of the assigned-vs-random indicator.
+    #[arg(long, env = "BINARY_SCORE_ALPHA", default_value_t = 0.05)]
+    pub binary_score_alpha: f64,
+    /// Steps behind at which the sync score reaches 0.
+    #[arg(long, env = "SYNC_MAX_STEPS_BEHIND", default_value_t = 3.0)]
+    pub sync_max_steps_behind: f64,
+    /// Peers in the aggregation list.
+    #[arg(long, env = "TOP_PEERS", default_value_t = 20)]
+    pub top_peers: usize,
+    /// Reserve peers after them.
+    #[arg(long, env = "RESERVE_PEERS", default_value_t = 10)]
+    pub reserve_peers: usize,
     /// Version key sent with weights.
     #[arg(long, env = "WEIGHTS_VERSION_KEY", default_value_t = 0)]
     pub version_key: u64,
@@ -151,8 +169,13 @@ pub struct NodeContext {
 pub async fn connect(
     chain: Arc<dyn Chain>,
     store: Arc<dyn ObjectStore>,
-    args: NodeArgs,
+    mut args: NodeArgs,
 ) -> Result<NodeContext> {
+    args.training = args
+        .training
+        .clone()
+        .resolved()
+        .map_err(NodeError::Config)?;
     let password = Password::from_env(&args.wallet_password_env).ok();
     let hotkey = load_keypair(&args.hotkey_file, password.as_ref())?;
     let uid = match find_uid(&chain.metagraph(args.netuid).await?, &hotkey) {
@@ -418,15 +441,20 @@ pub async fn run_validator(
     let device = ctx.device()?;
     let gauntlet = GauntletConfig {
         sample_size: args.peers_per_window,
+        binary_ma_alpha: args.binary_score_alpha,
+        sync_max_steps_behind: args.sync_max_steps_behind,
+        peer_list_size: args.top_peers,
+        peer_list_reserve: args.reserve_peers,
         ..GauntletConfig::default()
     };
+    gauntlet.validate()?;
     let settings = &ctx.args.training;
     let mut validator = Validator::new(
         settings,
         EvalSettings {
-            assigned_batches: 2,
-            random_batches: 2,
-            lr: settings.outer_lr,
+            assigned_batches: args.eval_batches,
+            random_batches: args.eval_batches,
+            lr: args.eval_lr,
             max_object_bytes: (ctx.args.max_object_mib << 20) as usize,
         },
         gauntlet.clone(),
