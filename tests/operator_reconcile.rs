@@ -690,3 +690,67 @@ async fn pods_of_other_owners_are_ignored() {
     h.reconcile::<TrainingRun>("a").await.unwrap();
     assert_eq!(h.pod_names(), ["b-miner-0"]);
 }
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// The real `Controller` wiring (`run_controllers`): watches on the workloads and on their
+/// pods (`owns`) drive the reconciles, with no direct `reconcile` call from the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controllers_react_to_workload_and_pod_watch_events() {
+    use subnet_operator::controller::{ControllerOptions, run_controllers};
+    let h = Harness::new();
+    let options = ControllerOptions {
+        namespace: Some(NS.into()),
+        concurrency: 4,
+    };
+    let controllers = tokio::spawn(run_controllers(h.api.client(), h.ctx.clone(), options));
+    eventually("a workload and a pod watch per kind", || {
+        h.api.watchers() >= 4
+    })
+    .await;
+
+    h.api.create(&training_run("run", 2));
+    eventually("pods created from the TrainingRun watch", || {
+        h.pod_names().len() == 2
+    })
+    .await;
+
+    h.all_pods_ready();
+    let phase = |h: &Harness| {
+        h.api
+            .get::<TrainingRun>(NS, "run")
+            .and_then(|r| r.status)
+            .and_then(|s| s.phase)
+    };
+    eventually("Running after pod watch events", || {
+        phase(&h) == Some(Phase::Running)
+    })
+    .await;
+
+    h.api.fail_pod(NS, "run-miner-1", 1, "Error");
+    eventually("failed pod replaced by a backoff", || {
+        h.pod_names() == ["run-miner-0"]
+            && h.api
+                .get::<TrainingRun>(NS, "run")
+                .and_then(|r| r.status)
+                .and_then(|s| s.replica(1).map(|r| r.restarts))
+                == Some(1)
+    })
+    .await;
+
+    h.api.delete::<TrainingRun>(NS, "run");
+    eventually("finalizer clean-up", || {
+        h.api.get::<TrainingRun>(NS, "run").is_none() && h.pod_names().is_empty()
+    })
+    .await;
+    assert!(h.ctx.metrics.reconciles("TrainingRun") >= 5);
+    controllers.abort();
+}

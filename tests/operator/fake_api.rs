@@ -15,7 +15,8 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use k8s_openapi::jiff::Timestamp;
 use kube::Resource;
 use serde::Serialize;
@@ -35,6 +36,25 @@ pub struct RecordedRequest {
     pub content_type: Option<String>,
     /// Parsed JSON body, if any.
     pub body: Option<Value>,
+}
+
+struct Watcher {
+    collection: String,
+    all_namespaces: bool,
+    selector: String,
+    tx: tokio::sync::mpsc::UnboundedSender<Bytes>,
+}
+
+/// Whether `coll` belongs to a request for `target` (all namespaces when `all_namespaces`).
+fn in_scope(target: &str, all_namespaces: bool, coll: &str) -> bool {
+    if !all_namespaces {
+        return coll == target;
+    }
+    let suffix = target.rsplit('/').next().unwrap_or_default();
+    let prefix = target.trim_end_matches(suffix);
+    coll == target
+        || (coll.starts_with(&format!("{prefix}namespaces/"))
+            && coll.ends_with(&format!("/{suffix}")))
 }
 
 struct InjectedFailure {
@@ -60,6 +80,7 @@ struct State {
     graceful_pod_deletion: bool,
     served: u64,
     drop_events: bool,
+    watchers: Vec<Watcher>,
 }
 
 /// The fake API server (cheap to clone; clones share state).
@@ -162,8 +183,10 @@ fn status_body(code: u16, reason: &str, message: String) -> Value {
     })
 }
 
-fn respond(code: u16, bytes: Vec<u8>) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+type Body = BoxBody<Bytes, Infallible>;
+
+fn respond(code: u16, bytes: Vec<u8>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -236,9 +259,9 @@ impl State {
             .unwrap_or_default()
     }
 
-    /// Stores `obj` under `collection/name`, keeping the indexes in sync.
+    /// Stores `obj` under `collection/name`, keeping the indexes in sync; tells watchers.
     fn put(&mut self, collection: &str, name: &str, obj: Value) {
-        self.take(collection, name);
+        let existed = self.unindex(collection, name).is_some();
         let by_label = self.label_index.entry(collection.to_owned()).or_default();
         for label in Self::labels_of(&obj) {
             by_label.entry(label).or_default().insert(name.to_owned());
@@ -249,14 +272,21 @@ impl State {
                 .or_default()
                 .insert((collection.to_owned(), name.to_owned()));
         }
+        self.notify(collection, if existed { "MODIFIED" } else { "ADDED" }, &obj);
         self.collections
             .entry(collection.to_owned())
             .or_default()
             .insert(name.to_owned(), obj);
     }
 
-    /// Removes `collection/name` without garbage collection.
+    /// Removes `collection/name` without garbage collection; tells watchers.
     fn take(&mut self, collection: &str, name: &str) -> Option<Value> {
+        let obj = self.unindex(collection, name)?;
+        self.notify(collection, "DELETED", &obj);
+        Some(obj)
+    }
+
+    fn unindex(&mut self, collection: &str, name: &str) -> Option<Value> {
         let obj = self.collections.get_mut(collection)?.remove(name)?;
         if let Some(by_label) = self.label_index.get_mut(collection) {
             for label in Self::labels_of(&obj) {
@@ -271,6 +301,24 @@ impl State {
             }
         }
         Some(obj)
+    }
+
+    fn notify(&mut self, collection: &str, kind: &str, obj: &Value) {
+        if self.watchers.is_empty() {
+            return;
+        }
+        self.watchers.retain(|w| !w.tx.is_closed());
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": obj})).unwrap_or_default();
+        line.push(b'\n');
+        let line = Bytes::from(line);
+        for w in &self.watchers {
+            if in_scope(&w.collection, w.all_namespaces, collection)
+                && matches_selector(obj, &w.selector)
+            {
+                let _ = w.tx.send(line.clone());
+            }
+        }
     }
 
     fn stored(&self, collection: &str, name: &str) -> Option<&Value> {
@@ -472,18 +520,9 @@ impl State {
             .split(',')
             .filter(|term| term.contains('=') && !term.contains("!=") && !term.contains("=="))
             .collect();
-        let suffix = t.collection.rsplit('/').next().unwrap_or_default();
-        let prefix = t.collection.trim_end_matches(suffix);
         let mut items: Vec<&Value> = Vec::new();
         for (coll, objects) in &self.collections {
-            let in_scope = if t.all_namespaces {
-                coll.starts_with(&format!("{prefix}namespaces/"))
-                    && coll.ends_with(&format!("/{suffix}"))
-                    || *coll == t.collection
-            } else {
-                *coll == t.collection
-            };
-            if !in_scope {
+            if !in_scope(&t.collection, t.all_namespaces, coll) {
                 continue;
             }
             // Narrow with the smallest index set of the equality terms, then check them all.
@@ -620,7 +659,7 @@ impl State {
 }
 
 impl tower::Service<Request<kube::client::Body>> for FakeApi {
-    type Response = Response<Full<Bytes>>;
+    type Response = Response<Body>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
@@ -652,6 +691,29 @@ impl tower::Service<Request<kube::client::Body>> for FakeApi {
             let query = parts.uri.query().unwrap_or_default().to_owned();
             let mut st = state.lock().unwrap_or_else(|e| e.into_inner());
             st.served += 1;
+            if parts.method == Method::GET
+                && query_param(&query, "watch").as_deref() == Some("true")
+                && let Some(t) = parse_path(&path)
+            {
+                // A never-ending stream of watch events, one JSON object per line.
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Bytes>();
+                st.watchers.push(Watcher {
+                    collection: t.collection,
+                    all_namespaces: t.all_namespaces,
+                    selector: query_param(&query, "labelSelector").unwrap_or_default(),
+                    tx,
+                });
+                let frames = futures::stream::unfold(rx, |mut rx| async move {
+                    let line = rx.recv().await?;
+                    Some((Ok::<_, Infallible>(hyper::body::Frame::data(line)), rx))
+                });
+                let mut resp = Response::new(StreamBody::new(frames).boxed());
+                resp.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                return Ok(resp);
+            }
             if st.record {
                 st.requests.push(RecordedRequest {
                     method: parts.method.clone(),
@@ -766,7 +828,8 @@ impl FakeApi {
         let rv = st.bump();
         let collection = collection_of::<K>(ns);
         let mut obj = st
-            .take(&collection, name)
+            .stored(&collection, name)
+            .cloned()
             .unwrap_or_else(|| panic!("{name} not stored"));
         let old_spec = obj.get("spec").cloned();
         edit(&mut obj);
@@ -815,13 +878,10 @@ impl FakeApi {
         });
         for name in names {
             let rv = st.bump();
-            if let Some(pod) = st
-                .collections
-                .get_mut(&collection)
-                .and_then(|i| i.get_mut(&name))
-            {
+            if let Some(mut pod) = st.stored(&collection, &name).cloned() {
                 pod["status"] = status.clone();
                 pod["metadata"]["resourceVersion"] = json!(rv);
+                st.put(&collection, &name, pod);
             }
         }
     }
@@ -879,6 +939,13 @@ impl FakeApi {
             .fold((0, 0), |(n, bytes), v| {
                 (n + 1, bytes + serde_json::to_vec(v).map_or(0, |b| b.len()))
             })
+    }
+
+    /// Open watch streams.
+    pub fn watchers(&self) -> usize {
+        let mut st = self.lock();
+        st.watchers.retain(|w| !w.tx.is_closed());
+        st.watchers.len()
     }
 
     /// Requests served so far (counted even when recording is off).
