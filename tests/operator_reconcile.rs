@@ -754,3 +754,51 @@ async fn controllers_react_to_workload_and_pod_watch_events() {
     assert!(h.ctx.metrics.reconciles("TrainingRun") >= 5);
     controllers.abort();
 }
+
+/// Leader election against the fake API: the lease is created and held by this identity, using
+/// only the verbs the chart grants on leases (get, create, patch).
+#[tokio::test]
+async fn leader_election_acquires_the_lease_with_granted_verbs() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use subnet_operator::leader::{LeaderConfig, acquire};
+    let h = Harness::new();
+    let config = LeaderConfig {
+        lease_name: "subnet-operator-leader".into(),
+        namespace: "subnet-system".into(),
+        identity: "operator-pod-a".into(),
+        duration_secs: 15,
+        grace_secs: 5,
+    };
+    let leadership =
+        tokio::time::timeout(Duration::from_secs(10), acquire(h.api.client(), &config))
+            .await
+            .expect("leadership in time")
+            .expect("lease acquired");
+    let lease: Lease = h
+        .api
+        .get("subnet-system", "subnet-operator-leader")
+        .expect("lease created");
+    let spec = lease.spec.expect("lease spec");
+    assert_eq!(spec.holder_identity.as_deref(), Some("operator-pod-a"));
+    assert_eq!(spec.lease_duration_seconds, Some(15));
+    for r in h
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.path.contains("/leases"))
+    {
+        assert!(
+            [Method::GET, Method::POST, Method::PATCH].contains(&r.method),
+            "lease verb outside get/create/patch: {} {}",
+            r.method,
+            r.path
+        );
+    }
+    drop(leadership);
+
+    let bad = LeaderConfig {
+        grace_secs: 15,
+        ..config
+    };
+    assert!(acquire(h.api.client(), &bad).await.is_err());
+}
