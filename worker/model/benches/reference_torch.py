@@ -216,10 +216,12 @@ def main():
         for _ in range(warmup):
             step()
         train = []
+        cpu_start = time.process_time()
         for _ in range(steps):
             start = time.perf_counter()
             step()
             train.append(time.perf_counter() - start)
+        train_cpu = (time.process_time() - cpu_start) / steps
         evals = []
         with torch.no_grad():
             for _ in range(steps):
@@ -229,7 +231,7 @@ def main():
         train_s, eval_s = statistics.median(train), statistics.median(evals)
         n = sum(p.numel() for p in params)
         print(f"{name:<5} params {n:>11}  batch {batch}x{seq}  train step (median) {train_s * 1e3:8.1f} ms  "
-              f"{batch * seq / train_s:9.0f} tokens/s  | eval {eval_s * 1e3:8.1f} ms  {batch * seq / eval_s:9.0f} tokens/s")
+              f"{batch * seq / train_s:9.0f} tokens/s  ({train_cpu:.2f} cpu-s/step) | eval {eval_s * 1e3:8.1f} ms  {batch * seq / eval_s:9.0f} tokens/s")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,22 @@ fn random_batch(config: &LlamaConfig, batch: i64) -> Batch {
     }
 }
 
+/// CPU seconds (user + system, all threads) this process has used so far, from
+/// `/proc/self/stat` (Linux, USER_HZ = 100). Less sensitive to a busy machine than wall time.
+fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Median of the samples (robust to a busy machine).
 fn median(mut samples: Vec<f64>) -> f64 {
     samples.sort_by(f64::total_cmp);
@@ -44,11 +60,13 @@ fn run(case: &Case) -> Result<(), worker_model::ModelError> {
         trainer.train_step(&mut model, std::slice::from_ref(&batch))?;
     }
     let mut train = Vec::with_capacity(case.steps);
+    let cpu_start = process_cpu_seconds();
     for _ in 0..case.steps {
         let started = Instant::now();
         trainer.train_step(&mut model, std::slice::from_ref(&batch))?;
         train.push(started.elapsed().as_secs_f64());
     }
+    let train_cpu = (process_cpu_seconds() - cpu_start) / case.steps as f64;
     let mut eval = Vec::with_capacity(case.steps);
     for _ in 0..case.steps {
         let started = Instant::now();
@@ -57,13 +75,14 @@ fn run(case: &Case) -> Result<(), worker_model::ModelError> {
     }
     let (train_s, eval_s) = (median(train), median(eval));
     println!(
-        "{:<5} params {:>11}  batch {}x{}  train step (median) {:>8.1} ms  {:>9.0} tokens/s  | eval {:>8.1} ms  {:>9.0} tokens/s  (init {:.1} s)",
+        "{:<5} params {:>11}  batch {}x{}  train step (median) {:>8.1} ms  {:>9.0} tokens/s  ({:.2} cpu-s/step) | eval {:>8.1} ms  {:>9.0} tokens/s  (init {:.1} s)",
         case.name,
         case.config.param_count(),
         case.batch,
         case.config.seq_len,
         train_s * 1e3,
         tokens / train_s,
+        train_cpu,
         eval_s * 1e3,
         tokens / eval_s,
         init_s,
