@@ -24,6 +24,7 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
         dir: dir.path().join("devnet"),
         json: None,
         quiet: true,
+        s3: false,
     };
     let report = devnet::run(&args).await.expect("devnet run");
 

@@ -37,6 +37,7 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
         dir: dir.path().join("devnet"),
         json: None,
         quiet: true,
+        s3: false,
     };
     let report = devnet::run(&args).await.expect("devnet run");
     let rows = &report.windows.last().unwrap().miners;
@@ -110,6 +111,7 @@ fn malformed_objects_are_invalid_not_fatal() {
             random_batches: 1,
             lr: 0.1,
             max_object_bytes: 1 << 20,
+            random_seed: Some(3),
         },
         GauntletConfig::default(),
         tch::Device::Cpu,

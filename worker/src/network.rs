@@ -456,6 +456,7 @@ pub async fn run_validator(
             random_batches: args.eval_batches,
             lr: args.eval_lr,
             max_object_bytes: (ctx.args.max_object_mib << 20) as usize,
+            random_seed: None,
         },
         gauntlet.clone(),
         device,

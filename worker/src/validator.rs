@@ -9,7 +9,7 @@ use worker_gauntlet::{
     CopyFlag, Gauntlet, GauntletConfig, Outcome, PeerList, PeerOutcome, WindowReport,
     apply_copy_flags, detect_copies_with,
 };
-use worker_model::{Batch, TokenDataset, random_sample_ids};
+use worker_model::{Batch, TokenDataset, assigned_sample_ids, random_sample_ids};
 use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
@@ -32,7 +32,14 @@ pub struct EvalSettings {
     pub lr: f64,
     /// Largest accepted gradient object.
     pub max_object_bytes: usize,
+    /// Seed of the random-data batches. `None` (production) draws them from the operating
+    /// system, so miners cannot know them in advance; the devnet and tests seed them so runs
+    /// are reproducible.
+    pub random_seed: Option<u64>,
 }
+
+/// The uid slot whose assignment stream provides seeded random batches (no real uid).
+const RANDOM_STREAM_UID: u16 = u16::MAX;
 
 /// A peer's upload as the I/O layer found it.
 pub struct Submission {
@@ -187,7 +194,7 @@ impl Validator {
                 _ => 0.0,
             },
         );
-        let random = self.random_batches(dataset)?;
+        let random = self.random_batches(dataset, window)?;
         let before_random = self.replica.model.loss_on_batches(&random)?;
         let mut deltas = BTreeMap::new();
         for (uid, gradient, _) in &accepted {
@@ -240,11 +247,18 @@ impl Validator {
         })
     }
 
-    fn random_batches(&self, dataset: &TokenDataset) -> Result<Vec<Batch>> {
-        let ids = random_sample_ids(
-            self.eval.random_batches * self.settings.micro_batch_size,
-            dataset.num_samples(),
-        )?;
+    fn random_batches(&self, dataset: &TokenDataset, window: u64) -> Result<Vec<Batch>> {
+        let count = self.eval.random_batches * self.settings.micro_batch_size;
+        let ids = match self.eval.random_seed {
+            Some(seed) => assigned_sample_ids(
+                seed,
+                RANDOM_STREAM_UID,
+                window,
+                count,
+                dataset.num_samples(),
+            )?,
+            None => random_sample_ids(count, dataset.num_samples())?,
+        };
         Ok(dataset.batches(&ids, self.settings.micro_batch_size)?)
     }
 
