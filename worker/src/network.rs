@@ -101,6 +101,9 @@ pub struct NodeArgs {
     /// Per-peer download timeout in seconds.
     #[arg(long, env = "PEER_TIMEOUT_SECS", default_value_t = 30)]
     pub peer_timeout_secs: u64,
+    /// Stop after this many completed windows (default: run until stopped).
+    #[arg(long, env = "MAX_WINDOWS")]
+    pub max_windows: Option<u64>,
     /// Largest accepted peer object in MiB.
     #[arg(long, env = "MAX_OBJECT_MIB", default_value_t = 1024)]
     pub max_object_mib: u64,
@@ -217,6 +220,9 @@ pub async fn connect(
         tracing::warn!("no read credentials configured: peers cannot fetch this node's objects");
     }
     let layout = RunLayout::new(args.training.run_id.clone())?;
+    if let Some(dir) = &args.checkpoint_dir {
+        std::fs::create_dir_all(dir)?;
+    }
     Ok(NodeContext {
         chain,
         hotkey,
@@ -332,7 +338,8 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         tracing::info!(window = ?done, "resumed from checkpoint");
     }
     let dataset = ctx.dataset(miner.replica.model.config().seq_len)?;
-    loop {
+    let mut completed = 0;
+    while ctx.args.max_windows.is_none_or(|max| completed < max) {
         let (window, upload_window) = ctx.next_window(done).await?;
         let span = tracing::info_span!("window", window, uid = ctx.uid);
         let _guard = span.enter();
@@ -391,7 +398,9 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             miner.save_checkpoint(path, window)?;
         }
         done = Some(window);
+        completed += 1;
     }
+    Ok(())
 }
 
 /// The peers to aggregate: the lead validator's list for `window` if it is published
@@ -422,7 +431,8 @@ async fn select_peers(
             if ctx.chain.current_block().await.map_or(true, |b| b >= next) {
                 break;
             }
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            let poll = ctx.chain.block_time() / 4;
+            tokio::time::sleep(poll.clamp(Duration::from_millis(50), Duration::from_secs(3))).await;
         }
     }
     tracing::warn!(
@@ -474,7 +484,8 @@ pub async fn run_validator(
     let dataset = ctx.dataset(validator.replica.model.config().seq_len)?;
     let sync_len = validator.replica.model.parameters().len() * SYNC_VALUES_PER_TENSOR;
     let mut done = validator.gauntlet.state().last_window;
-    loop {
+    let mut completed = 0;
+    while ctx.args.max_windows.is_none_or(|max| completed < max) {
         let (window, upload_window) = ctx.next_window(done).await?;
         NodeContext::wait_deadline(&upload_window).await;
         let peers: Vec<PeerEndpoint> = resolve_peers(&*ctx.chain, ctx.args.netuid, resolve)
@@ -537,5 +548,7 @@ pub async fn run_validator(
         .await;
         validator.outer_step(&payloads)?;
         done = Some(window);
+        completed += 1;
     }
+    Ok(())
 }

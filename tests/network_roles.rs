@@ -1,0 +1,196 @@
+//! The production roles (`worker miner` / `worker validator` loops) against the embedded
+//! chain on a block timer and local buckets: registration lookup, commitments, uploads
+//! within the deadline, Gauntlet scoring, peer lists, weights, outer steps, checkpoints.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use worker::network::{NodeArgs, ValidatorArgs, connect, run_miner, run_validator};
+use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
+use worker_storage::{LocalStore, ObjectStore, RunLayout};
+
+const NETUID: u16 = 1;
+
+fn write_hotkey(dir: &Path, name: &str, seed: u8) -> (std::path::PathBuf, Keypair) {
+    let path = dir.join(name);
+    let secret = [seed; 32];
+    std::fs::write(
+        &path,
+        format!("{{\"secretSeed\": \"0x{}\"}}", hex_string(&secret)),
+    )
+    .unwrap();
+    (path, Keypair::from_seed(&secret).unwrap())
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn node_args(extra: &[&str], hotkey: &Path, bucket: &str, checkpoints: &Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "worker",
+        "--netuid",
+        "1",
+        "--hotkey-file",
+        hotkey.to_str().unwrap(),
+        "--storage-bucket",
+        bucket,
+        "--storage-access-key-id",
+        "write",
+        "--storage-secret-access-key",
+        "write-secret",
+        "--storage-read-access-key-id",
+        "read",
+        "--storage-read-secret-access-key",
+        "read-secret",
+        "--upload-window-secs",
+        "1",
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--inner-steps",
+        "2",
+        "--micro-batch-size",
+        "4",
+        "--inner-lr",
+        "0.003",
+        "--warmup-steps",
+        "2",
+        "--max-windows",
+        "2",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+#[derive(Parser)]
+struct MinerCli {
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+#[derive(Parser)]
+struct ValidatorCli {
+    #[command(flatten)]
+    validator: ValidatorArgs,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn miners_and_validator_run_windows_on_a_timed_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    let chain = EmbeddedChain::start(EmbeddedChainConfig {
+        blocks_per_window: 20,
+        block_time: Duration::from_millis(100),
+    });
+    chain.add_subnet(
+        NETUID,
+        SubnetConfig {
+            weights_rate_limit: 1,
+            tempo: 5,
+            ..SubnetConfig::default()
+        },
+    );
+    let owner = Keypair::from_dev_name("owner");
+    let (validator_key_path, validator_key) = write_hotkey(dir.path(), "validator", 1);
+    let mut miners = Vec::new();
+    for i in 0..2u8 {
+        miners.push(write_hotkey(dir.path(), &format!("miner-{i}"), 10 + i));
+    }
+    let validator_uid = chain
+        .burned_register(NETUID, &owner, &validator_key.account_id())
+        .await
+        .unwrap();
+    chain
+        .add_stake(NETUID, &validator_key.account_id(), 1_000_000)
+        .unwrap();
+    for (_, key) in &miners {
+        chain
+            .burned_register(NETUID, &owner, &key.account_id())
+            .await
+            .unwrap();
+    }
+
+    let resolver_root = buckets.clone();
+    let resolve = Arc::new(move |c: &worker_storage::BucketCredentials| {
+        Ok(Arc::new(LocalStore::open(resolver_root.join(&c.account_id))?) as Arc<dyn ObjectStore>)
+    });
+    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+
+    // The roles hold tensors across awaits (not Send), so they run concurrently on this
+    // task, as `worker` runs one of them on its main task; the block timer runs elsewhere.
+    let mut roles: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>>>>> =
+        Vec::new();
+    {
+        let args = ValidatorCli::parse_from(node_args(
+            &["--weight-interval-windows", "1"],
+            &validator_key_path,
+            "validator-bucket",
+            &dir.path().join("validator-ckpt"),
+        ))
+        .validator;
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalStore::open(buckets.join("validator-bucket")).unwrap());
+        let chain = shared.clone();
+        let resolve = resolve.clone();
+        roles.push(Box::pin(async move {
+            let ctx = connect(chain, store, args.node.clone()).await?;
+            run_validator(ctx, &args, &*resolve).await
+        }));
+    }
+    for (i, (path, _)) in miners.iter().enumerate() {
+        let bucket = format!("miner-bucket-{i}");
+        let args = MinerCli::parse_from(node_args(
+            &[],
+            path,
+            &bucket,
+            &dir.path().join(format!("miner-ckpt-{i}")),
+        ))
+        .node;
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalStore::open(buckets.join(&bucket)).unwrap());
+        let chain = shared.clone();
+        let resolve = resolve.clone();
+        roles.push(Box::pin(async move {
+            let ctx = connect(chain, store, args).await?;
+            run_miner(ctx, &*resolve).await
+        }));
+    }
+    let results = tokio::time::timeout(Duration::from_secs(180), futures::future::join_all(roles))
+        .await
+        .expect("roles finish their windows");
+    for result in results {
+        result.expect("role ran without error");
+    }
+
+    // Every node committed its bucket; the validator published peer lists and set weights.
+    let commitments = chain.commitments(NETUID).await.unwrap();
+    assert_eq!(commitments.len(), 3);
+    let layout = RunLayout::new("devnet").unwrap();
+    let validator_store = LocalStore::open(buckets.join("validator-bucket")).unwrap();
+    let lists = validator_store
+        .list(&format!("{}/peers/", layout.run()))
+        .await
+        .unwrap();
+    assert!(!lists.is_empty(), "no peer list published");
+    let weights = chain.weights(NETUID).unwrap();
+    let row = &weights[usize::from(validator_uid)];
+    assert!(!row.is_empty(), "validator set no weights: {weights:?}");
+    // Miners uploaded gradients and checkpointed after their outer steps.
+    for i in 0..2 {
+        let store = LocalStore::open(buckets.join(format!("miner-bucket-{i}"))).unwrap();
+        assert!(!store.list("devnet/gradients/").await.unwrap().is_empty());
+        assert!(
+            dir.path()
+                .join(format!("miner-ckpt-{i}/miner.ckpt"))
+                .exists()
+        );
+    }
+    assert!(dir.path().join("validator-ckpt/gauntlet.json").exists());
+}
