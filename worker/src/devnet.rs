@@ -26,7 +26,6 @@ use crate::exchange::{
     upload_gradient, upload_sync_sample,
 };
 use crate::miner::Miner;
-use crate::replica::SYNC_VALUES_PER_TENSOR;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
@@ -262,7 +261,8 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             store,
         });
     }
-    let peers = resolve_peers(&chain, DEVNET_NETUID, |c| buckets.peer(c)).await?;
+    let metagraph = chain.metagraph(DEVNET_NETUID).await?;
+    let peers = resolve_peers(&chain, &metagraph, |c| buckets.peer(c)).await?;
     // The validator scores miners only.
     let peers: Vec<PeerEndpoint> = peers
         .into_iter()
@@ -275,7 +275,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     )?;
     let held_out = held_out_batches(args, validator.replica.model.config().seq_len as usize)?;
     let initial_eval_loss = validator.replica.model.loss_on_batches(&held_out)?;
-    let sync_len = validator.replica.model.parameters().len() * SYNC_VALUES_PER_TENSOR;
+    let sync_len = validator.replica.sync_len();
     if !args.quiet {
         println!(
             "devnet: {} miners ({}), 1 validator, {} windows, tiny LLaMA ({} parameters), initial held-out loss {:.4}",

@@ -8,7 +8,7 @@ use worker_gauntlet::{Outcome, PeerList};
 use worker_sparseloco::GradientPayload;
 use worker_storage::{FetchPolicy, ObjectStore, PeerFetch, RunLayout, fetch_peers};
 
-use worker_chain::Chain;
+use worker_chain::{Chain, Metagraph};
 use worker_storage::BucketCredentials;
 
 use crate::error::Result;
@@ -180,16 +180,15 @@ pub async fn gather(
     (payloads, rejected)
 }
 
-/// Every registered neuron whose on-chain commitment names a bucket, with the store that
+/// Every neuron of `metagraph` whose on-chain commitment names a bucket, with the store that
 /// `open` builds for it. Commitments that do not parse, or whose store cannot be opened,
 /// are skipped with a warning: one bad peer never stops the others.
 pub async fn resolve_peers(
     chain: &dyn Chain,
-    netuid: u16,
+    metagraph: &Metagraph,
     open: impl Fn(&BucketCredentials) -> Result<Arc<dyn ObjectStore>>,
 ) -> Result<Vec<PeerEndpoint>> {
-    let metagraph = chain.metagraph(netuid).await?;
-    let commitments = chain.commitments(netuid).await?;
+    let commitments = chain.commitments(metagraph.netuid).await?;
     let mut peers = Vec::new();
     for neuron in &metagraph.neurons {
         let Some(raw) = commitments.get(&neuron.hotkey) else {
@@ -251,7 +250,8 @@ mod tests {
             .unwrap();
 
         let root = dir.path().to_owned();
-        let peers = resolve_peers(&chain, 3, |c| {
+        let metagraph = chain.metagraph(3).await.unwrap();
+        let peers = resolve_peers(&chain, &metagraph, |c| {
             Ok(Arc::new(LocalStore::open(root.join(&c.account_id))?) as Arc<dyn ObjectStore>)
         })
         .await

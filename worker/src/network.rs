@@ -26,7 +26,6 @@ use crate::exchange::{
     upload_sync_sample,
 };
 use crate::miner::Miner;
-use crate::replica::SYNC_VALUES_PER_TENSOR;
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
 use crate::validator::{EvalSettings, Validator};
@@ -374,8 +373,8 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         }
         NodeContext::wait_deadline(&upload_window).await;
 
-        let peers = resolve_peers(&*ctx.chain, ctx.args.netuid, resolve).await?;
         let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
+        let peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
         let selected = select_peers(&ctx, &peers, &metagraph, window).await;
         let (payloads, rejected) = gather(
             &selected,
@@ -482,13 +481,14 @@ pub async fn run_validator(
         tracing::info!("resumed Gauntlet state");
     }
     let dataset = ctx.dataset(validator.replica.model.config().seq_len)?;
-    let sync_len = validator.replica.model.parameters().len() * SYNC_VALUES_PER_TENSOR;
+    let sync_len = validator.replica.sync_len();
     let mut done = validator.gauntlet.state().last_window;
     let mut completed = 0;
     while ctx.args.max_windows.is_none_or(|max| completed < max) {
         let (window, upload_window) = ctx.next_window(done).await?;
         NodeContext::wait_deadline(&upload_window).await;
-        let peers: Vec<PeerEndpoint> = resolve_peers(&*ctx.chain, ctx.args.netuid, resolve)
+        let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
+        let peers: Vec<PeerEndpoint> = resolve_peers(&*ctx.chain, &metagraph, resolve)
             .await?
             .into_iter()
             .filter(|p| p.uid != ctx.uid)

@@ -1,7 +1,7 @@
 //! The model replica every participant keeps in lockstep: same initial weights, same
 //! aggregated outer updates.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 use worker_model::{Llama, LlamaConfig};
 use worker_sparseloco::{GradientPayload, ParamSpec, SparseLocoConfig, aggregate_with_config};
 
@@ -9,6 +9,8 @@ use crate::error::Result;
 
 /// Values sampled per parameter tensor for the sync check.
 pub const SYNC_VALUES_PER_TENSOR: usize = 4;
+/// Seed of the sampled positions.
+const SYNC_SAMPLE_SEED: u64 = 0;
 
 /// A participant's copy of the global model.
 pub struct Replica {
@@ -69,19 +71,17 @@ impl Replica {
         Ok(())
     }
 
-    /// A small deterministic sample of the parameters (the first values of every tensor),
-    /// published after each outer step so a validator can tell how far behind a peer is.
+    /// A small deterministic sample of the parameters ([`SYNC_VALUES_PER_TENSOR`] seeded
+    /// positions per tensor, the same for every participant), published at the start of
+    /// each window so a validator can tell how far behind a peer is.
     pub fn sync_sample(&self) -> Result<Vec<f32>> {
-        let mut out = Vec::new();
-        for param in self.model.parameters() {
-            let flat = param.f_flatten(0, -1)?;
-            let n = flat.size()[0].min(SYNC_VALUES_PER_TENSOR as i64);
-            let head = flat
-                .f_narrow(0, 0, n)?
-                .f_to_kind(Kind::Float)?
-                .f_to_device(Device::Cpu)?;
-            out.extend(Vec::<f32>::try_from(&head)?);
-        }
-        Ok(out)
+        Ok(self
+            .model
+            .parameter_sample(SYNC_SAMPLE_SEED, SYNC_VALUES_PER_TENSOR)?)
+    }
+
+    /// Length of [`Replica::sync_sample`].
+    pub fn sync_len(&self) -> usize {
+        self.specs.len() * SYNC_VALUES_PER_TENSOR
     }
 }

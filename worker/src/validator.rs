@@ -9,7 +9,7 @@ use worker_gauntlet::{
     CopyFlag, Gauntlet, GauntletConfig, Outcome, PeerList, PeerOutcome, WindowReport,
     apply_copy_flags, detect_copies_with,
 };
-use worker_model::{Batch, TokenDataset, assigned_sample_ids, random_sample_ids};
+use worker_model::{Batch, TokenDataset, assigned_sample_ids};
 use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
@@ -197,8 +197,10 @@ impl Validator {
         let random = self.random_batches(dataset, window)?;
         let before_random = self.replica.model.loss_on_batches(&random)?;
         let mut deltas = BTreeMap::new();
+        let mut digests_ok = BTreeMap::new();
         for (uid, gradient, _) in &accepted {
-            let (ids, _) = assignment(&self.settings, dataset, *uid, window)?;
+            let (ids, digest) = assignment(&self.settings, dataset, *uid, window)?;
+            digests_ok.insert(*uid, digest.0 == gradient.sample_digest);
             let take = (self.eval.assigned_batches * self.settings.micro_batch_size).min(ids.len());
             let assigned = dataset.batches(&ids[..take], self.settings.micro_batch_size)?;
             let delta = evaluate_update(
@@ -215,13 +217,12 @@ impl Validator {
         let copies = resolve_copy_ties(copies, &deltas);
         let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
 
-        for (uid, gradient, sync_sample) in &accepted {
+        for (uid, _, sync_sample) in &accepted {
             if copiers.contains(uid) {
                 // Replaced by the copy outcome in apply_copy_flags below.
                 outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
                 continue;
             }
-            let (_, digest) = assignment(&self.settings, dataset, *uid, window)?;
             let outcome = match deltas.remove(uid) {
                 Some(Ok(delta)) => Outcome::Evaluated {
                     loss_before_assigned: delta.before_assigned,
@@ -229,7 +230,7 @@ impl Validator {
                     loss_before_random: delta.before_random,
                     loss_after_random: delta.after_random,
                     steps_behind: self.sync.steps_behind(sync_sample.as_deref()),
-                    digest_ok: digest.0 == gradient.sample_digest,
+                    digest_ok: digests_ok.get(uid).copied().unwrap_or(false),
                 },
                 Some(Err(reason)) => Outcome::Invalid { reason },
                 None => Outcome::Missing,
@@ -249,17 +250,21 @@ impl Validator {
 
     fn random_batches(&self, dataset: &TokenDataset, window: u64) -> Result<Vec<Batch>> {
         let count = self.eval.random_batches * self.settings.micro_batch_size;
-        let ids = match self.eval.random_seed {
-            Some(seed) => assigned_sample_ids(
-                seed,
-                RANDOM_STREAM_UID,
-                window,
-                count,
-                dataset.num_samples(),
-            )?,
-            None => random_sample_ids(count, dataset.num_samples())?,
+        let mbs = self.settings.micro_batch_size;
+        let batches = match self.eval.random_seed {
+            Some(seed) => {
+                let ids = assigned_sample_ids(
+                    seed,
+                    RANDOM_STREAM_UID,
+                    window,
+                    count,
+                    dataset.num_samples(),
+                )?;
+                dataset.batches(&ids, mbs)?
+            }
+            None => dataset.random_batches(count, mbs)?,
         };
-        Ok(dataset.batches(&ids, self.settings.micro_batch_size)?)
+        Ok(batches)
     }
 
     /// Applies the window's aggregate and remembers the new state for sync checks.
