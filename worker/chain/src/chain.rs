@@ -7,9 +7,12 @@ use async_trait::async_trait;
 
 use crate::account::AccountId;
 use crate::error::ChainError;
+use crate::submission::{PendingCommit, TimelockedCommit, WeightsSubmission};
+use crate::timelock::Beacon;
 use crate::types::{Metagraph, window_of};
 use crate::wallet::Keypair;
-use crate::weights::commit_hash;
+use crate::weights::{commit_hash, normalize_max_weights};
+use crate::weights_rules::WeightsContext;
 
 /// The most bytes one commitment holds (one `Raw128` field).
 pub const MAX_COMMITMENT_BYTES: usize = 128;
@@ -128,4 +131,81 @@ pub trait Chain: Send + Sync {
 
     /// Minimum blocks between two weight updates of one neuron.
     async fn weights_rate_limit(&self, netuid: u16) -> Result<u64, ChainError>;
+
+    /// The subnet's weight rules and `hotkey`'s standing (uid, last update, permit), read at
+    /// one block. [`ChainError::NotRegistered`] when the hotkey has no uid.
+    async fn weights_context(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<WeightsContext, ChainError>;
+
+    /// The beacon timelocked commits are encrypted to: drand quicknet on a real node, the
+    /// embedded chain's own beacon otherwise.
+    fn timelock_beacon(&self) -> Beacon;
+
+    /// Submit `commit_timelocked_weights(netuid, commit, reveal_round, commit_reveal_version)`
+    /// signed by `hotkey`, without local checks (use [`Chain::submit_weights`]).
+    async fn commit_timelocked_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        commit: &TimelockedCommit,
+    ) -> Result<(), ChainError>;
+
+    /// Timelocked commits of `hotkey` on `netuid` the chain has not revealed yet.
+    async fn pending_commits(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<Vec<PendingCommit>, ChainError>;
+
+    /// Deliver float weights the way the bittensor SDK's `set_weights` does: max-normalise to
+    /// `u16` ([`normalize_max_weights`]), check every subnet rule the chain would apply
+    /// (MinAllowedWeights, MaxWeightsLimit, permit, uids, version key, rate limit: see
+    /// [`WeightsContext::check`]) and then, if the subnet has commit-reveal on, encrypt them
+    /// to the reveal round and submit `commit_timelocked_weights`; otherwise `set_weights`.
+    ///
+    /// Every failure is a [`ChainError`]; act on [`ChainError::class`].
+    async fn submit_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        uids: &[u16],
+        weights: &[f32],
+        version_key: u64,
+    ) -> Result<WeightsSubmission, ChainError> {
+        let normalized = normalize_max_weights(uids, weights)?;
+        let context = self.weights_context(netuid, &hotkey.account_id()).await?;
+        context.check(&normalized, version_key)?;
+        if !context.policy.commit_reveal_enabled {
+            let values: Vec<f32> = normalized.values.iter().map(|&v| f32::from(v)).collect();
+            self.set_weights(netuid, hotkey, &normalized.uids, &values, version_key)
+                .await?;
+            return Ok(WeightsSubmission::Set {
+                block: context.block,
+                weights: normalized,
+            });
+        }
+        let beacon = self.timelock_beacon();
+        let (commit, schedule) = TimelockedCommit::seal(
+            &context,
+            hotkey.public_key(),
+            &normalized,
+            version_key,
+            &beacon,
+            self.block_time().as_secs_f64(),
+            &mut rand::rng(),
+        )?;
+        self.commit_timelocked_weights(netuid, hotkey, &commit)
+            .await?;
+        Ok(WeightsSubmission::Committed {
+            block: context.block,
+            weights: normalized,
+            reveal_round: commit.reveal_round,
+            first_reveal_block: schedule.first_reveal_block(),
+            commit_reveal_version: commit.commit_reveal_version,
+            commit_bytes: commit.commit.len(),
+        })
+    }
 }

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use subxt::ext::codec::Encode;
 
 /// Weights ready for `set_weights`: parallel `uids` / `values`, sorted by uid, no zero values.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct NormalizedWeights {
     /// Destination uids, strictly increasing.
     pub uids: Vec<u16>,

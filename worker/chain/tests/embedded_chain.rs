@@ -127,8 +127,27 @@ async fn set_weights_respects_permit_rate_limit_and_validation() {
         ..SubnetConfig::default()
     });
     let chain: &dyn Chain = &embedded;
+    // Register at block 1 (`LastUpdate` 0 means "never set" to subtensor).
+    embedded.advance(1);
     let (validator, _) = register(chain, "validator").await;
     let (_, miner) = register(chain, "miner").await;
+
+    // Registered at block 1: the rate limit counts from registration (checked first, as
+    // subtensor does).
+    let err = chain
+        .set_weights(NETUID, &validator, &[miner], &[1.0], 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ChainError::RateLimited {
+            what: RateLimited::Weights,
+            netuid: NETUID,
+            current_block: 1,
+            next_allowed_block: 21
+        }
+    );
+    embedded.advance(20);
 
     // No stake, no permit.
     let err = chain
@@ -142,23 +161,7 @@ async fn set_weights_respects_permit_rate_limit_and_validation() {
     embedded
         .add_stake(NETUID, &validator.account_id(), 1000)
         .unwrap();
-
-    // Registered at block 0: the rate limit counts from registration.
-    let err = chain
-        .set_weights(NETUID, &validator, &[miner], &[1.0], 0)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        err,
-        ChainError::RateLimited {
-            what: RateLimited::Weights,
-            netuid: NETUID,
-            current_block: 0,
-            next_allowed_block: 20
-        }
-    );
     assert_eq!(chain.weights_rate_limit(NETUID).await.unwrap(), 20);
-    embedded.advance(20);
     chain
         .set_weights(NETUID, &validator, &[miner, 0], &[0.5, 0.25], 0)
         .await
@@ -196,7 +199,7 @@ async fn set_weights_respects_permit_rate_limit_and_validation() {
     let mg = chain.metagraph(NETUID).await.unwrap();
     assert!(mg.neurons[0].validator_permit);
     assert!(!mg.neurons[1].validator_permit);
-    assert_eq!(mg.neurons[0].last_update, 20);
+    assert_eq!(mg.neurons[0].last_update, 21);
 }
 
 #[tokio::test]
@@ -227,8 +230,9 @@ async fn incentive_follows_stake_weighted_validator_weights() {
         .set_weights(NETUID, &small, &[m1, m2], &[1.0, 2.0], 0)
         .await
         .unwrap();
-    // Incentives only change at the epoch (block 10).
-    embedded.advance(9);
+    // Incentives only change at the epoch: subtensor runs it where
+    // (block + netuid + 1) % (tempo + 1) == tempo, i.e. block 6 for netuid 3, tempo 10.
+    embedded.advance(5);
     assert_eq!(
         chain.metagraph(NETUID).await.unwrap().neurons[usize::from(m1)].incentive,
         0.0
@@ -242,12 +246,13 @@ async fn incentive_follows_stake_weighted_validator_weights() {
     assert!((mg.neurons[usize::from(m2)].incentive - (1.0 - expected_m1)).abs() < 1e-9);
     assert!(mg.neurons[usize::from(m1)].incentive > mg.neurons[usize::from(m2)].incentive);
 
-    // The big validator switches to m2: at the next epoch m2 overtakes m1.
+    // The big validator switches to m2: at the next epoch (tempo + 1 blocks later) m2
+    // overtakes m1.
     chain
         .set_weights(NETUID, &big, &[m2], &[1.0], 0)
         .await
         .unwrap();
-    embedded.advance(10);
+    embedded.advance(11);
     let mg = chain.metagraph(NETUID).await.unwrap();
     assert!(mg.neurons[usize::from(m2)].incentive > 0.9);
     let total: f64 = mg.neurons.iter().map(|n| n.incentive).sum();

@@ -2,10 +2,14 @@
 //!
 //! Blocks advance on a tokio timer ([`EmbeddedChain::start`]) or by hand
 //! ([`EmbeddedChain::advance`]). It keeps registrations (uids in order, capacity limited),
-//! commitments, weights with the subnet's rate limit and commit-reveal, and recomputes
-//! incentives every `tempo` blocks with a simplified Yuma (see [`yuma`]).
+//! commitments, weights under subtensor's rules (rate limit, version key, permit,
+//! MinAllowedWeights, MaxWeightsLimit), commit-reveal v4 with a local drand-style beacon
+//! ([`beacon`], [`timelocked`]), and recomputes incentives on subtensor's epoch schedule with
+//! a simplified Yuma (see [`yuma`]).
 
+pub mod beacon;
 mod state;
+pub mod timelocked;
 pub mod yuma;
 
 use std::collections::HashMap;
@@ -15,14 +19,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use beacon::LocalBeacon;
 use state::ChainState;
-pub use state::SubnetConfig;
+pub use state::{COMMIT_REVEAL_VERSION, SubnetConfig};
+pub use timelocked::{RevealOutcome, RevealRecord};
 
 use crate::account::AccountId;
 use crate::chain::{Chain, WeightsReveal};
 use crate::error::ChainError;
+use crate::submission::{PendingCommit, TimelockedCommit};
+use crate::timelock::Beacon;
 use crate::types::Metagraph;
 use crate::wallet::Keypair;
+use crate::weights_rules::WeightsContext;
 
 /// Chain-wide parameters of an [`EmbeddedChain`].
 #[derive(Debug, Clone, PartialEq)]
@@ -66,12 +75,16 @@ impl std::fmt::Debug for EmbeddedChain {
 
 impl EmbeddedChain {
     /// A chain at block 0 whose blocks only advance through [`EmbeddedChain::advance`].
+    /// Its beacon gets a fresh random key.
     pub fn new(config: EmbeddedChainConfig) -> Self {
         let (blocks, _) = watch::channel(0);
+        // Key generation only fails if a G2 point did not fit its 96-byte encoding.
+        let beacon =
+            LocalBeacon::new(config.block_time).expect("a fresh BLS12-381 key always serializes");
         Self {
             inner: Arc::new(Inner {
                 config,
-                state: RwLock::new(ChainState::default()),
+                state: RwLock::new(ChainState::new(beacon)),
                 blocks,
             }),
         }
@@ -155,6 +168,22 @@ impl EmbeddedChain {
     pub fn weights(&self, netuid: u16) -> Result<Vec<Vec<(u16, u16)>>, ChainError> {
         self.read(|s| s.weights(netuid))
     }
+
+    /// Timelocked commits the chain has settled (revealed, refused or expired), in order.
+    pub fn reveals(&self, netuid: u16) -> Result<Vec<RevealRecord>, ChainError> {
+        self.read(|s| s.reveals(netuid))
+    }
+
+    /// Change the chain-wide `CommitRevealWeightsVersion` (default
+    /// [`COMMIT_REVEAL_VERSION`]), e.g. to see clients with an old version refused.
+    pub fn set_commit_reveal_version(&self, version: u16) {
+        self.write(|s| s.commit_reveal_version = version);
+    }
+
+    /// The latest beacon round published at the current block.
+    pub fn latest_round(&self) -> u64 {
+        self.read(|s| s.beacon.latest_round(s.block))
+    }
 }
 
 #[async_trait]
@@ -237,5 +266,34 @@ impl Chain for EmbeddedChain {
 
     async fn weights_rate_limit(&self, netuid: u16) -> Result<u64, ChainError> {
         self.read(|s| s.weights_rate_limit(netuid))
+    }
+
+    async fn weights_context(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<WeightsContext, ChainError> {
+        self.read(|s| s.weights_context(netuid, hotkey))
+    }
+
+    fn timelock_beacon(&self) -> Beacon {
+        self.read(|s| s.beacon.beacon())
+    }
+
+    async fn commit_timelocked_weights(
+        &self,
+        netuid: u16,
+        hotkey: &Keypair,
+        commit: &TimelockedCommit,
+    ) -> Result<(), ChainError> {
+        self.write(|s| s.commit_timelocked(netuid, &hotkey.account_id(), commit))
+    }
+
+    async fn pending_commits(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<Vec<PendingCommit>, ChainError> {
+        self.read(|s| s.pending_commits(netuid, hotkey))
     }
 }

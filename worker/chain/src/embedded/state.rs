@@ -2,14 +2,20 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::beacon::LocalBeacon;
+use super::timelocked::TimelockedCommits;
 use super::yuma::{ValidatorRow, incentives};
 use crate::account::AccountId;
 use crate::chain::{MAX_COMMITMENT_BYTES, WeightsReveal};
 use crate::error::{ChainError, RateLimited};
 use crate::types::{Metagraph, Neuron};
-use crate::weights::normalize_max_weights;
+use crate::weights::{NormalizedWeights, normalize_max_weights};
+use crate::weights_rules::{WeightsContext, WeightsPolicy, check_rate_limit};
 
-const PALLET: &str = "SubtensorModule";
+pub(super) const PALLET: &str = "SubtensorModule";
+
+/// `CommitRevealWeightsVersion` of spec 393, accepted by default.
+pub const COMMIT_REVEAL_VERSION: u16 = 4;
 
 /// Per-subnet parameters of the embedded chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,13 +27,22 @@ pub struct SubnetConfig {
     pub weights_rate_limit: u64,
     /// Minimum blocks between two commitments of one hotkey (0 = none).
     pub commitment_interval: u64,
-    /// Epoch length: incentives are recomputed when `block % tempo == 0`.
+    /// Epoch length (`Tempo`): as in subtensor, the epoch (incentives) runs at blocks where
+    /// `(block + netuid + 1) % (tempo + 1) == tempo`; 0 = never.
     pub tempo: u64,
-    /// Commit-reveal: plain `set_weights` is refused and reveals are accepted
-    /// `reveal_delay` blocks after their commit.
+    /// `CommitRevealWeightsEnabled`: plain `set_weights` is refused; weights arrive as
+    /// timelocked commits (`commit_timelocked_weights`, revealed by the chain with its beacon
+    /// `reveal_period_epochs` epochs later) or hash commits (`commit_weights` +
+    /// `reveal_weights` after `reveal_delay` blocks).
     pub commit_reveal: bool,
-    /// Blocks between a commit and its earliest reveal.
+    /// `RevealPeriodEpochs`: epochs between a timelocked commit and its reveal.
+    pub reveal_period_epochs: u64,
+    /// Blocks between a hash commit and its earliest reveal.
     pub reveal_delay: u64,
+    /// `MinAllowedWeights` (capped by the number of neurons; subtensor's default is 1024).
+    pub min_allowed_weights: u16,
+    /// `MaxWeightsLimit`: largest share of one uid as a fraction of `u16::MAX`.
+    pub max_weight_limit: u16,
     /// Stake needed for a validator permit (and to set weights).
     pub min_validator_stake: u64,
     /// Blocks without a weight update after which a neuron is reported inactive.
@@ -44,7 +59,10 @@ impl Default for SubnetConfig {
             commitment_interval: 0,
             tempo: 10,
             commit_reveal: false,
+            reveal_period_epochs: 1,
             reveal_delay: 10,
+            min_allowed_weights: 1,
+            max_weight_limit: u16::MAX,
             min_validator_stake: 1,
             activity_cutoff: 5000,
             weights_version_key: 0,
@@ -69,11 +87,12 @@ struct Commit {
 }
 
 #[derive(Debug, Clone, Default)]
-struct Subnet {
-    config: SubnetConfig,
+pub(super) struct Subnet {
+    pub(super) config: SubnetConfig,
     neurons: Vec<NeuronState>,
     commitments: HashMap<AccountId, (Vec<u8>, u64)>,
     commits: HashMap<AccountId, Vec<Commit>>,
+    pub(super) timelocked: TimelockedCommits,
 }
 
 impl Subnet {
@@ -91,41 +110,100 @@ impl Subnet {
         })
     }
 
-    fn check_weights_rate(&self, netuid: u16, uid: u16, block: u64) -> Result<(), ChainError> {
-        let last = self.neurons[usize::from(uid)].last_update;
-        let limit = self.config.weights_rate_limit;
-        if block.saturating_sub(last) < limit {
-            return Err(ChainError::RateLimited {
-                what: RateLimited::Weights,
-                netuid,
-                current_block: block,
-                next_allowed_block: last.saturating_add(limit),
-            });
+    pub(super) fn uid(&self, netuid: u16, hotkey: &AccountId) -> Result<u16, ChainError> {
+        self.require_uid(netuid, hotkey)
+    }
+
+    fn last_update(&self, uid: u16) -> u64 {
+        self.neurons
+            .get(usize::from(uid))
+            .map_or(0, |n| n.last_update)
+    }
+
+    pub(super) fn set_last_update(&mut self, uid: u16, block: u64) {
+        if let Some(neuron) = self.neurons.get_mut(usize::from(uid)) {
+            neuron.last_update = block;
         }
-        Ok(())
+    }
+
+    fn check_weights_rate(&self, netuid: u16, uid: u16, block: u64) -> Result<(), ChainError> {
+        check_rate_limit(
+            RateLimited::Weights,
+            netuid,
+            block,
+            self.last_update(uid),
+            self.config.weights_rate_limit,
+        )
+    }
+
+    pub(super) fn weights_rate_ok(&self, uid: u16, block: u64) -> bool {
+        self.check_weights_rate(0, uid, block).is_ok()
+    }
+
+    fn validator_permit(&self, uid: u16) -> bool {
+        self.neurons
+            .get(usize::from(uid))
+            .is_some_and(|n| n.stake >= self.config.min_validator_stake.max(1))
     }
 
     fn check_can_set_weights(&self, uid: u16) -> Result<(), ChainError> {
-        if self.neurons[usize::from(uid)].stake < self.config.min_validator_stake.max(1) {
+        if !self.validator_permit(uid) {
             return Err(ChainError::module(PALLET, "NeuronNoValidatorPermit"));
         }
         Ok(())
     }
 
-    fn apply_weights(
+    /// The subnet's weight rules as subtensor would report them.
+    pub(super) fn policy(&self, netuid: u16, commit_reveal_version: u16) -> WeightsPolicy {
+        let c = &self.config;
+        WeightsPolicy {
+            netuid,
+            subnet_n: u16::try_from(self.neurons.len()).unwrap_or(u16::MAX),
+            tempo: u16::try_from(c.tempo).unwrap_or(u16::MAX),
+            commit_reveal_enabled: c.commit_reveal,
+            commit_reveal_version,
+            reveal_period_epochs: c.reveal_period_epochs,
+            min_allowed_weights: c.min_allowed_weights,
+            max_weight_limit: c.max_weight_limit,
+            weights_version_key: c.weights_version_key,
+            weights_rate_limit: c.weights_rate_limit,
+        }
+    }
+
+    /// Subtensor's `internal_set_weights` after the signature: version key, rate limit
+    /// (only with commit-reveal off; commits are rate limited when made), then the content
+    /// rules; on success the row is replaced (and `LastUpdate` moved when commit-reveal is
+    /// off). Refusals are the pallet errors the chain raises.
+    pub(super) fn set_weights_checked(
         &mut self,
+        netuid: u16,
         uid: u16,
-        uids: &[u16],
-        values: &[u16],
+        weights: &NormalizedWeights,
+        version_key: u64,
         block: u64,
     ) -> Result<(), ChainError> {
-        let n = self.neurons.len();
-        if uids.iter().any(|&u| usize::from(u) >= n) {
-            return Err(ChainError::module(PALLET, "UidVecContainInvalidOne"));
+        let policy = self.policy(netuid, COMMIT_REVEAL_VERSION);
+        if policy.check_version_key(version_key).is_err() {
+            return Err(ChainError::module(PALLET, "IncorrectWeightVersionKey"));
         }
-        let neuron = &mut self.neurons[usize::from(uid)];
-        neuron.weights = uids.iter().copied().zip(values.iter().copied()).collect();
-        neuron.last_update = block;
+        if !self.config.commit_reveal {
+            self.check_weights_rate(netuid, uid, block)?;
+        }
+        policy
+            .check_content(uid, self.validator_permit(uid), weights)
+            .map_err(|refusal| ChainError::module(PALLET, refusal.module_error()))?;
+        let commit_reveal = self.config.commit_reveal;
+        if let Some(neuron) = self.neurons.get_mut(usize::from(uid)) {
+            neuron.weights = weights
+                .uids
+                .iter()
+                .copied()
+                .zip(weights.values.iter().copied())
+                .collect();
+            if !commit_reveal {
+                neuron.last_update = block;
+            }
+        }
         Ok(())
     }
 
@@ -148,20 +226,50 @@ impl Subnet {
 }
 
 /// Whole embedded chain state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct ChainState {
     pub(crate) block: u64,
     subnets: BTreeMap<u16, Subnet>,
+    pub(super) beacon: LocalBeacon,
+    pub(super) commit_reveal_version: u16,
+}
+
+/// Subtensor's epoch schedule: the epoch of `netuid` runs at `block` when
+/// `(block + netuid + 1) % (tempo + 1) == tempo` (never for tempo 0).
+pub(super) fn should_run_epoch(netuid: u16, tempo: u64, block: u64) -> bool {
+    if tempo == 0 {
+        return false;
+    }
+    let offset = block.saturating_add(u64::from(netuid) + 1);
+    offset % tempo.saturating_add(1) == tempo
+}
+
+/// Subtensor's epoch index of `block`.
+pub(super) fn epoch_index(netuid: u16, tempo: u64, block: u64) -> u64 {
+    block.saturating_add(u64::from(netuid) + 1) / tempo.saturating_add(1)
 }
 
 impl ChainState {
-    fn subnet(&self, netuid: u16) -> Result<&Subnet, ChainError> {
+    pub(crate) fn new(beacon: LocalBeacon) -> Self {
+        Self {
+            block: 0,
+            subnets: BTreeMap::new(),
+            beacon,
+            commit_reveal_version: COMMIT_REVEAL_VERSION,
+        }
+    }
+
+    pub(super) fn subnets_mut(&mut self) -> impl Iterator<Item = (u16, &mut Subnet)> {
+        self.subnets.iter_mut().map(|(n, s)| (*n, s))
+    }
+
+    pub(super) fn subnet(&self, netuid: u16) -> Result<&Subnet, ChainError> {
         self.subnets
             .get(&netuid)
             .ok_or(ChainError::UnknownSubnet(netuid))
     }
 
-    fn subnet_mut(&mut self, netuid: u16) -> Result<&mut Subnet, ChainError> {
+    pub(super) fn subnet_mut(&mut self, netuid: u16) -> Result<&mut Subnet, ChainError> {
         self.subnets
             .get_mut(&netuid)
             .ok_or(ChainError::UnknownSubnet(netuid))
@@ -177,13 +285,16 @@ impl ChainState {
         );
     }
 
-    /// Advance one block, running epochs of subnets whose tempo divides the new block.
+    /// Advance one block as subtensor's `block_step` does: the beacon publishes the rounds
+    /// of the new block, matured timelocked commits are revealed, then the epochs due at
+    /// this block run.
     pub(crate) fn step(&mut self) {
         self.block += 1;
         let block = self.block;
-        for subnet in self.subnets.values_mut() {
-            let tempo = subnet.config.tempo.max(1);
-            if block.is_multiple_of(tempo) {
+        let beacon = self.beacon.clone();
+        for (netuid, subnet) in self.subnets_mut() {
+            subnet.reveal_timelocked(netuid, block, &beacon);
+            if should_run_epoch(netuid, subnet.config.tempo, block) {
                 subnet.run_epoch();
             }
         }
@@ -307,9 +418,25 @@ impl ChainState {
                 required,
             });
         }
-        subnet.check_can_set_weights(uid)?;
-        subnet.check_weights_rate(netuid, uid, block)?;
-        subnet.apply_weights(uid, &normalized.uids, &normalized.values, block)
+        subnet.set_weights_checked(netuid, uid, &normalized, version_key, block)
+    }
+
+    /// The standing of `hotkey` for setting weights, with the subnet's rules.
+    pub(crate) fn weights_context(
+        &self,
+        netuid: u16,
+        hotkey: &AccountId,
+    ) -> Result<WeightsContext, ChainError> {
+        let subnet = self.subnet(netuid)?;
+        let uid = subnet.require_uid(netuid, hotkey)?;
+        Ok(WeightsContext {
+            policy: subnet.policy(netuid, self.commit_reveal_version),
+            block: self.block,
+            now_unix: self.beacon.time_at(self.block),
+            uid,
+            last_update: subnet.last_update(uid),
+            validator_permit: subnet.validator_permit(uid),
+        })
     }
 
     pub(crate) fn commit_weights(
@@ -334,7 +461,7 @@ impl ChainState {
             return Err(ChainError::module(PALLET, "TooManyUnrevealedCommits"));
         }
         commits.push(Commit { hash, block });
-        subnet.neurons[usize::from(uid)].last_update = block;
+        subnet.set_last_update(uid, block);
         Ok(())
     }
 
@@ -371,7 +498,13 @@ impl ChainState {
             return Err(ChainError::module(PALLET, "RevealTooEarly"));
         }
         commits.drain(..=position);
-        subnet.apply_weights(uid, &reveal.uids, &reveal.values, block)
+        let weights = NormalizedWeights {
+            uids: reveal.uids.clone(),
+            values: reveal.values.clone(),
+        };
+        subnet.set_weights_checked(netuid, uid, &weights, reveal.version_key, block)?;
+        subnet.set_last_update(uid, block);
+        Ok(())
     }
 
     pub(crate) fn weights_rate_limit(&self, netuid: u16) -> Result<u64, ChainError> {
@@ -380,7 +513,6 @@ impl ChainState {
 
     pub(crate) fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
         let subnet = self.subnet(netuid)?;
-        let min_stake = subnet.config.min_validator_stake.max(1);
         let neurons = subnet
             .neurons
             .iter()
@@ -391,7 +523,7 @@ impl ChainState {
                 coldkey: n.coldkey,
                 stake: n.stake,
                 incentive: n.incentive,
-                validator_permit: n.stake >= min_stake,
+                validator_permit: n.stake >= subnet.config.min_validator_stake.max(1),
                 last_update: n.last_update,
                 active: self.block.saturating_sub(n.last_update) <= subnet.config.activity_cutoff,
             })

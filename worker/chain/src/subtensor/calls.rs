@@ -6,13 +6,16 @@ use subxt::utils::{AccountId32, H256};
 
 use super::api::runtime;
 use super::api::runtime::commitments::calls::SetCommitment;
+use super::api::runtime::runtime_types::bounded_collections::bounded_vec::BoundedVec;
 use super::api::runtime::subtensor_module::calls::{
-    BurnedRegister, CommitWeights, RevealWeights, SetWeights,
+    BurnedRegister, CommitTimelockedWeights, CommitWeights, RevealWeights, SetWeights,
 };
 use super::commitment::commitment_info;
 use crate::account::AccountId;
 use crate::chain::{MAX_COMMITMENT_BYTES, WeightsReveal};
 use crate::error::ChainError;
+use crate::submission::TimelockedCommit;
+use crate::timelock::MAX_COMMIT_BYTES;
 use crate::weights::NormalizedWeights;
 
 /// `SubtensorModule::set_weights(netuid, dests, weights, version_key)`.
@@ -52,6 +55,28 @@ pub fn reveal_weights(netuid: u16, reveal: &WeightsReveal) -> StaticPayload<Reve
         reveal.salt.clone(),
         reveal.version_key,
     )
+}
+
+/// `SubtensorModule::commit_timelocked_weights(netuid, commit, reveal_round,
+/// commit_reveal_version)`; refused when the commit exceeds the chain's 5000-byte bound.
+pub fn commit_timelocked_weights(
+    netuid: u16,
+    commit: &TimelockedCommit,
+) -> Result<StaticPayload<CommitTimelockedWeights>, ChainError> {
+    if commit.commit.len() > MAX_COMMIT_BYTES {
+        return Err(ChainError::CommitTooLarge {
+            len: commit.commit.len(),
+            max: MAX_COMMIT_BYTES,
+        });
+    }
+    Ok(runtime::transactions()
+        .subtensor_module()
+        .commit_timelocked_weights(
+            netuid,
+            BoundedVec(commit.commit.clone()),
+            commit.reveal_round,
+            commit.commit_reveal_version,
+        ))
 }
 
 /// `Commitments::set_commitment(netuid, CommitmentInfo { fields: [Raw{len}(data)] })`.

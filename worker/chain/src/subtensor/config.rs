@@ -8,6 +8,8 @@ use subxt::config::{Config, DefaultTransactionExtensions, HashFor};
 use subxt::metadata::ArcMetadata;
 use subxt::utils::{AccountId32, MultiAddress, MultiSignature};
 
+use super::reconnect::RetryPolicy;
+
 /// subxt `Config` for subtensor: Substrate defaults with `MultiAddress<AccountId32, ()>`
 /// addresses (like Polkadot). Transaction extensions are driven by the node's metadata;
 /// subtensor's own extensions carry no data and are skipped.
@@ -110,10 +112,15 @@ pub struct SubxtChainConfig {
     pub commitment_interval_blocks: Option<u64>,
     /// Transaction mortality in blocks.
     pub mortality_blocks: u64,
+    /// Reconnection and retry of idempotent calls after the node drops.
+    pub retry: RetryPolicy,
+    /// Longest wait for a submitted transaction to be finalized ([`crate::ChainError::Timeout`]).
+    pub finalization_timeout: Duration,
 }
 
 impl SubxtChainConfig {
-    /// Defaults for a network: 115-block windows, 12 s blocks, 64-block mortality.
+    /// Defaults for a network: 115-block windows, 12 s blocks, 64-block mortality, the
+    /// default [`RetryPolicy`], 5 minutes to finalize.
     pub fn new(network: Network) -> Self {
         Self {
             network,
@@ -121,6 +128,8 @@ impl SubxtChainConfig {
             block_time: Duration::from_secs(12),
             commitment_interval_blocks: None,
             mortality_blocks: 64,
+            retry: RetryPolicy::default(),
+            finalization_timeout: Duration::from_secs(300),
         }
     }
 }
