@@ -210,9 +210,9 @@ impl ChainError {
     ///
     /// | class | errors |
     /// | --- | --- |
-    /// | retryable | `Rpc`, `Timeout`, rate limits ([`ChainError::is_rate_limit`]), pool refusals that pass with time (`Stale`/`Future` nonce, `ExhaustsResources`, `Custom error: 6`), `Dispatch(Exhausted/Unavailable)`, `TooManyUnrevealedCommits` |
-    /// | refused-by-rule | pallet errors, `NotRegistered`, `AlreadyRegistered`, `UnknownSubnet`, `SubnetFull`, `InvalidWeights`, `WeightsRefused`, `CommitReveal`, `VersionKey`, `CommitmentTooLarge`, `CommitTooLarge`, other pool refusals (`Payment`, custom codes), other dispatch errors |
-    /// | fatal | `Decode`, `IncompatibleRuntime`, `Timelock`, pool `BadProof`/`BadSigner`/`Call`/`MandatoryValidation`, `Dispatch(BadOrigin/CannotLookup/Corruption)` |
+    /// | retryable | `Rpc`, `Timeout`, rate limits ([`ChainError::is_rate_limit`], incl. pool `Custom error: 6`), pool refusals that pass with time (`Stale`, `Future`, `ExhaustsResources`, `AncientBirthBlock`, banned, priority too low, already imported, dropped), `Dispatch(Exhausted/Unavailable)`, `TooManyUnrevealedCommits` |
+    /// | refused-by-rule | other pallet errors, `NotRegistered`, `AlreadyRegistered`, `UnknownSubnet`, `SubnetFull`, `InvalidWeights`, `WeightsRefused`, `CommitReveal`, `VersionKey`, `CommitmentTooLarge`, `CommitTooLarge`, other pool refusals (`Payment`, other custom codes), other dispatch errors |
+    /// | fatal | `Decode`, `IncompatibleRuntime`, `Timelock`, pool `BadProof` ("bad signature") / `BadSigner` / `Call` / mandatory, `Dispatch(BadOrigin/CannotLookup/Corruption)` |
     pub fn class(&self) -> ErrorClass {
         if self.is_rate_limit() {
             return ErrorClass::Retryable;
@@ -241,32 +241,29 @@ impl ChainError {
                     ErrorClass::RefusedByRule
                 }
             }
+            // The node's texts for `sp_runtime` validity errors and pool errors.
             Self::InvalidTransaction(message) => {
                 let m = message.to_ascii_lowercase();
-                if [
-                    "stale",
+                let retryable = [
                     "outdated",
-                    "future",
-                    "exhausts",
+                    "will be valid in the future",
+                    "exhaust",
+                    "ancient birth block",
                     "temporarily banned",
                     "priority is too low",
-                ]
-                .iter()
-                .any(|k| m.contains(k))
-                {
-                    ErrorClass::Retryable
-                } else if [
-                    "bad proof",
-                    "badproof",
-                    "bad signer",
-                    "badsigner",
+                    "already imported",
+                    "immediately dropped",
+                ];
+                let fatal = [
+                    "bad signature",
+                    "invalid signing address",
                     "mandatory",
-                    "invalid call",
-                    "transaction call is not expected",
-                ]
-                .iter()
-                .any(|k| m.contains(k))
-                {
+                    "call is not expected",
+                    "bad proof",
+                ];
+                if retryable.iter().any(|k| m.contains(k)) {
+                    ErrorClass::Retryable
+                } else if fatal.iter().any(|k| m.contains(k)) {
                     ErrorClass::Fatal
                 } else {
                     ErrorClass::RefusedByRule
@@ -314,7 +311,9 @@ mod tests {
             (ChainError::InvalidTransaction("RateLimitExceeded (Custom error: 6)".into()), Retryable),
             (ChainError::InvalidTransaction("Transaction is outdated".into()), Retryable),
             (ChainError::InvalidTransaction("Inability to pay some fees (Payment)".into()), RefusedByRule),
-            (ChainError::InvalidTransaction("Transaction has a bad signature (BadProof)".into()), Fatal),
+            (ChainError::InvalidTransaction("Invalid Transaction: Transaction has a bad signature (1010)".into()), Fatal),
+            (ChainError::InvalidTransaction("Invalid Transaction: Transaction would exhaust the block limits (1010)".into()), Retryable),
+            (ChainError::InvalidTransaction("Transaction is temporarily banned (1012)".into()), Retryable),
             (ChainError::Dispatch("Bad origin.".into()), Fatal),
             (
                 ChainError::Dispatch(

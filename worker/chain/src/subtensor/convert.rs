@@ -1,8 +1,8 @@
 //! Conversions between generated subxt types / errors and this crate's types.
 
 use subxt::error::{
-    DispatchError, ExtrinsicError, TransactionEventsError, TransactionFinalizedSuccessError,
-    TransactionProgressError, TransactionStatusError,
+    BackendError, DispatchError, ExtrinsicError, RpcError, TransactionEventsError,
+    TransactionFinalizedSuccessError, TransactionProgressError, TransactionStatusError,
 };
 use subxt::ext::scale_decode::DecodeAsType;
 use subxt::utils::AccountId32;
@@ -115,8 +115,29 @@ pub(crate) fn invalid_transaction(message: &str) -> ChainError {
     }
 }
 
-/// Map errors from building/submitting a transaction.
+/// Map errors from building/submitting a transaction. A node refusing the transaction
+/// answers a JSON-RPC error whose `data` carries the reason (`Transaction has a bad
+/// signature`, `Custom error: 6`, ...); it is kept in the message.
 pub(crate) fn submit_error(error: ExtrinsicError) -> ChainError {
+    if let ExtrinsicError::ErrorSubmittingTransaction(BackendError::Rpc(RpcError::ClientError(
+        subxt::rpcs::Error::User(user),
+    ))) = &error
+    {
+        let data = user
+            .data
+            .as_ref()
+            .map(|d| d.get().trim_matches('"').to_owned());
+        let text = match data {
+            Some(reason) => format!("{}: {reason} ({})", user.message, user.code),
+            None => format!("{} ({})", user.message, user.code),
+        };
+        // Transaction pool errors use codes 1010..=1019.
+        return if (1010..=1019).contains(&user.code) {
+            invalid_transaction(&text)
+        } else {
+            ChainError::Rpc(text)
+        };
+    }
     let text = error.to_string();
     if text.contains("Invalid Transaction") || text.contains("1010") {
         return invalid_transaction(&text);

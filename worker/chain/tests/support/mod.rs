@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: hand-written SCALE and the full finney metadata.
 #![allow(dead_code)]
 
+pub mod mock_node;
+
 use std::sync::Arc;
 
 /// SCALE compact encoding, written out by hand (not via parity-scale-codec) so tests compare
