@@ -25,6 +25,7 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
         json: None,
         quiet: true,
         s3: false,
+        no_commit_reveal: false,
     };
     let report = devnet::run(&args).await.expect("devnet run");
 

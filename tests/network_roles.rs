@@ -1,6 +1,7 @@
 //! The production roles (`worker miner` / `worker validator` loops) against the embedded
 //! chain on a block timer and local buckets: registration lookup, commitments, uploads
-//! within the deadline, Gauntlet scoring, peer lists, weights, outer steps, checkpoints.
+//! within the deadline, Gauntlet scoring, peer lists, weights (timelocked commits revealed by
+//! the chain, a rate-limited second commit survived), outer steps, checkpoints.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -91,9 +92,14 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     });
     chain.add_subnet(
         NETUID,
+        // Commit-reveal on, as subtensor's default: the validator must commit timelocked
+        // weights. The rate limit (30 blocks) refuses its second commit (windows are 20
+        // blocks), a retryable refusal the loop logs and survives.
         SubnetConfig {
-            weights_rate_limit: 1,
+            weights_rate_limit: 30,
             tempo: 5,
+            commit_reveal: true,
+            reveal_period_epochs: 1,
             ..SubnetConfig::default()
         },
     );
@@ -179,9 +185,20 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         .await
         .unwrap();
     assert!(!lists.is_empty(), "no peer list published");
-    let weights = chain.weights(NETUID).unwrap();
-    let row = &weights[usize::from(validator_uid)];
-    assert!(!row.is_empty(), "validator set no weights: {weights:?}");
+    // The chain reveals the validator's commit an epoch (6 blocks) after it was made.
+    let revealed = tokio::time::timeout(Duration::from_secs(20), async {
+        while chain.weights(NETUID).unwrap()[usize::from(validator_uid)].is_empty() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    let reveals = chain.reveals(NETUID).unwrap();
+    assert!(revealed.is_ok(), "no weights revealed: {reveals:?}");
+    assert!(
+        reveals
+            .iter()
+            .any(|r| r.outcome == worker_chain::embedded::RevealOutcome::Applied)
+    );
     // Miners uploaded gradients and checkpointed after their outer steps.
     for i in 0..2 {
         let store = LocalStore::open(buckets.join(format!("miner-bucket-{i}"))).unwrap();

@@ -38,6 +38,7 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
         json: None,
         quiet: true,
         s3: false,
+        no_commit_reveal: false,
     };
     let report = devnet::run(&args).await.expect("devnet run");
     let rows = &report.windows.last().unwrap().miners;

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use clap::Args;
 use tch::Device;
-use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
+use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, ErrorClass, Keypair, SubnetConfig};
 use worker_gauntlet::{GauntletConfig, Outcome, PeerOutcome};
 use worker_model::{Batch, CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::testing::SeaweedFs;
@@ -35,6 +35,8 @@ use crate::validator::{EvalSettings, Validator};
 pub const DEVNET_NETUID: u16 = 1;
 /// Blocks per window on the embedded chain.
 const BLOCKS_PER_WINDOW: u64 = 10;
+/// Epochs between a timelocked weights commit and its reveal on the devnet subnet.
+const REVEAL_PERIOD_EPOCHS: u64 = 1;
 /// Largest gradient object accepted in the devnet.
 const MAX_OBJECT_BYTES: u64 = 64 << 20;
 
@@ -82,6 +84,10 @@ pub struct DevnetArgs {
     /// other's buckets with the read-only identity they commit on chain.
     #[arg(long)]
     pub s3: bool,
+    /// Set weights directly instead of through commit-reveal (timelocked commits the chain
+    /// reveals with its beacon one epoch later), which is on by default as on subtensor.
+    #[arg(long)]
+    pub no_commit_reveal: bool,
 }
 
 /// Where the devnet keeps buckets.
@@ -208,6 +214,8 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         SubnetConfig {
             weights_rate_limit: BLOCKS_PER_WINDOW,
             tempo: BLOCKS_PER_WINDOW,
+            commit_reveal: !args.no_commit_reveal,
+            reveal_period_epochs: REVEAL_PERIOD_EPOCHS,
             ..SubnetConfig::default()
         },
     );
@@ -382,9 +390,16 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             let weights = validator.gauntlet.weights();
             let (uids, values): (Vec<u16>, Vec<f32>) = weights.into_iter().unzip();
             if values.iter().any(|w| *w > 0.0) {
-                chain
-                    .set_weights(DEVNET_NETUID, &validator_key, &uids, &values, 0)
-                    .await?;
+                match chain
+                    .submit_weights(DEVNET_NETUID, &validator_key, &uids, &values, 0)
+                    .await
+                {
+                    Ok(submission) => tracing::info!(window, %submission, "weights submitted"),
+                    Err(err) if err.class() != ErrorClass::Fatal => {
+                        tracing::warn!(window, %err, class = %err.class(), "weights not submitted")
+                    }
+                    Err(err) => return Err(err.into()),
+                }
             }
         }
 
@@ -462,6 +477,9 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         windows.push(report);
     }
 
+    if !args.no_commit_reveal {
+        settle_commits(&chain, &validator_key, args.quiet).await?;
+    }
     let metagraph = chain.metagraph(DEVNET_NETUID).await?;
     let report = DevnetReport {
         initial_eval_loss,
@@ -482,6 +500,32 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     }
     Ok(report)
+}
+
+/// Produce blocks until the chain has revealed the validator's last timelocked commits and
+/// run the epoch after them, so the final incentive reflects the last weights.
+async fn settle_commits(chain: &EmbeddedChain, validator: &Keypair, quiet: bool) -> Result<()> {
+    let epoch = BLOCKS_PER_WINDOW + 1;
+    let deadline = chain.block() + (REVEAL_PERIOD_EPOCHS + 2) * epoch;
+    let who = validator.account_id();
+    while !chain.pending_commits(DEVNET_NETUID, &who).await?.is_empty() && chain.block() < deadline
+    {
+        chain.advance(1);
+    }
+    chain.advance(epoch);
+    if !quiet {
+        let reveals = chain.reveals(DEVNET_NETUID)?;
+        let applied = reveals
+            .iter()
+            .filter(|r| r.outcome == worker_chain::embedded::RevealOutcome::Applied)
+            .count();
+        println!(
+            "commit-reveal: {} timelocked commits settled by the chain, {applied} applied (last at block {})",
+            reveals.len(),
+            reveals.last().map_or(0, |r| r.block)
+        );
+    }
+    Ok(())
 }
 
 fn window_progress(args: &DevnetArgs, window: u64, miners: usize) -> ProgressBar {

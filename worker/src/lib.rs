@@ -9,6 +9,10 @@
 //! * [`devnet`]: a whole subnet in one process.
 
 pub mod behaviour;
+pub mod cli_common;
+pub mod cli_register;
+pub mod cli_status;
+pub mod cli_weights;
 pub mod devnet;
 pub mod error;
 pub mod evaluator;

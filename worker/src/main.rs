@@ -9,6 +9,7 @@ use worker::devnet::{self, DevnetArgs};
 use worker::network::{
     NodeArgs, ValidatorArgs, connect, own_s3_store, peer_s3_store, run_miner, run_validator,
 };
+use worker::{cli_register, cli_status, cli_weights};
 use worker_chain::{Chain, SubxtChain, SubxtChainConfig};
 
 #[derive(Debug, Parser)]
@@ -33,6 +34,12 @@ enum Command {
     Validator(ValidatorArgs),
     /// Run a whole subnet (embedded chain and storage, miners, a validator) on this machine.
     Devnet(DevnetArgs),
+    /// Burn-register a hotkey on the subnet with its coldkey (once; already registered is ok).
+    Register(cli_register::RegisterArgs),
+    /// Show a neuron: uid, stake, permit, last weights, pending commits, bucket commitment.
+    Status(cli_status::StatusArgs),
+    /// Show the weights this validator would set now and whether the chain would take them.
+    Weights(cli_weights::WeightsArgs),
 }
 
 fn init_tracing(format: &str, default_filter: &str) {
@@ -83,6 +90,18 @@ async fn main() -> anyhow::Result<()> {
             // The devnet's tables already say who was penalised and why.
             init_tracing(&cli.log_format, "error");
             devnet::run(&args).await.context("devnet failed")?;
+        }
+        Command::Register(args) => {
+            init_tracing(&cli.log_format, "warn");
+            cli_register::run(&args).await.context("worker register")?;
+        }
+        Command::Status(args) => {
+            init_tracing(&cli.log_format, "warn");
+            cli_status::run(&args).await.context("worker status")?;
+        }
+        Command::Weights(args) => {
+            init_tracing(&cli.log_format, "warn");
+            cli_weights::run(&args).await.context("worker weights")?;
         }
     }
     Ok(())

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use clap::Args;
 use tch::Device;
 use worker_chain::wallet::load_keypair;
-use worker_chain::{Chain, Keypair, Metagraph, Password};
+use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
 use worker_gauntlet::GauntletConfig;
 use worker_model::{CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::{
@@ -515,9 +515,11 @@ pub async fn run_validator(
             let (uids, weights): (Vec<u16>, Vec<f32>) =
                 validator.gauntlet.weights().into_iter().unzip();
             if weights.iter().any(|w| *w > 0.0) {
+                // set_weights or a timelocked commit, as the subnet requires; a refusal is
+                // logged by class and the loop goes on (only a fatal error stops it).
                 match ctx
                     .chain
-                    .set_weights(
+                    .submit_weights(
                         ctx.args.netuid,
                         &ctx.hotkey,
                         &uids,
@@ -526,9 +528,16 @@ pub async fn run_validator(
                     )
                     .await
                 {
-                    Ok(()) => tracing::info!(window, "weights set"),
-                    Err(err) if err.is_rate_limit() => tracing::warn!(%err, "weights rate limited"),
-                    Err(err) => return Err(err.into()),
+                    Ok(submission) => tracing::info!(window, %submission, "weights submitted"),
+                    Err(err) => match err.class() {
+                        ErrorClass::Retryable => {
+                            tracing::warn!(%err, class = %err.class(), "weights not submitted; next interval retries")
+                        }
+                        ErrorClass::RefusedByRule => {
+                            tracing::error!(%err, class = %err.class(), "weights refused by the subnet")
+                        }
+                        ErrorClass::Fatal => return Err(err.into()),
+                    },
                 }
             }
         }

@@ -29,6 +29,24 @@ fn time<T>(name: &str, iterations: u32, mut f: impl FnMut() -> T) -> Duration {
     per
 }
 
+/// Best and median of `samples` single runs.
+fn best_and_median<T>(name: &str, samples: usize, mut f: impl FnMut() -> T) {
+    black_box(f());
+    let mut times: Vec<Duration> = (0..samples)
+        .map(|_| {
+            let start = Instant::now();
+            black_box(f());
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    println!(
+        "{name:<48} best {:>9.3} ms, median {:>9.3} ms ({samples} runs)",
+        times[0].as_secs_f64() * 1e3,
+        times[samples / 2].as_secs_f64() * 1e3
+    );
+}
+
 fn main() {
     let pair = Keypair::from_dev_name("bench");
     let message = [7u8; 32];
@@ -106,6 +124,34 @@ fn main() {
             use worker_chain::Chain;
             chain.metagraph(3).await
         })
+    });
+
+    // Timelocked commit of 256 weights to quicknet, and the chain-side decryption.
+    let payload = worker_chain::WeightsTlockPayload {
+        hotkey: pair.public_key().to_vec(),
+        uids: w.uids.clone(),
+        values: w.values.clone(),
+        version_key: 1,
+    }
+    .to_bytes();
+    let key = worker_chain::timelock::BeaconKey::from_seed(&[3; 64]).unwrap();
+    let mut rng = rand::rng();
+    best_and_median("timelock encrypt (256 weights, quicknet key)", 50, || {
+        worker_chain::timelock::encrypt(
+            &worker_chain::timelock::QUICKNET_PUBLIC_KEY,
+            1000,
+            &payload,
+            &mut rng,
+        )
+    });
+    let sealed =
+        worker_chain::timelock::encrypt(&key.public_key(), 1000, &payload, &mut rng).unwrap();
+    let pulse = key.sign(1000).unwrap();
+    best_and_median("timelock decrypt (256 weights)", 50, || {
+        worker_chain::timelock::decrypt(&sealed, &pulse)
+    });
+    best_and_median("beacon round signature (hash to G1 + mul)", 50, || {
+        key.sign(1000)
     });
 
     let sealed = nacl::encrypt_with_params(b"{}", b"pw", nacl::KdfParams::BITTENSOR).unwrap();

@@ -177,6 +177,7 @@ pub trait Chain: Send + Sync {
     ) -> Result<WeightsSubmission, ChainError> {
         let normalized = normalize_max_weights(uids, weights)?;
         let context = self.weights_context(netuid, &hotkey.account_id()).await?;
+        // The same rules `plan_weights` reports.
         context.check(&normalized, version_key)?;
         if !context.policy.commit_reveal_enabled {
             let values: Vec<f32> = normalized.values.iter().map(|&v| f32::from(v)).collect();

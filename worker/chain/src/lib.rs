@@ -19,7 +19,9 @@ pub use account::{AccountId, BITTENSOR_SS58_PREFIX, ss58_decode, ss58_encode};
 pub use chain::{Chain, MAX_COMMITMENT_BYTES, WeightsReveal};
 pub use embedded::{EmbeddedChain, EmbeddedChainConfig, SubnetConfig};
 pub use error::{ChainError, ErrorClass, RateLimited};
-pub use submission::{PendingCommit, TimelockedCommit, WeightsSubmission};
+pub use submission::{
+    PendingCommit, RevealTarget, TimelockedCommit, WeightsPlan, WeightsSubmission, plan_weights,
+};
 pub use subtensor::{Network, SubxtChain, SubxtChainConfig};
 pub use timelock::{Beacon, WeightsTlockPayload};
 pub use types::{Metagraph, Neuron, window_of, window_start};

@@ -4,10 +4,78 @@
 use rand::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
+use crate::account::AccountId;
+use crate::chain::Chain;
 use crate::error::ChainError;
 use crate::timelock::{self, Beacon, MAX_COMMIT_BYTES, RevealSchedule, WeightsTlockPayload};
-use crate::weights::NormalizedWeights;
+use crate::weights::{NormalizedWeights, normalize_max_weights};
 use crate::weights_rules::WeightsContext;
+
+/// The reveal schedule of a commit made in `context` on a chain with `block_time` seconds
+/// per block.
+pub fn reveal_schedule(context: &WeightsContext, block_time: f64) -> RevealSchedule {
+    RevealSchedule {
+        netuid: context.policy.netuid,
+        tempo: u64::from(context.policy.tempo),
+        reveal_period_epochs: context.policy.reveal_period_epochs,
+        current_block: context.block,
+        block_time,
+    }
+}
+
+/// Where a timelocked commit made now would be revealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealTarget {
+    /// Beacon round the commit is encrypted to.
+    pub reveal_round: u64,
+    /// First block of the reveal epoch.
+    pub first_reveal_block: u64,
+}
+
+/// What [`crate::Chain::submit_weights`] would do with some weights now, without doing it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightsPlan {
+    /// The weights after max-normalisation.
+    pub weights: NormalizedWeights,
+    /// The subnet's rules and the neuron's standing.
+    pub context: WeightsContext,
+    /// Why the chain would refuse them now (`None`: it would accept them).
+    pub refusal: Option<String>,
+    /// Class of that refusal.
+    pub refusal_class: Option<crate::ErrorClass>,
+    /// With commit-reveal on: where the commit would be revealed.
+    pub reveal: Option<RevealTarget>,
+}
+
+/// Normalise `weights`, read the context and check every rule (see
+/// [`WeightsContext::check`]); with commit-reveal on, also compute the reveal round.
+/// Errors only for what prevents planning (bad floats, unregistered hotkey, RPC).
+pub async fn plan_weights<C: Chain + ?Sized>(
+    chain: &C,
+    netuid: u16,
+    hotkey: &AccountId,
+    uids: &[u16],
+    weights: &[f32],
+    version_key: u64,
+) -> Result<WeightsPlan, ChainError> {
+    let normalized = normalize_max_weights(uids, weights)?;
+    let context = chain.weights_context(netuid, hotkey).await?;
+    let refusal = context.check(&normalized, version_key).err();
+    let reveal = context.policy.commit_reveal_enabled.then(|| {
+        let schedule = reveal_schedule(&context, chain.block_time().as_secs_f64());
+        RevealTarget {
+            reveal_round: schedule.reveal_round(context.now_unix, &chain.timelock_beacon()),
+            first_reveal_block: schedule.first_reveal_block(),
+        }
+    });
+    Ok(WeightsPlan {
+        weights: normalized,
+        refusal_class: refusal.as_ref().map(ChainError::class),
+        refusal: refusal.map(|e| e.to_string()),
+        context,
+        reveal,
+    })
+}
 
 /// The arguments of `commit_timelocked_weights` (besides the netuid).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,13 +101,7 @@ impl TimelockedCommit {
         block_time: f64,
         rng: &mut R,
     ) -> Result<(Self, RevealSchedule), ChainError> {
-        let schedule = RevealSchedule {
-            netuid: context.policy.netuid,
-            tempo: u64::from(context.policy.tempo),
-            reveal_period_epochs: context.policy.reveal_period_epochs,
-            current_block: context.block,
-            block_time,
-        };
+        let schedule = reveal_schedule(context, block_time);
         let reveal_round = schedule.reveal_round(context.now_unix, beacon);
         let payload = WeightsTlockPayload {
             hotkey: hotkey.to_vec(),
