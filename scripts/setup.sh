@@ -30,7 +30,7 @@ for spec in "${packages[@]}"; do
   name="${spec%%==*}"
   want="${spec#"$name"}"
   want="${want#==}"
-  have="$("$venv/bin/python" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p')"
+  have="$("$venv/bin/python" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)"
   # Missing, or not the pinned version (a local suffix such as +cpu is accepted).
   if [ -z "$have" ] || { [ -n "$want" ] && [[ "$have" != "$want"* ]]; }; then
     missing+=("$spec")
