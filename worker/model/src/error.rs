@@ -20,6 +20,9 @@ pub enum ModelError {
     /// A configuration that cannot describe a model or a run.
     #[error("invalid config: {0}")]
     Config(String),
+    /// A model shape the model cannot be built with.
+    #[error("invalid model shape: {}: {}", .0.field, .0.message)]
+    ModelShape(#[from] run_manifest::model_shape::ShapeError),
     /// A token file (flat or .npy) that is malformed.
     #[error("bad token file {path}: {reason}")]
     TokenFile {

@@ -14,7 +14,7 @@
 
 pub mod batch;
 pub mod checkpoint;
-pub mod config;
+pub use run_manifest::model_shape as config;
 pub mod data;
 pub mod error;
 pub mod export;

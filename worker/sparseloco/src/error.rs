@@ -5,8 +5,8 @@
 #[derive(Debug, thiserror::Error)]
 pub enum SparseLocoError {
     /// The configuration cannot be used.
-    #[error("invalid SparseLoCo config: {0}")]
-    InvalidConfig(String),
+    #[error("invalid SparseLoCo config: {}: {}", .0.field, .0.message)]
+    InvalidConfig(#[from] run_manifest::compression::CompressionError),
     /// A parameter spec is unusable (non-positive dimension, too large, ...).
     #[error("invalid parameter {name} with shape {shape:?}: {reason}")]
     InvalidShape {

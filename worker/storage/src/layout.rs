@@ -74,16 +74,14 @@ pub struct RunLayout {
 }
 
 impl RunLayout {
-    /// A layout for run `run` (one key segment: `[A-Za-z0-9._-]`, not starting with `.`).
+    /// A layout for run `run` (see [`run_manifest::check_run_id`]).
     pub fn new(run: impl Into<String>) -> Result<Self, StorageError> {
         let run = run.into();
-        validate_key(&run)?;
-        if run.contains('/') {
-            return Err(StorageError::InvalidKey {
-                key: run,
-                reason: "run id must be a single segment",
-            });
+        // The run id rule belongs to the run manifest; a valid id is always a valid key.
+        if let Err(reason) = run_manifest::check_run_id(&run) {
+            return Err(StorageError::InvalidKey { key: run, reason });
         }
+        validate_key(&run)?;
         Ok(Self { run })
     }
 

@@ -84,17 +84,14 @@ impl FromStr for Network {
 
     /// `finney`, `test`, `local`, or a `ws://` / `wss://` URL.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "finney" | "main" | "mainnet" => Ok(Network::Finney),
-            "test" | "testnet" => Ok(Network::Test),
-            "local" | "localhost" => Ok(Network::Local),
-            url if url.starts_with("ws://") || url.starts_with("wss://") => {
-                Ok(Network::Custom(url.to_owned()))
-            }
-            other => Err(format!(
-                "unknown network {other:?}: expected finney, test, local or a ws(s):// URL"
-            )),
-        }
+        // The rule is shared with the operator (run-manifest's deployment rules).
+        run_manifest::deployment::check_chain_endpoint(s)?;
+        Ok(match s {
+            "finney" | "main" | "mainnet" => Network::Finney,
+            "test" | "testnet" => Network::Test,
+            "local" | "localhost" => Network::Local,
+            url => Network::Custom(url.to_owned()),
+        })
     }
 }
 

@@ -1,12 +1,32 @@
 //! Model shape ([`LlamaConfig`]), presets and the canonical parameter list.
+//!
+//! Tensor-free so the operator can check a manifest's model exactly as the worker builds it.
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ModelError, Result};
+/// A model shape the model cannot be built with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct ShapeError {
+    /// The offending field of [`LlamaConfig`] (snake_case, as in the manifest).
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+type Result<T> = std::result::Result<T, ShapeError>;
+
+fn shape_error(field: &'static str, message: String) -> ShapeError {
+    ShapeError { field, message }
+}
+
+/// Names [`LlamaConfig::preset`] accepts, as listed in error messages and the CRD docs.
+pub const PRESET_NAMES: [&str; 5] = ["tiny", "150m", "1b", "8b", "70b"];
 
 /// Shape of a LLaMA-style decoder. Field names follow Hugging Face's `LlamaConfig`
 /// so [`LlamaConfig::hf_config_json`] is a direct mapping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LlamaConfig {
     /// Vocabulary size (rows of `embed_tokens` and `lm_head`).
     pub vocab_size: i64,
@@ -137,14 +157,14 @@ impl LlamaConfig {
         }
     }
 
-    /// Looks a preset up by name (`tiny`, `150m`, `1b`, `8b`, `70b`).
+    /// Looks a preset up by name (one of [`PRESET_NAMES`], exactly as written there).
     pub fn preset(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
+        match name {
             "tiny" => Some(Self::tiny()),
-            "150m" | "m150" => Some(Self::m150()),
-            "1b" | "b1" => Some(Self::b1()),
-            "8b" | "b8" => Some(Self::b8()),
-            "70b" | "b70" => Some(Self::b70()),
+            "150m" => Some(Self::m150()),
+            "1b" => Some(Self::b1()),
+            "8b" => Some(Self::b8()),
+            "70b" => Some(Self::b70()),
             _ => None,
         }
     }
@@ -164,45 +184,54 @@ impl LlamaConfig {
         ];
         for (name, value) in positive {
             if value <= 0 {
-                return Err(ModelError::Config(format!(
-                    "{name} must be > 0, got {value}"
-                )));
+                return Err(shape_error(name, format!("must be > 0, got {value}")));
             }
         }
         if self.head_dim % 2 != 0 {
-            return Err(ModelError::Config(format!(
-                "head_dim must be even for RoPE, got {}",
-                self.head_dim
-            )));
+            return Err(shape_error(
+                "head_dim",
+                format!("must be even for RoPE, got {}", self.head_dim),
+            ));
         }
         if self.num_attention_heads % self.num_key_value_heads != 0 {
-            return Err(ModelError::Config(format!(
-                "num_attention_heads {} is not a multiple of num_key_value_heads {}",
-                self.num_attention_heads, self.num_key_value_heads
-            )));
+            return Err(shape_error(
+                "num_key_value_heads",
+                format!(
+                    "num_attention_heads {} is not a multiple of num_key_value_heads {}",
+                    self.num_attention_heads, self.num_key_value_heads
+                ),
+            ));
         }
         if self.seq_len > self.max_position_embeddings {
-            return Err(ModelError::Config(format!(
-                "seq_len {} exceeds max_position_embeddings {}",
-                self.seq_len, self.max_position_embeddings
-            )));
+            return Err(shape_error(
+                "seq_len",
+                format!(
+                    "{} exceeds max_position_embeddings {}",
+                    self.seq_len, self.max_position_embeddings
+                ),
+            ));
         }
         if !(self.eos_token_id >= 0 && self.eos_token_id < self.vocab_size) {
-            return Err(ModelError::Config(format!(
-                "eos_token_id {} outside the vocabulary",
-                self.eos_token_id
-            )));
+            return Err(shape_error(
+                "eos_token_id",
+                format!("{} is outside the vocabulary", self.eos_token_id),
+            ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0 && self.initializer_range > 0.0) {
-            return Err(ModelError::Config(
-                "rms_norm_eps, rope_theta and initializer_range must be > 0".into(),
-            ));
+            let field = if !(self.rms_norm_eps > 0.0) {
+                "rms_norm_eps"
+            } else if !(self.rope_theta > 0.0) {
+                "rope_theta"
+            } else {
+                "initializer_range"
+            };
+            return Err(shape_error(field, "must be > 0".into()));
         }
         Ok(())
     }
 
     /// Every trainable tensor as (Hugging Face name, shape), in the canonical order used by
-    /// [`crate::Llama::parameters`], pseudo-gradients and aggregated updates. With tied
+    /// `worker_model::Llama::parameters`, pseudo-gradients and aggregated updates. With tied
     /// embeddings there is no `lm_head.weight` entry (as in HF checkpoints).
     pub fn param_specs(&self) -> Vec<(String, Vec<i64>)> {
         let h = self.hidden_size;
