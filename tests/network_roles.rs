@@ -1,18 +1,37 @@
 //! The production roles (`worker miner` / `worker validator` loops) against the embedded
 //! chain on a block timer and local buckets: registration lookup, commitments, uploads
 //! within the deadline, Gauntlet scoring, peer lists, weights (timelocked commits revealed by
-//! the chain, a rate-limited second commit survived), outer steps, checkpoints.
+//! the chain, a rate-limited second commit survived), outer steps, checkpoints. The
+//! validator runs from a manifest file; one miner is given the same file, the other joins
+//! with only its pinned SHA-256 and follows the manifest the validator publishes.
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use run_manifest::{PUBLISHED_MANIFEST_KEY, RunManifest};
+use worker::manifest_source::resolve_manifest;
 use worker::network::{NodeArgs, ValidatorArgs, connect, run_miner, run_validator};
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::{LocalStore, ObjectStore, RunLayout};
 
 const NETUID: u16 = 1;
+const RUN_ID: &str = "roles-test";
+
+/// The run: the tiny model, 20-block windows, a 1 s upload deadline, 2 inner steps.
+fn manifest() -> RunManifest {
+    let mut m = RunManifest::reference(RUN_ID, "tiny");
+    m.window.blocks_per_window = 20;
+    m.window.upload_deadline_secs = 1;
+    m.training.inner_steps = 2;
+    m.training.micro_batch_size = 4;
+    m.training.batch_size = 4;
+    m.training.inner_lr = 0.003;
+    m.training.warmup_steps = 2;
+    m.weights.interval_windows = 1;
+    m
+}
 
 fn write_hotkey(dir: &Path, name: &str, seed: u8) -> (std::path::PathBuf, Keypair) {
     let path = dir.join(name);
@@ -46,20 +65,10 @@ fn node_args(extra: &[&str], hotkey: &Path, bucket: &str, checkpoints: &Path) ->
         "read",
         "--storage-read-secret-access-key",
         "read-secret",
-        "--upload-window-secs",
-        "1",
         "--checkpoint-dir",
         checkpoints.to_str().unwrap(),
         "--device",
         "cpu",
-        "--inner-steps",
-        "2",
-        "--micro-batch-size",
-        "4",
-        "--inner-lr",
-        "0.003",
-        "--warmup-steps",
-        "2",
         "--max-windows",
         "2",
     ]
@@ -123,6 +132,12 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             .unwrap();
     }
 
+    let manifest_path = dir.path().join("run-manifest.json");
+    std::fs::write(&manifest_path, manifest().to_json_pretty()).unwrap();
+    let run = run_manifest::load_file(&manifest_path, None).unwrap();
+    let manifest_arg = manifest_path.to_str().unwrap().to_owned();
+    let pin = run.hash().to_hex();
+
     let resolver_root = buckets.clone();
     let resolve = Arc::new(move |c: &worker_storage::BucketCredentials| {
         Ok(Arc::new(LocalStore::open(resolver_root.join(&c.account_id))?) as Arc<dyn ObjectStore>)
@@ -135,7 +150,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         Vec::new();
     {
         let args = ValidatorCli::parse_from(node_args(
-            &["--weight-interval-windows", "1"],
+            &["--manifest", &manifest_arg],
             &validator_key_path,
             "validator-bucket",
             &dir.path().join("validator-ckpt"),
@@ -146,14 +161,21 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         let chain = shared.clone();
         let resolve = resolve.clone();
         roles.push(Box::pin(async move {
-            let ctx = connect(chain, store, args.node.clone()).await?;
-            run_validator(ctx, &args, &*resolve).await
+            let run = resolve_manifest(&args.node, &*chain, &*resolve, false).await?;
+            let ctx = connect(chain, store, args.node.clone(), &run).await?;
+            run_validator(ctx, &*resolve).await
         }));
     }
     for (i, (path, _)) in miners.iter().enumerate() {
         let bucket = format!("miner-bucket-{i}");
+        // Miner 0 reads the file; miner 1 only knows the hash and follows the validator.
+        let source: Vec<&str> = if i == 0 {
+            vec!["--manifest", &manifest_arg]
+        } else {
+            vec!["--manifest-sha256", &pin]
+        };
         let args = MinerCli::parse_from(node_args(
-            &[],
+            &source,
             path,
             &bucket,
             &dir.path().join(format!("miner-ckpt-{i}")),
@@ -164,7 +186,8 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         let chain = shared.clone();
         let resolve = resolve.clone();
         roles.push(Box::pin(async move {
-            let ctx = connect(chain, store, args).await?;
+            let run = resolve_manifest(&args, &*chain, &*resolve, true).await?;
+            let ctx = connect(chain, store, args, &run).await?;
             run_miner(ctx, &*resolve).await
         }));
     }
@@ -178,8 +201,14 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     // Every node committed its bucket; the validator published peer lists and set weights.
     let commitments = chain.commitments(NETUID).await.unwrap();
     assert_eq!(commitments.len(), 3);
-    let layout = RunLayout::new("devnet").unwrap();
+    let layout = RunLayout::new(RUN_ID).unwrap();
     let validator_store = LocalStore::open(buckets.join("validator-bucket")).unwrap();
+    // The validator published the manifest it runs, byte for byte the canonical form.
+    let published = validator_store
+        .get(PUBLISHED_MANIFEST_KEY, 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(published.body.as_ref(), run.canonical().as_bytes());
     let lists = validator_store
         .list(&format!("{}/peers/", layout.run()))
         .await
@@ -202,7 +231,13 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     // Miners uploaded gradients and checkpointed after their outer steps.
     for i in 0..2 {
         let store = LocalStore::open(buckets.join(format!("miner-bucket-{i}"))).unwrap();
-        assert!(!store.list("devnet/gradients/").await.unwrap().is_empty());
+        assert!(
+            !store
+                .list(&format!("{RUN_ID}/gradients/"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
         assert!(
             dir.path()
                 .join(format!("miner-ckpt-{i}/miner.ckpt"))

@@ -93,13 +93,11 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
 }
 
 fn settings() -> TrainingSettings {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        settings: TrainingSettings,
-    }
-    Cli::parse_from(["t", "--inner-steps", "2", "--micro-batch-size", "2"]).settings
+    let mut m = run_manifest::RunManifest::reference("cheaters", "tiny");
+    m.training.inner_steps = 2;
+    m.training.micro_batch_size = 2;
+    m.training.batch_size = 2;
+    TrainingSettings::from_manifest(&run_manifest::verify(m, "test", None).unwrap())
 }
 
 #[test]

@@ -5,7 +5,6 @@
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use clap::Parser;
 use tch::{Device, Tensor};
 use worker::gradient_object::seal;
 use worker::settings::TrainingSettings;
@@ -17,34 +16,26 @@ use worker_model::{CorpusSplit, open_bundled};
 use worker_sparseloco::{ErrorFeedback, GradientPayload, encode};
 use worker_storage::StoredObject;
 
-#[derive(Parser)]
-struct Cli {
-    #[command(flatten)]
-    settings: TrainingSettings,
-}
-
 fn main() {
     tch::set_num_threads(2);
     let presets = std::env::var("WORKER_BENCH_PRESETS").unwrap_or_else(|_| "tiny,150m".into());
     for preset in presets.split(',') {
         // 150M on CPU: one 256-token sample per batch keeps a run to seconds.
-        let (seq, mbs) = if preset == "tiny" {
-            ("64", "8")
-        } else {
-            ("256", "1")
+        let (seq, mbs) = if preset == "tiny" { (64, 8) } else { (256, 1) };
+        let mut manifest = run_manifest::RunManifest::reference("bench", preset);
+        let mut shape = run_manifest::LlamaConfig::preset(preset).expect("known preset");
+        shape.max_position_embeddings = seq;
+        shape.seq_len = seq;
+        manifest.model = run_manifest::ModelSection {
+            preset: None,
+            config: Some(shape),
         };
-        let settings = Cli::parse_from([
-            "bench",
-            "--model",
-            preset,
-            "--max-seq-len",
-            seq,
-            "--micro-batch-size",
-            mbs,
-            "--inner-steps",
-            "2",
-        ])
-        .settings;
+        manifest.training.micro_batch_size = mbs;
+        manifest.training.batch_size = mbs;
+        manifest.training.inner_steps = 2;
+        let settings = TrainingSettings::from_manifest(
+            &run_manifest::verify(manifest, "bench", None).expect("valid bench manifest"),
+        );
         let eval = EvalSettings {
             assigned_batches: 2,
             random_batches: 2,
@@ -81,7 +72,14 @@ fn main() {
             let digest = worker::miner::assignment(&settings, &dataset, 1, window)
                 .unwrap()
                 .1;
-            let object = seal(window, 1, digest.0, &re_window(&payload, window), &key);
+            let object = seal(
+                settings.manifest_hash(),
+                window,
+                1,
+                digest.0,
+                &re_window(&payload, window),
+                &key,
+            );
             object_bytes = object.len();
             let submission = Submission {
                 uid: 1,

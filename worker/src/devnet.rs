@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use clap::Args;
 use tch::Device;
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, ErrorClass, Keypair, SubnetConfig};
-use worker_gauntlet::{GauntletConfig, Outcome, PeerOutcome};
+use worker_gauntlet::{Outcome, PeerOutcome};
 use worker_model::{Batch, CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::testing::SeaweedFs;
 use worker_storage::{
@@ -30,6 +30,7 @@ use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, win
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
 use crate::validator::{EvalSettings, Validator};
+use run_manifest::RunManifest;
 
 /// The subnet id the devnet registers everyone on.
 pub const DEVNET_NETUID: u16 = 1;
@@ -152,28 +153,27 @@ impl Buckets {
 }
 
 impl DevnetArgs {
-    fn training(&self) -> TrainingSettings {
-        TrainingSettings {
-            run_id: "devnet".into(),
-            run_seed: self.seed,
-            model: "tiny".into(),
-            model_seed: 0,
-            inner_steps: self.inner_steps,
-            micro_batch_size: self.micro_batch_size,
-            micro_batches: 1,
-            inner_lr: self.inner_lr,
-            warmup_steps: self.inner_steps as u64,
-            total_steps: self.inner_steps as u64 * self.windows.max(1) * 2,
-            outer_lr: self.outer_lr,
-            topk: 64,
-            chunk: 64,
-            error_decay: 0.95,
-            weight_decay: 0.1,
-            grad_clip: 1.0,
-            batch_size: None,
-            quantization_bits: 2,
-            model_overrides: Default::default(),
-        }
+    /// The devnet's run manifest: the tiny model on the bundled corpus, short windows.
+    pub fn manifest(&self) -> RunManifest {
+        let mut m = RunManifest::reference("devnet", "tiny");
+        m.seeds.run = self.seed;
+        m.window.blocks_per_window = BLOCKS_PER_WINDOW;
+        m.training.inner_steps = u32::try_from(self.inner_steps).unwrap_or(u32::MAX);
+        m.training.micro_batch_size = u32::try_from(self.micro_batch_size).unwrap_or(u32::MAX);
+        m.training.batch_size = m.training.micro_batch_size;
+        m.training.inner_lr = self.inner_lr;
+        m.training.warmup_steps = self.inner_steps as u64;
+        m.training.total_steps = self.inner_steps as u64 * self.windows.max(1) * 2;
+        m.training.outer_lr = self.outer_lr;
+        m.gauntlet.eval_batches = 2;
+        m.gauntlet.eval_lr_factor = self.outer_lr;
+        m.weights.interval_windows = self.weights_every;
+        m
+    }
+
+    fn training(&self) -> Result<TrainingSettings> {
+        let run = run_manifest::verify(self.manifest(), "the devnet's arguments", None)?;
+        Ok(TrainingSettings::from_manifest(&run))
     }
 }
 
@@ -197,7 +197,8 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     }
     let started = Instant::now();
     let device = Device::Cpu;
-    let settings = args.training();
+    let settings = args.training()?;
+    let manifest = settings.manifest_hash();
     if args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)?;
     }
@@ -234,14 +235,8 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     let validator_store = buckets.own("validator").await?;
     let mut validator = Validator::new(
         &settings,
-        EvalSettings {
-            assigned_batches: 2,
-            random_batches: 2,
-            lr: settings.outer_lr,
-            max_object_bytes: MAX_OBJECT_BYTES as usize,
-            random_seed: Some(args.seed),
-        },
-        GauntletConfig::default(),
+        EvalSettings::from_manifest(&settings, MAX_OBJECT_BYTES as usize, Some(args.seed)),
+        settings.gauntlet(),
         device,
     )?;
 
@@ -318,6 +313,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
                 &layout,
                 window,
                 uid,
+                &manifest,
                 &p.miner.replica.sync_sample()?,
             )
             .await?;
@@ -373,7 +369,8 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .filter(|p| sampled.contains(&p.uid))
             .cloned()
             .collect();
-        let submissions = fetch_submissions(&to_fetch, &layout, window, &policy, sync_len).await;
+        let submissions =
+            fetch_submissions(&to_fetch, &layout, window, &policy, &manifest, sync_len).await;
         validator.gauntlet.mark_seen(window, &active);
         let evaluation = validator.evaluate_window(window, submissions, &train, &sr25519_verify)?;
         decoded += evaluation
@@ -381,7 +378,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
             .count();
-        publish_peer_list(&*validator_store, &layout, &evaluation.peer_list).await?;
+        publish_peer_list(&*validator_store, &layout, &manifest, &evaluation.peer_list).await?;
         progress.inc(1);
         progress.set_message("aggregating");
 
@@ -404,7 +401,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         }
 
         // Everyone aggregates the listed peers and takes the outer step.
-        let list = read_peer_list(&*validator_store, &layout, window)
+        let list = read_peer_list(&*validator_store, &layout, &manifest, window)
             .await?
             .ok_or_else(|| NodeError::Config(format!("peer list for window {window} vanished")))?;
         let selected: Vec<PeerEndpoint> = peers

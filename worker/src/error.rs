@@ -23,6 +23,14 @@ pub enum NodeError {
     Gauntlet(#[from] worker_gauntlet::GauntletError),
     #[error("gradient object: {0}")]
     Object(#[from] crate::gradient_object::ObjectError),
+    #[error("{0}")]
+    Manifest(#[from] run_manifest::ManifestError),
+    #[error("{what} made under run manifest {theirs}, this node runs {ours}")]
+    ForeignManifest {
+        what: &'static str,
+        theirs: String,
+        ours: String,
+    },
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("json: {0}")]

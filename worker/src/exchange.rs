@@ -11,10 +11,11 @@ use worker_storage::{FetchPolicy, ObjectStore, PeerFetch, RunLayout, fetch_peers
 use worker_chain::{Chain, Metagraph};
 use worker_storage::BucketCredentials;
 
-use crate::error::Result;
+use crate::error::{NodeError, Result};
 use crate::replica::Replica;
 use crate::sync_check::{decode_sample, encode_sample};
 use crate::validator::{Submission, Verifier, accept};
+use run_manifest::ManifestHash;
 
 /// Largest accepted peer list object.
 const MAX_PEER_LIST_BYTES: u64 = 1 << 20;
@@ -47,33 +48,52 @@ pub async fn upload_sync_sample(
     layout: &RunLayout,
     window: u64,
     uid: u16,
+    manifest: &ManifestHash,
     sample: &[f32],
 ) -> Result<()> {
     store
         .put(
             &layout.sync_sample(window, uid),
-            Bytes::from(encode_sample(sample)),
+            Bytes::from(encode_sample(manifest, sample)),
         )
         .await?;
     Ok(())
 }
 
-/// Publishes the validator's aggregation list for `window`.
+/// A peer list as published: the list and the run manifest it was made under.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PublishedPeerList {
+    /// Hex SHA-256 of the run manifest.
+    run_manifest: String,
+    list: serde_json::Value,
+}
+
+/// Publishes the validator's aggregation list for `window`, labelled with its run manifest.
 pub async fn publish_peer_list(
     store: &dyn ObjectStore,
     layout: &RunLayout,
+    manifest: &ManifestHash,
     list: &PeerList,
 ) -> Result<()> {
+    let published = PublishedPeerList {
+        run_manifest: manifest.to_hex(),
+        list: serde_json::from_str(&list.to_json()?)?,
+    };
     store
-        .put(&layout.peer_list(list.window), Bytes::from(list.to_json()?))
+        .put(
+            &layout.peer_list(list.window),
+            Bytes::from(serde_json::to_vec(&published)?),
+        )
         .await?;
     Ok(())
 }
 
-/// Reads the validator's aggregation list for `window`, if it was published.
+/// Reads the validator's aggregation list for `window`, if it was published under
+/// `manifest` (a list of another run is refused with [`NodeError::ForeignManifest`]).
 pub async fn read_peer_list(
     store: &dyn ObjectStore,
     layout: &RunLayout,
+    manifest: &ManifestHash,
     window: u64,
 ) -> Result<Option<PeerList>> {
     match store
@@ -81,8 +101,15 @@ pub async fn read_peer_list(
         .await
     {
         Ok(object) => {
-            let text = String::from_utf8_lossy(&object.body);
-            let list = PeerList::from_json(&text)?;
+            let published: PublishedPeerList = serde_json::from_slice(&object.body)?;
+            if published.run_manifest != manifest.to_hex() {
+                return Err(NodeError::ForeignManifest {
+                    what: "peer list",
+                    theirs: published.run_manifest,
+                    ours: manifest.to_hex(),
+                });
+            }
+            let list = PeerList::from_json(&published.list.to_string())?;
             Ok((list.window == window).then_some(list))
         }
         Err(worker_storage::StorageError::NotFound { .. }) => Ok(None),
@@ -108,6 +135,7 @@ pub async fn fetch_submissions(
     layout: &RunLayout,
     window: u64,
     policy: &FetchPolicy,
+    manifest: &ManifestHash,
     sync_len: usize,
 ) -> Vec<Submission> {
     let gradients = fetch_peers(requests(peers, |uid| layout.gradient(window, uid)), policy).await;
@@ -132,7 +160,7 @@ pub async fn fetch_submissions(
                 sync_sample: sample
                     .result
                     .ok()
-                    .and_then(|s| decode_sample(&s.body, sync_len)),
+                    .and_then(|s| decode_sample(&s.body, manifest, sync_len)),
             })
         })
         .collect()

@@ -2,18 +2,21 @@
 //! samples it trained on, and an sr25519 signature by the miner's hotkey.
 //!
 //! Layout (all integers little-endian):
-//! `"TPLG" | version u8 (=1) | window u64 | uid u16 | sample digest [32] | payload length u32 |
-//! payload | signer public key [32] | signature [64]`.
-//! The signature covers `"templar/gradient/v1" | window | uid | digest | SHA-256(payload)`,
-//! so neither the payload nor the claimed origin can be swapped without the hotkey.
+//! `"TPLG" | version u8 (=2) | run manifest SHA-256 [32] | window u64 | uid u16 |
+//! sample digest [32] | payload length u32 | payload | signer public key [32] | signature [64]`.
+//! The signature covers `"templar/gradient/v2" | manifest | window | uid | digest |
+//! SHA-256(payload)`, so neither the payload, the run nor the claimed origin can be swapped
+//! without the hotkey. An object made under another run manifest is refused as such before
+//! its payload is decoded (its shapes and compression may differ).
 
+use run_manifest::ManifestHash;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"TPLG";
-const VERSION: u8 = 1;
-const DOMAIN: &[u8] = b"templar/gradient/v1";
-const HEADER_LEN: usize = 4 + 1 + 8 + 2 + 32 + 4;
+const VERSION: u8 = 2;
+const DOMAIN: &[u8] = b"templar/gradient/v2";
+const HEADER_LEN: usize = 4 + 1 + 32 + 8 + 2 + 32 + 4;
 const TRAILER_LEN: usize = 32 + 64;
 
 /// Why an uploaded object was refused before its payload was even decoded.
@@ -38,6 +41,11 @@ pub enum ObjectError {
         expected_window: u64,
         expected_uid: u16,
     },
+    #[error("made under run manifest {theirs}, this run is {ours}")]
+    ForeignManifest {
+        theirs: ManifestHash,
+        ours: ManifestHash,
+    },
     #[error("signed by a key other than the uid's hotkey")]
     WrongSigner,
     #[error("signature does not verify")]
@@ -55,6 +63,7 @@ pub trait Signer {
 /// A parsed (not yet verified) gradient object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GradientObject {
+    pub manifest: ManifestHash,
     pub window: u64,
     pub uid: u16,
     pub sample_digest: [u8; 32],
@@ -63,9 +72,16 @@ pub struct GradientObject {
     pub signature: [u8; 64],
 }
 
-fn signing_message(window: u64, uid: u16, digest: &[u8; 32], payload: &[u8]) -> Vec<u8> {
-    let mut message = Vec::with_capacity(DOMAIN.len() + 8 + 2 + 32 + 32);
+fn signing_message(
+    manifest: &ManifestHash,
+    window: u64,
+    uid: u16,
+    digest: &[u8; 32],
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut message = Vec::with_capacity(DOMAIN.len() + 32 + 8 + 2 + 32 + 32);
     message.extend_from_slice(DOMAIN);
+    message.extend_from_slice(&manifest.0);
     message.extend_from_slice(&window.to_le_bytes());
     message.extend_from_slice(&uid.to_le_bytes());
     message.extend_from_slice(digest);
@@ -75,16 +91,24 @@ fn signing_message(window: u64, uid: u16, digest: &[u8; 32], payload: &[u8]) -> 
 
 /// Builds and signs the object bytes.
 pub fn seal(
+    manifest: ManifestHash,
     window: u64,
     uid: u16,
     sample_digest: [u8; 32],
     payload: &[u8],
     signer: &dyn Signer,
 ) -> Vec<u8> {
-    let signature = signer.sign(&signing_message(window, uid, &sample_digest, payload));
+    let signature = signer.sign(&signing_message(
+        &manifest,
+        window,
+        uid,
+        &sample_digest,
+        payload,
+    ));
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TRAILER_LEN);
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
+    out.extend_from_slice(&manifest.0);
     out.extend_from_slice(&window.to_le_bytes());
     out.extend_from_slice(&uid.to_le_bytes());
     out.extend_from_slice(&sample_digest);
@@ -116,10 +140,11 @@ impl GradientObject {
         if version != VERSION {
             return Err(ObjectError::Version(version));
         }
-        let window = u64::from_le_bytes(array(bytes, 5)?);
-        let uid = u16::from_le_bytes(array(bytes, 13)?);
-        let sample_digest = array::<32>(bytes, 15)?;
-        let declared = u32::from_le_bytes(array(bytes, 47)?) as usize;
+        let manifest = ManifestHash(array::<32>(bytes, 5)?);
+        let window = u64::from_le_bytes(array(bytes, 37)?);
+        let uid = u16::from_le_bytes(array(bytes, 45)?);
+        let sample_digest = array::<32>(bytes, 47)?;
+        let declared = u32::from_le_bytes(array(bytes, 79)?) as usize;
         if declared > max_payload {
             return Err(ObjectError::TooLarge(declared, max_payload));
         }
@@ -131,6 +156,7 @@ impl GradientObject {
         let signer = array::<32>(bytes, HEADER_LEN + declared)?;
         let signature = array::<64>(bytes, HEADER_LEN + declared + 32)?;
         Ok(Self {
+            manifest,
             window,
             uid,
             sample_digest,
@@ -140,14 +166,21 @@ impl GradientObject {
         })
     }
 
-    /// Checks origin, signer and signature. `verify` is the sr25519 verifier.
+    /// Checks run manifest, origin, signer and signature. `verify` is the sr25519 verifier.
     pub fn verify(
         &self,
+        expected_manifest: &ManifestHash,
         expected_window: u64,
         expected_uid: u16,
         expected_hotkey: &[u8; 32],
         verify: impl Fn(&[u8; 32], &[u8], &[u8; 64]) -> bool,
     ) -> Result<(), ObjectError> {
+        if &self.manifest != expected_manifest {
+            return Err(ObjectError::ForeignManifest {
+                theirs: self.manifest,
+                ours: *expected_manifest,
+            });
+        }
         if self.window != expected_window || self.uid != expected_uid {
             return Err(ObjectError::WrongOrigin {
                 window: self.window,
@@ -159,7 +192,13 @@ impl GradientObject {
         if &self.signer != expected_hotkey {
             return Err(ObjectError::WrongSigner);
         }
-        let message = signing_message(self.window, self.uid, &self.sample_digest, &self.payload);
+        let message = signing_message(
+            &self.manifest,
+            self.window,
+            self.uid,
+            &self.sample_digest,
+            &self.payload,
+        );
         if verify(&self.signer, &message, &self.signature) {
             Ok(())
         } else {

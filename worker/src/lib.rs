@@ -9,7 +9,9 @@
 //! * [`devnet`]: a whole subnet in one process.
 
 pub mod behaviour;
+pub mod cli;
 pub mod cli_common;
+pub mod cli_manifest;
 pub mod cli_register;
 pub mod cli_status;
 pub mod cli_weights;
@@ -18,6 +20,7 @@ pub mod error;
 pub mod evaluator;
 pub mod exchange;
 pub mod gradient_object;
+pub mod manifest_source;
 pub mod miner;
 pub mod network;
 pub mod replica;

@@ -69,8 +69,13 @@ impl Miner {
         settings: &TrainingSettings,
         device: Device,
     ) -> Result<Self> {
-        let config = settings.model_config().map_err(NodeError::Config)?;
-        let replica = Replica::new(config, device, settings.model_seed, settings.sparseloco())?;
+        let replica = Replica::new(
+            settings.model_config(),
+            device,
+            settings.model_seed,
+            settings.sparseloco(),
+            settings.manifest_hash(),
+        )?;
         let trainer = InnerTrainer::new(settings.adamw(), &replica.model)?;
         let feedback = ErrorFeedback::with_config(replica.specs(), settings.sparseloco(), device)?;
         Ok(Self {
@@ -211,7 +216,14 @@ impl Miner {
     ) -> MinerUpload {
         let bytes = encode(payload);
         MinerUpload {
-            object: seal(window, self.uid, digest, &bytes, signer),
+            object: seal(
+                self.replica.run_manifest(),
+                window,
+                self.uid,
+                digest,
+                &bytes,
+                signer,
+            ),
             train_loss,
             payload_bytes: bytes.len(),
             compression_ratio: compression_ratio(payload, self.replica.specs()),

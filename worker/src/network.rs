@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
+use run_manifest::VerifiedManifest;
+use run_manifest::deployment::{ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
 use tch::Device;
 use worker_chain::wallet::load_keypair;
 use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
-use worker_gauntlet::GauntletConfig;
 use worker_model::{CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::{
     BucketCredentials, FetchPolicy, ObjectStore, RunLayout, S3Config, S3Credentials, S3Store,
@@ -25,6 +26,7 @@ use crate::exchange::{
     PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, resolve_peers,
     upload_sync_sample,
 };
+use crate::manifest_source::publish_manifest;
 use crate::miner::Miner;
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
@@ -60,11 +62,17 @@ pub struct StorageArgs {
     pub peer_storage_endpoint: Option<String>,
 }
 
-/// What both roles need.
+/// What both roles need. Every protocol setting comes from the run manifest; these are the
+/// per-deployment ones.
 #[derive(Debug, Clone, Args)]
 pub struct NodeArgs {
-    #[command(flatten)]
-    pub training: TrainingSettings,
+    /// Run manifest (JSON) holding every protocol setting of the run. A miner started
+    /// without one follows the manifest the lead validator publishes in its bucket.
+    #[arg(long, env = ENV_RUN_MANIFEST)]
+    pub manifest: Option<PathBuf>,
+    /// Expected SHA-256 of the run manifest: any other manifest is refused.
+    #[arg(long, env = ENV_RUN_MANIFEST_SHA256)]
+    pub manifest_sha256: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
     /// Subnet id.
@@ -73,9 +81,6 @@ pub struct NodeArgs {
     /// finney, test, local or a ws(s):// URL.
     #[arg(long, env = "CHAIN_ENDPOINT", default_value = "finney")]
     pub chain_endpoint: worker_chain::Network,
-    /// Blocks per window.
-    #[arg(long, env = "BLOCKS_PER_WINDOW", default_value_t = 115)]
-    pub blocks_per_window: u64,
     /// Hotkey file (bittensor wallet layout; a mounted Secret in Kubernetes).
     #[arg(long, env = "HOTKEY_FILE")]
     pub hotkey_file: PathBuf,
@@ -94,9 +99,6 @@ pub struct NodeArgs {
     /// cpu, cuda, cuda:N or auto.
     #[arg(long, env = "DEVICE", default_value = "auto")]
     pub device: String,
-    /// Seconds after the window boundary during which uploads are accepted.
-    #[arg(long, env = "UPLOAD_WINDOW_SECS", default_value_t = 70)]
-    pub upload_window_secs: u64,
     /// Per-peer download timeout in seconds.
     #[arg(long, env = "PEER_TIMEOUT_SECS", default_value_t = 30)]
     pub peer_timeout_secs: u64,
@@ -108,38 +110,11 @@ pub struct NodeArgs {
     pub max_object_mib: u64,
 }
 
-/// Options of `worker validator`.
+/// Options of `worker validator` (its evaluation settings are the manifest's `gauntlet`).
 #[derive(Debug, Clone, Args)]
 pub struct ValidatorArgs {
     #[command(flatten)]
     pub node: NodeArgs,
-    /// Set weights every this many windows.
-    #[arg(long, env = "WEIGHT_INTERVAL_WINDOWS", default_value_t = 3)]
-    pub weight_interval_windows: u64,
-    /// Peers evaluated per window.
-    #[arg(long, env = "PEERS_PER_WINDOW", default_value_t = 10)]
-    pub peers_per_window: usize,
-    /// Micro-batches of data used per evaluated peer (assigned and random each).
-    #[arg(long, env = "EVAL_BATCHES", default_value_t = 4)]
-    pub eval_batches: usize,
-    /// Learning rate a single peer's update is applied with when it is measured.
-    #[arg(long, env = "EVAL_LR_FACTOR", default_value_t = 0.08)]
-    pub eval_lr: f64,
-    /// Moving-average factor of the assigned-vs-random indicator.
-    #[arg(long, env = "BINARY_SCORE_ALPHA", default_value_t = 0.05)]
-    pub binary_score_alpha: f64,
-    /// Steps behind at which the sync score reaches 0.
-    #[arg(long, env = "SYNC_MAX_STEPS_BEHIND", default_value_t = 3.0)]
-    pub sync_max_steps_behind: f64,
-    /// Peers in the aggregation list.
-    #[arg(long, env = "TOP_PEERS", default_value_t = 20)]
-    pub top_peers: usize,
-    /// Reserve peers after them.
-    #[arg(long, env = "RESERVE_PEERS", default_value_t = 10)]
-    pub reserve_peers: usize,
-    /// Version key sent with weights.
-    #[arg(long, env = "WEIGHTS_VERSION_KEY", default_value_t = 0)]
-    pub version_key: u64,
 }
 
 /// Parses the device option.
@@ -159,6 +134,8 @@ pub fn parse_device(text: &str) -> Result<Device> {
 /// A connected node: chain, identity, own bucket.
 pub struct NodeContext {
     pub chain: Arc<dyn Chain>,
+    /// The run's protocol settings (from its manifest).
+    pub settings: TrainingSettings,
     pub hotkey: Keypair,
     pub uid: u16,
     pub store: Arc<dyn ObjectStore>,
@@ -167,17 +144,15 @@ pub struct NodeContext {
 }
 
 /// Loads the hotkey, finds (or registers) its uid and publishes the bucket's read
-/// credentials on chain when they changed.
+/// credentials on chain when they changed. `run` is the verified manifest of the run.
 pub async fn connect(
     chain: Arc<dyn Chain>,
     store: Arc<dyn ObjectStore>,
-    mut args: NodeArgs,
+    args: NodeArgs,
+    run: &VerifiedManifest,
 ) -> Result<NodeContext> {
-    args.training = args
-        .training
-        .clone()
-        .resolved()
-        .map_err(NodeError::Config)?;
+    let settings = TrainingSettings::from_manifest(run);
+    tracing::info!(run = %settings.run_id, manifest = %settings.manifest_hash(), "run manifest");
     let password = Password::from_env(&args.wallet_password_env).ok();
     let hotkey = load_keypair(&args.hotkey_file, password.as_ref())?;
     let uid = match find_uid(&chain.metagraph(args.netuid).await?, &hotkey) {
@@ -218,12 +193,13 @@ pub async fn connect(
     } else {
         tracing::warn!("no read credentials configured: peers cannot fetch this node's objects");
     }
-    let layout = RunLayout::new(args.training.run_id.clone())?;
+    let layout = RunLayout::new(settings.run_id.clone())?;
     if let Some(dir) = &args.checkpoint_dir {
         std::fs::create_dir_all(dir)?;
     }
     Ok(NodeContext {
         chain,
+        settings,
         hotkey,
         uid,
         store,
@@ -287,7 +263,7 @@ impl NodeContext {
 
     /// Waits for a window this node has not done yet; returns it with its upload window.
     async fn next_window(&self, done: Option<u64>) -> Result<(u64, UploadWindow)> {
-        let bpw = self.chain.blocks_per_window().max(1);
+        let bpw = self.settings.blocks_per_window().max(1);
         loop {
             let block = self.chain.current_block().await?;
             let window = block / bpw;
@@ -298,7 +274,7 @@ impl NodeContext {
                 let start = SystemTime::now()
                     .checked_sub(behind)
                     .unwrap_or_else(SystemTime::now);
-                let length = Duration::from_secs(self.args.upload_window_secs);
+                let length = Duration::from_secs(self.settings.upload_deadline_secs());
                 return Ok((window, UploadWindow::new(start, length)));
             }
             self.chain.wait_for_block((window + 1) * bpw).await?;
@@ -306,7 +282,7 @@ impl NodeContext {
     }
 
     /// The validator whose peer list miners follow: the highest-stake permit holder.
-    fn lead_validator(metagraph: &Metagraph) -> Option<u16> {
+    pub fn lead_validator(metagraph: &Metagraph) -> Option<u16> {
         metagraph
             .neurons
             .iter()
@@ -325,7 +301,7 @@ impl NodeContext {
 /// `worker miner`: trains every window until the process is stopped.
 pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let device = ctx.device()?;
-    let mut miner = Miner::new(ctx.uid, Behaviour::Honest, &ctx.args.training, device)?;
+    let mut miner = Miner::new(ctx.uid, Behaviour::Honest, &ctx.settings, device)?;
     let checkpoint = ctx
         .args
         .checkpoint_dir
@@ -347,6 +323,7 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             &ctx.layout,
             window,
             ctx.uid,
+            &ctx.settings.manifest_hash(),
             &miner.replica.sync_sample()?,
         )
         .await?;
@@ -390,9 +367,7 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             rejected = rejected.len(),
             "outer step"
         );
-        miner
-            .replica
-            .outer_step(&payloads, ctx.args.training.outer_lr)?;
+        miner.replica.outer_step(&payloads, ctx.settings.outer_lr)?;
         if let Some(path) = &checkpoint {
             miner.save_checkpoint(path, window)?;
         }
@@ -414,9 +389,10 @@ async fn select_peers(
     let lead = NodeContext::lead_validator(metagraph)
         .and_then(|uid| peers.iter().find(|p| p.uid == uid).cloned());
     if let Some(lead) = lead {
-        let next = (window + 1) * ctx.chain.blocks_per_window();
+        let next = (window + 1) * ctx.settings.blocks_per_window();
+        let manifest = ctx.settings.manifest_hash();
         loop {
-            match read_peer_list(&*lead.store, &ctx.layout, window).await {
+            match read_peer_list(&*lead.store, &ctx.layout, &manifest, window).await {
                 Ok(Some(list)) => {
                     return peers
                         .iter()
@@ -442,31 +418,21 @@ async fn select_peers(
 }
 
 /// `worker validator`: scores every window and sets weights until the process is stopped.
-pub async fn run_validator(
-    ctx: NodeContext,
-    args: &ValidatorArgs,
-    resolve: &Resolver,
-) -> Result<()> {
+pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let device = ctx.device()?;
-    let gauntlet = GauntletConfig {
-        sample_size: args.peers_per_window,
-        binary_ma_alpha: args.binary_score_alpha,
-        sync_max_steps_behind: args.sync_max_steps_behind,
-        peer_list_size: args.top_peers,
-        peer_list_reserve: args.reserve_peers,
-        ..GauntletConfig::default()
-    };
+    let settings = &ctx.settings;
+    let gauntlet = settings.gauntlet();
     gauntlet.validate()?;
-    let settings = &ctx.args.training;
+    let protocol = settings.manifest().manifest();
+    let (weight_interval, version_key) = (
+        protocol.weights.interval_windows,
+        protocol.weights.version_key,
+    );
+    // Miners started without a manifest follow the one the lead validator publishes.
+    publish_manifest(&*ctx.store, settings.manifest()).await?;
     let mut validator = Validator::new(
         settings,
-        EvalSettings {
-            assigned_batches: args.eval_batches,
-            random_batches: args.eval_batches,
-            lr: args.eval_lr,
-            max_object_bytes: (ctx.args.max_object_mib << 20) as usize,
-            random_seed: None,
-        },
+        EvalSettings::from_manifest(settings, (ctx.args.max_object_mib << 20) as usize, None),
         gauntlet.clone(),
         device,
     )?;
@@ -483,6 +449,7 @@ pub async fn run_validator(
     let dataset = ctx.dataset(validator.replica.model.config().seq_len)?;
     let sync_len = validator.replica.sync_len();
     let mut done = validator.gauntlet.state().last_window;
+    let manifest = settings.manifest_hash();
     let mut completed = 0;
     while ctx.args.max_windows.is_none_or(|max| completed < max) {
         let (window, upload_window) = ctx.next_window(done).await?;
@@ -502,16 +469,16 @@ pub async fn run_validator(
             .collect();
         let policy = ctx.policy(upload_window);
         let submissions =
-            fetch_submissions(&to_fetch, &ctx.layout, window, &policy, sync_len).await;
+            fetch_submissions(&to_fetch, &ctx.layout, window, &policy, &manifest, sync_len).await;
         let evaluation =
             validator.evaluate_window(window, submissions, &dataset, &sr25519_verify)?;
-        publish_peer_list(&*ctx.store, &ctx.layout, &evaluation.peer_list).await?;
+        publish_peer_list(&*ctx.store, &ctx.layout, &manifest, &evaluation.peer_list).await?;
         if let Some(path) = &state_path {
             let tmp = path.with_extension("json.tmp");
             std::fs::write(&tmp, validator.gauntlet.to_json()?)?;
             std::fs::rename(&tmp, path)?;
         }
-        if (window + 1) % args.weight_interval_windows.max(1) == 0 {
+        if (window + 1) % weight_interval.max(1) == 0 {
             let (uids, weights): (Vec<u16>, Vec<f32>) =
                 validator.gauntlet.weights().into_iter().unzip();
             if weights.iter().any(|w| *w > 0.0) {
@@ -519,13 +486,7 @@ pub async fn run_validator(
                 // logged by class and the loop goes on (only a fatal error stops it).
                 match ctx
                     .chain
-                    .submit_weights(
-                        ctx.args.netuid,
-                        &ctx.hotkey,
-                        &uids,
-                        &weights,
-                        args.version_key,
-                    )
+                    .submit_weights(ctx.args.netuid, &ctx.hotkey, &uids, &weights, version_key)
                     .await
                 {
                     Ok(submission) => tracing::info!(window, %submission, "weights submitted"),

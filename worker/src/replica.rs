@@ -5,6 +5,8 @@ use tch::{Device, Tensor};
 use worker_model::{Llama, LlamaConfig};
 use worker_sparseloco::{GradientPayload, ParamSpec, SparseLocoConfig, aggregate_with_config};
 
+use run_manifest::ManifestHash;
+
 use crate::error::Result;
 
 /// Values sampled per parameter tensor for the sync check.
@@ -17,6 +19,7 @@ pub struct Replica {
     pub model: Llama,
     specs: Vec<ParamSpec>,
     sparseloco: SparseLocoConfig,
+    run_manifest: ManifestHash,
 }
 
 impl Replica {
@@ -26,6 +29,7 @@ impl Replica {
         device: Device,
         model_seed: u64,
         sparseloco: SparseLocoConfig,
+        run_manifest: ManifestHash,
     ) -> Result<Self> {
         let model = Llama::new(config, device, model_seed)?;
         let specs = model
@@ -37,6 +41,7 @@ impl Replica {
             model,
             specs,
             sparseloco,
+            run_manifest,
         })
     }
 
@@ -48,6 +53,11 @@ impl Replica {
     /// The compression settings of the run.
     pub fn sparseloco(&self) -> &SparseLocoConfig {
         &self.sparseloco
+    }
+
+    /// The run manifest this replica follows; every object it signs or accepts carries it.
+    pub fn run_manifest(&self) -> ManifestHash {
+        self.run_manifest
     }
 
     /// Dense aggregated update of the given (already validated) peer payloads.

@@ -1,188 +1,97 @@
-//! Training hyperparameters shared by miners, validators and the devnet.
+//! The training view of a run manifest: what miners, validators and the devnet compute with.
+//!
+//! Every value comes from one [`VerifiedManifest`]; nothing here has a default of its own.
 
-use clap::Args;
+use run_manifest::{ManifestHash, VerifiedManifest};
+use worker_gauntlet::GauntletConfig;
 use worker_model::{AdamWConfig, LlamaConfig, LrSchedule};
 use worker_sparseloco::SparseLocoConfig;
 
-/// What every participant of a run must agree on (model, data assignment, SparseLoCo).
-#[derive(Debug, Clone, Args)]
+/// What every participant of a run computes with, taken from its manifest.
+#[derive(Debug, Clone)]
 pub struct TrainingSettings {
+    run: VerifiedManifest,
     /// Run identifier: the prefix of every object in storage.
-    #[arg(long, env = "RUN_ID", default_value = "devnet")]
     pub run_id: String,
     /// Seed mixed into every per-(uid, window) data assignment.
-    #[arg(long, env = "RUN_SEED", default_value_t = 42)]
     pub run_seed: u64,
-    /// Model preset: tiny, 150m, 1b, 8b or 70b.
-    #[arg(long, env = "MODEL_PRESET", default_value = "tiny")]
-    pub model: String,
-    /// Seed of the initial weights (identical for every peer).
-    #[arg(long, env = "MODEL_SEED", default_value_t = 0)]
+    /// Seed of the initial weights.
     pub model_seed: u64,
     /// Inner AdamW steps per window (H).
-    #[arg(long, env = "INNER_STEPS", default_value_t = 30)]
     pub inner_steps: usize,
     /// Samples per micro-batch.
-    #[arg(long, env = "MICRO_BATCH_SIZE", default_value_t = 4)]
     pub micro_batch_size: usize,
     /// Micro-batches accumulated per inner step.
-    #[arg(long, env = "MICRO_BATCHES", default_value_t = 1)]
     pub micro_batches: usize,
-    /// Peak inner learning rate.
-    #[arg(long, env = "INNER_LR", default_value_t = 1.17e-4)]
-    pub inner_lr: f64,
-    /// Inner warmup steps (counted over all windows).
-    #[arg(long, env = "WARMUP_STEPS", default_value_t = 500)]
-    pub warmup_steps: u64,
-    /// Inner steps after which the cosine schedule reaches its floor.
-    #[arg(long, env = "TOTAL_STEPS", default_value_t = 100_000)]
-    pub total_steps: u64,
-    /// Outer SGD learning rate applied to the aggregated pseudo-gradient.
-    #[arg(long, env = "OUTER_LR", default_value_t = 0.4)]
+    /// Outer SGD learning rate.
     pub outer_lr: f64,
-    /// Top-k entries kept per chunk.
-    #[arg(long, env = "TOPK", default_value_t = 64)]
-    pub topk: i64,
-    /// Chunk edge (largest divisor at most this, per dimension).
-    #[arg(long, env = "CHUNK", default_value_t = 64)]
-    pub chunk: i64,
-    /// Error-feedback decay.
-    #[arg(long, env = "ERROR_FEEDBACK_DECAY", default_value_t = 0.95)]
-    pub error_decay: f64,
-    /// Inner AdamW weight decay.
-    #[arg(long, env = "WEIGHT_DECAY", default_value_t = 0.1)]
-    pub weight_decay: f64,
-    /// Inner gradient-norm clip (0 disables).
-    #[arg(long, env = "GRAD_CLIP", default_value_t = 1.0)]
-    pub grad_clip: f64,
-    /// Samples per inner step; when set, the micro-batches accumulated per step are
-    /// `batch_size / micro_batch_size` (it must divide evenly).
-    #[arg(long, env = "BATCH_SIZE")]
-    pub batch_size: Option<usize>,
-    /// Bits per quantized value on the wire (SparseLoCo uses 2).
-    #[arg(long, env = "QUANTIZATION_BITS", default_value_t = 2,
-          value_parser = clap::value_parser!(u8).range(2..=2))]
-    pub quantization_bits: u8,
-    #[command(flatten)]
-    pub model_overrides: ModelOverrides,
-}
-
-/// Optional changes to the preset's shape (custom models).
-#[derive(Debug, Clone, Default, Args)]
-pub struct ModelOverrides {
-    #[arg(long, env = "MODEL_HIDDEN_SIZE")]
-    pub hidden_size: Option<i64>,
-    #[arg(long, env = "MODEL_NUM_LAYERS")]
-    pub num_layers: Option<i64>,
-    #[arg(long, env = "MODEL_NUM_HEADS")]
-    pub num_heads: Option<i64>,
-    #[arg(long, env = "MODEL_NUM_KV_HEADS")]
-    pub num_kv_heads: Option<i64>,
-    #[arg(long, env = "MODEL_INTERMEDIATE_SIZE")]
-    pub intermediate_size: Option<i64>,
-    #[arg(long, env = "MODEL_VOCAB_SIZE")]
-    pub vocab_size: Option<i64>,
-    #[arg(long, env = "MODEL_MAX_SEQ_LEN")]
-    pub max_seq_len: Option<i64>,
 }
 
 impl TrainingSettings {
-    /// The model configuration of the chosen preset.
-    pub fn model_config(&self) -> Result<LlamaConfig, String> {
-        let mut config = LlamaConfig::preset(&self.model).ok_or_else(|| {
-            format!(
-                "unknown model preset {:?} (expected tiny, 150m, 1b, 8b or 70b)",
-                self.model
-            )
-        })?;
-        let o = &self.model_overrides;
-        if let Some(v) = o.hidden_size {
-            config.hidden_size = v;
-        }
-        if let Some(v) = o.num_layers {
-            config.num_hidden_layers = v;
-        }
-        if let Some(v) = o.num_heads {
-            config.num_attention_heads = v;
-        }
-        if let Some(v) = o.num_kv_heads {
-            config.num_key_value_heads = v;
-        }
-        if o.hidden_size.is_some() || o.num_heads.is_some() {
-            let heads = config.num_attention_heads;
-            if heads <= 0 || config.hidden_size % heads != 0 {
-                return Err(format!(
-                    "hidden size {} is not a multiple of {heads} attention heads",
-                    config.hidden_size
-                ));
-            }
-            config.head_dim = config.hidden_size / heads;
-        }
-        if let Some(v) = o.intermediate_size {
-            config.intermediate_size = v;
-        }
-        if let Some(v) = o.vocab_size {
-            config.vocab_size = v;
-        }
-        if let Some(v) = o.max_seq_len {
-            config.max_position_embeddings = v;
-            config.seq_len = config.seq_len.min(v);
-        }
-        config
-            .validate()
-            .map_err(|err| format!("model configuration: {err}"))?;
-        Ok(config)
-    }
-
-    /// Micro-batches accumulated per inner step, from `batch_size` when it is given.
-    pub fn accumulation(&self) -> Result<usize, String> {
-        match self.batch_size {
-            None => Ok(self.micro_batches),
-            Some(batch)
-                if self.micro_batch_size > 0 && batch % self.micro_batch_size == 0 && batch > 0 =>
-            {
-                Ok(batch / self.micro_batch_size)
-            }
-            Some(batch) => Err(format!(
-                "batch size {batch} is not a positive multiple of the micro-batch size {}",
-                self.micro_batch_size
-            )),
+    /// The settings of a verified manifest.
+    pub fn from_manifest(run: &VerifiedManifest) -> Self {
+        let m = run.manifest();
+        Self {
+            run: run.clone(),
+            run_id: m.run_id.clone(),
+            run_seed: m.seeds.run,
+            model_seed: m.seeds.model,
+            inner_steps: m.training.inner_steps as usize,
+            micro_batch_size: m.training.micro_batch_size as usize,
+            micro_batches: m.training.accumulation() as usize,
+            outer_lr: m.training.outer_lr,
         }
     }
 
-    /// Checks the settings and folds `batch_size` into `micro_batches`.
-    pub fn resolved(mut self) -> Result<Self, String> {
-        self.micro_batches = self.accumulation()?;
-        self.batch_size = None;
-        self.model_config()?;
-        self.sparseloco()
-            .validate()
-            .map_err(|err| format!("sparseloco settings: {err}"))?;
-        Ok(self)
+    /// The manifest these settings come from.
+    pub fn manifest(&self) -> &VerifiedManifest {
+        &self.run
+    }
+
+    /// The manifest's identity, carried by every object of the run.
+    pub fn manifest_hash(&self) -> ManifestHash {
+        self.run.hash()
+    }
+
+    /// The model shape.
+    pub fn model_config(&self) -> LlamaConfig {
+        self.run.model().clone()
     }
 
     /// The inner optimizer configuration.
     pub fn adamw(&self) -> AdamWConfig {
+        let t = &self.run.manifest().training;
         AdamWConfig {
             schedule: LrSchedule {
-                peak: self.inner_lr,
-                warmup_steps: self.warmup_steps,
-                total_steps: self.total_steps,
-                min_ratio: 0.1,
+                peak: t.inner_lr,
+                warmup_steps: t.warmup_steps,
+                total_steps: t.total_steps,
+                min_ratio: t.min_lr_ratio,
             },
-            weight_decay: self.weight_decay,
-            grad_clip: (self.grad_clip > 0.0).then_some(self.grad_clip),
+            weight_decay: t.weight_decay,
+            grad_clip: (t.grad_clip > 0.0).then_some(t.grad_clip),
             ..AdamWConfig::default()
         }
     }
 
     /// The compression configuration.
     pub fn sparseloco(&self) -> SparseLocoConfig {
-        SparseLocoConfig {
-            chunk: self.chunk,
-            topk: self.topk,
-            error_decay: self.error_decay,
-        }
+        self.run.manifest().sparseloco.config()
+    }
+
+    /// The Gauntlet configuration validators score with.
+    pub fn gauntlet(&self) -> GauntletConfig {
+        self.run.manifest().gauntlet.config()
+    }
+
+    /// Blocks per window.
+    pub fn blocks_per_window(&self) -> u64 {
+        self.run.manifest().window.blocks_per_window
+    }
+
+    /// Seconds after a window boundary during which uploads are accepted.
+    pub fn upload_deadline_secs(&self) -> u64 {
+        self.run.manifest().window.upload_deadline_secs
     }
 
     /// Samples one peer trains on per window.
@@ -194,53 +103,27 @@ impl TrainingSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        settings: TrainingSettings,
-    }
-
-    fn parse(args: &[&str]) -> TrainingSettings {
-        Cli::try_parse_from(std::iter::once("t").chain(args.iter().copied()))
-            .unwrap()
-            .settings
-    }
+    use run_manifest::{RunManifest, verify};
 
     #[test]
-    fn batch_size_sets_accumulation_and_must_divide() {
-        let s = parse(&["--micro-batch-size", "4", "--batch-size", "16"])
-            .resolved()
-            .unwrap();
+    fn every_value_comes_from_the_manifest() {
+        let mut m = RunManifest::reference("r", "tiny");
+        m.training.micro_batch_size = 4;
+        m.training.batch_size = 16;
+        m.training.weight_decay = 0.05;
+        m.training.grad_clip = 0.0;
+        m.training.min_lr_ratio = 0.2;
+        m.sparseloco.topk = 32;
+        m.gauntlet.peers_per_window = 3;
+        let s = TrainingSettings::from_manifest(&verify(m, "t", None).unwrap());
         assert_eq!(s.micro_batches, 4);
         assert_eq!(s.samples_per_window(), 30 * 16);
-        let err = parse(&["--micro-batch-size", "4", "--batch-size", "10"])
-            .resolved()
-            .unwrap_err();
-        assert!(err.contains("multiple"), "{err}");
-    }
-
-    #[test]
-    fn model_overrides_apply_and_are_validated() {
-        let s = parse(&["--model", "tiny", "--num-layers", "3"]);
-        assert_eq!(s.model_config().unwrap().num_hidden_layers, 3);
-        let bad = parse(&["--model", "tiny", "--num-heads", "7"]);
-        assert!(bad.model_config().is_err());
-        assert!(
-            parse(&["--model", "13b"])
-                .model_config()
-                .unwrap_err()
-                .contains("unknown")
-        );
-        assert!(Cli::try_parse_from(["t", "--quantization-bits", "4"]).is_err());
-    }
-
-    #[test]
-    fn optimizer_settings_reach_adamw() {
-        let s = parse(&["--weight-decay", "0.05", "--grad-clip", "0"]);
         let adamw = s.adamw();
         assert_eq!(adamw.weight_decay, 0.05);
         assert_eq!(adamw.grad_clip, None);
+        assert_eq!(adamw.schedule.min_ratio, 0.2);
+        assert_eq!(s.sparseloco().topk, 32);
+        assert_eq!(s.gauntlet().sample_size, 3);
+        assert_eq!(s.model_config(), LlamaConfig::tiny());
     }
 }

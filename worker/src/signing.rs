@@ -23,9 +23,12 @@ pub fn sr25519_verify(public: &[u8; 32], message: &[u8], signature: &[u8; 64]) -
 mod tests {
     use super::*;
     use crate::gradient_object::{GradientObject, ObjectError, seal};
+    use run_manifest::ManifestHash;
+
+    const RUN: ManifestHash = ManifestHash([5u8; 32]);
 
     fn sealed(key: &Keypair) -> Vec<u8> {
-        seal(7, 3, [9u8; 32], b"payload bytes", key)
+        seal(RUN, 7, 3, [9u8; 32], b"payload bytes", key)
     }
 
     #[test]
@@ -36,7 +39,7 @@ mod tests {
         assert_eq!(object.payload, b"payload bytes");
         assert_eq!(object.sample_digest, [9u8; 32]);
         object
-            .verify(7, 3, &key.public_key(), sr25519_verify)
+            .verify(&RUN, 7, 3, &key.public_key(), sr25519_verify)
             .unwrap();
     }
 
@@ -47,28 +50,50 @@ mod tests {
         let bytes = sealed(&key);
         let object = GradientObject::parse(&bytes, 1024).unwrap();
         assert_eq!(
-            object.verify(7, 3, &other.public_key(), sr25519_verify),
+            object.verify(&RUN, 7, 3, &other.public_key(), sr25519_verify),
             Err(ObjectError::WrongSigner)
         );
         assert!(matches!(
-            object.verify(8, 3, &key.public_key(), sr25519_verify),
+            object.verify(&RUN, 8, 3, &key.public_key(), sr25519_verify),
             Err(ObjectError::WrongOrigin { .. })
         ));
         // Flip one payload byte: the signature no longer covers it.
         let mut tampered = bytes.clone();
-        tampered[60] ^= 1;
+        tampered[90] ^= 1;
         let object = GradientObject::parse(&tampered, 1024).unwrap();
         assert_eq!(
-            object.verify(7, 3, &key.public_key(), sr25519_verify),
+            object.verify(&RUN, 7, 3, &key.public_key(), sr25519_verify),
             Err(ObjectError::BadSignature)
         );
         // A copycat re-signing someone else's bytes under its own key is caught by the
         // hotkey check, not the signature.
-        let resigned = seal(7, 3, [9u8; 32], b"payload bytes", &other);
+        let resigned = seal(RUN, 7, 3, [9u8; 32], b"payload bytes", &other);
         let object = GradientObject::parse(&resigned, 1024).unwrap();
         assert_eq!(
-            object.verify(7, 3, &key.public_key(), sr25519_verify),
+            object.verify(&RUN, 7, 3, &key.public_key(), sr25519_verify),
             Err(ObjectError::WrongSigner)
+        );
+    }
+
+    #[test]
+    fn an_object_of_another_run_manifest_is_refused_as_such() {
+        let key = Keypair::from_dev_name("miner");
+        let other_run = ManifestHash([6u8; 32]);
+        let object = GradientObject::parse(&sealed(&key), 1024).unwrap();
+        assert_eq!(
+            object.verify(&other_run, 7, 3, &key.public_key(), sr25519_verify),
+            Err(ObjectError::ForeignManifest {
+                theirs: RUN,
+                ours: other_run
+            })
+        );
+        // Rewriting the manifest field breaks the signature.
+        let mut relabelled = sealed(&key);
+        relabelled[5..37].copy_from_slice(&other_run.0);
+        let object = GradientObject::parse(&relabelled, 1024).unwrap();
+        assert_eq!(
+            object.verify(&other_run, 7, 3, &key.public_key(), sr25519_verify),
+            Err(ObjectError::BadSignature)
         );
     }
 

@@ -3,6 +3,8 @@
 
 use std::collections::VecDeque;
 
+use run_manifest::ManifestHash;
+
 /// Steps reported when no recent state matches (the Gauntlet caps the penalty at 3).
 pub const MAX_STEPS_BEHIND: f64 = 3.0;
 
@@ -40,18 +42,27 @@ fn matches(own: &[f32], peer: &[f32]) -> bool {
             .all(|(a, b)| b.is_finite() && (a - b).abs() <= 1e-6 + 1e-4 * a.abs())
 }
 
-/// Serialises a sync sample (little-endian f32s).
-pub fn encode_sample(sample: &[f32]) -> Vec<u8> {
-    sample.iter().flat_map(|v| v.to_le_bytes()).collect()
+/// Serialises a sync sample: the run manifest's SHA-256, then little-endian f32s.
+pub fn encode_sample(manifest: &ManifestHash, sample: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(32 + sample.len() * 4);
+    out.extend_from_slice(&manifest.0);
+    out.extend(sample.iter().flat_map(|v| v.to_le_bytes()));
+    out
 }
 
-/// Parses a sync sample of exactly `expected_len` values; `None` for anything else.
-pub fn decode_sample(bytes: &[u8], expected_len: usize) -> Option<Vec<f32>> {
-    if bytes.len() != expected_len.checked_mul(4)? {
+/// Parses a sync sample of exactly `expected_len` values made under `manifest`; `None` for
+/// anything else (a sample of another run says nothing about this one).
+pub fn decode_sample(
+    bytes: &[u8],
+    manifest: &ManifestHash,
+    expected_len: usize,
+) -> Option<Vec<f32>> {
+    let values = bytes.strip_prefix(&manifest.0[..])?;
+    if values.len() != expected_len.checked_mul(4)? {
         return None;
     }
     Some(
-        bytes
+        values
             .chunks_exact(4)
             .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect(),
@@ -83,9 +94,11 @@ mod tests {
     #[test]
     fn sample_round_trip_and_rejects_bad_lengths() {
         let sample = vec![1.5, -2.0, 3.25];
-        let bytes = encode_sample(&sample);
-        assert_eq!(decode_sample(&bytes, 3), Some(sample));
-        assert_eq!(decode_sample(&bytes, 2), None);
-        assert_eq!(decode_sample(&bytes[..11], 3), None);
+        let run = ManifestHash([1; 32]);
+        let bytes = encode_sample(&run, &sample);
+        assert_eq!(decode_sample(&bytes, &run, 3), Some(sample));
+        assert_eq!(decode_sample(&bytes, &run, 2), None);
+        assert_eq!(decode_sample(&bytes[..43], &run, 3), None);
+        assert_eq!(decode_sample(&bytes, &ManifestHash([2; 32]), 3), None);
     }
 }

@@ -13,7 +13,7 @@ use worker_model::{Batch, TokenDataset, assigned_sample_ids};
 use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
-use crate::error::{NodeError, Result};
+use crate::error::Result;
 use crate::evaluator::{LossDelta, evaluate_update};
 use crate::gradient_object::{GradientObject, ObjectError};
 use crate::miner::assignment;
@@ -36,6 +36,24 @@ pub struct EvalSettings {
     /// system, so miners cannot know them in advance; the devnet and tests seed them so runs
     /// are reproducible.
     pub random_seed: Option<u64>,
+}
+
+impl EvalSettings {
+    /// The run manifest's evaluation settings with this validator's object limit and seed.
+    pub fn from_manifest(
+        settings: &TrainingSettings,
+        max_object_bytes: usize,
+        random_seed: Option<u64>,
+    ) -> Self {
+        let g = &settings.manifest().manifest().gauntlet;
+        Self {
+            assigned_batches: g.eval_batches as usize,
+            random_batches: g.eval_batches as usize,
+            lr: g.eval_lr_factor,
+            max_object_bytes,
+            random_seed,
+        }
+    }
 }
 
 /// The uid slot whose assignment stream provides seeded random batches (no real uid).
@@ -76,9 +94,14 @@ pub fn accept(
 ) -> std::result::Result<AcceptedGradient, Outcome> {
     let parsed = GradientObject::parse(&object.body, max_bytes).map_err(invalid)?;
     parsed
-        .verify(window, uid, hotkey, verify)
+        .verify(&replica.run_manifest(), window, uid, hotkey, verify)
         .map_err(|err| match err {
             ObjectError::WrongSigner | ObjectError::BadSignature => Outcome::BadSignature,
+            // Not a contribution to this run (a peer on another manifest): no gradient.
+            ObjectError::ForeignManifest { theirs, ours } => {
+                tracing::warn!(uid, %theirs, %ours, "gradient made under another run manifest");
+                Outcome::Missing
+            }
             other => invalid(other),
         })?;
     let payload = decode(&parsed.payload, replica.specs()).map_err(invalid)?;
@@ -135,8 +158,13 @@ impl Validator {
         gauntlet: GauntletConfig,
         device: Device,
     ) -> Result<Self> {
-        let config = settings.model_config().map_err(NodeError::Config)?;
-        let replica = Replica::new(config, device, settings.model_seed, settings.sparseloco())?;
+        let replica = Replica::new(
+            settings.model_config(),
+            device,
+            settings.model_seed,
+            settings.sparseloco(),
+            settings.manifest_hash(),
+        )?;
         let mut sync = SyncHistory::default();
         sync.push(replica.sync_sample()?);
         Ok(Self {

@@ -1,7 +1,5 @@
 //! Compression settings and the caller's description of the model parameters.
 
-use crate::error::SparseLocoError;
-
 // The compression settings and their limits are protocol rules of the run manifest.
 pub use run_manifest::compression::{MAX_CHUNK_EDGE, SparseLocoConfig};
 
