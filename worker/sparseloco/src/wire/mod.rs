@@ -1,68 +1,116 @@
 //! Versioned binary wire format of a [`GradientPayload`].
 //!
-//! All integers little-endian. Layout of version 1:
+//! All integers little-endian. Both versions share the header, the record prefix, the
+//! quantization parameters and the trailer; they differ in how a record's entries (the
+//! kept indices and their 2-bit codes) are stored:
 //!
 //! ```text
 //! header   magic "SLCO" | version u16 | window u64 | uid u16 | tensor count u32
 //! record   name length u16 | name (UTF-8) | ndim u8 | dims u64 x ndim
 //!          | block_rows u16 | block_cols u16 | k u16 | entries u32
-//!          | index bytes u32 | 12-bit packed indices | code bytes u32 | 2-bit packed codes
+//!          | entries section (v1: see v1.rs, v2: see v2.rs)
 //!          | shift f32 | centroids f32 x 4
 //! trailer  CRC32 (IEEE) of every byte before it, u32
 //! ```
 //!
-//! [`decode`] never trusts a count: every length, shape, geometry field and `k` must equal
-//! what the caller's expected parameter list implies before anything is allocated, and
-//! every index, padding bit and quantization parameter is checked.
+//! [`encode`] writes version 2 (Golomb-Rice coded index gaps, rANS coded codes);
+//! [`decode`] accepts versions 1 and 2 and returns the same [`GradientPayload`] for both.
+//! It never trusts a count: every length, shape, geometry field and `k` must equal (or
+//! stay within the bound of) what the caller's expected parameter list implies before
+//! anything is allocated, and every index, padding bit, coder parameter and quantization
+//! parameter is checked, so only canonical encodings are accepted.
 
-use crate::bitpack::{
-    UnpackError, check_codes2, pack_indices12, packed_codes_len, packed_indices_len,
-    unpack_indices12,
-};
+mod reader;
+mod v1;
+mod v2;
+
 use crate::compressed::{CompressedTensor, GradientPayload};
 use crate::config::{MAX_NAME_LEN, MAX_NDIM, ParamSpec, SparseLocoConfig};
 use crate::error::WireError;
 use crate::layout::Layout;
 use crate::quant::{NUM_BINS, QuantParams};
 use crate::validate::check_entries;
+use reader::Reader;
 
 /// First four bytes of every payload.
 pub const MAGIC: [u8; 4] = *b"SLCO";
 
-/// Current format version.
-pub const WIRE_VERSION: u16 = 1;
+/// Format version [`encode`] writes.
+pub const WIRE_VERSION: u16 = WireVersion::V2.number();
+
+/// A wire format version this build can write and read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WireVersion {
+    /// 12-bit packed indices, 2-bit packed codes (14 bits per entry).
+    V1,
+    /// Golomb-Rice coded index gaps, rANS coded codes (about 8.5 bits per entry).
+    V2,
+}
+
+impl WireVersion {
+    /// The `u16` in the header.
+    pub const fn number(self) -> u16 {
+        match self {
+            Self::V1 => 1,
+            Self::V2 => 2,
+        }
+    }
+
+    fn from_number(n: u16) -> Option<Self> {
+        match n {
+            1 => Some(Self::V1),
+            2 => Some(Self::V2),
+            _ => None,
+        }
+    }
+}
 
 const HEADER_LEN: usize = 4 + 2 + 8 + 2 + 4;
 const TRAILER_LEN: usize = 4;
 const QUANT_LEN: usize = 4 * (1 + NUM_BINS);
 
-/// Exact encoded size of `payload` in bytes.
+fn record_prefix_len(t: &CompressedTensor) -> usize {
+    2 + t.name.len() + 1 + 8 * t.shape.len() + 6 + 4
+}
+
+/// Exact size of [`encode`]'s output for `payload`.
 pub fn encoded_len(payload: &GradientPayload) -> usize {
+    encoded_len_as(payload, WireVersion::V2)
+}
+
+/// Exact encoded size of `payload` in `version`.
+pub fn encoded_len_as(payload: &GradientPayload, version: WireVersion) -> usize {
     HEADER_LEN
         + payload
             .tensors
             .iter()
             .map(|t| {
-                2 + t.name.len()
-                    + 1
-                    + 8 * t.shape.len()
-                    + 6
-                    + 4
-                    + 4
-                    + packed_indices_len(t.indices.len())
-                    + 4
-                    + t.codes.len()
+                record_prefix_len(t)
+                    + match version {
+                        WireVersion::V1 => v1::entries_len(t),
+                        WireVersion::V2 => v2::entries_len(t),
+                    }
                     + QUANT_LEN
             })
             .sum::<usize>()
         + TRAILER_LEN
 }
 
-/// Serializes `payload` (tensors in their current order).
+/// Serializes `payload` in the current version ([`WIRE_VERSION`], tensors in their
+/// current order). This is what new objects use.
 pub fn encode(payload: &GradientPayload) -> Vec<u8> {
-    let mut out = Vec::with_capacity(encoded_len(payload));
+    encode_as(payload, WireVersion::V2)
+}
+
+/// Serializes `payload` in `version` (v1 for peers or tools that predate v2).
+pub fn encode_as(payload: &GradientPayload, version: WireVersion) -> Vec<u8> {
+    let mut out = Vec::with_capacity(match version {
+        WireVersion::V1 => encoded_len_as(payload, version),
+        // Exact v2 sizes need a pass of the coders; reserve the v1 bound instead.
+        WireVersion::V2 => encoded_len_as(payload, WireVersion::V1),
+    });
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&WIRE_VERSION.to_le_bytes());
+    out.extend_from_slice(&version.number().to_le_bytes());
     out.extend_from_slice(&payload.window.to_le_bytes());
     out.extend_from_slice(&payload.uid.to_le_bytes());
     out.extend_from_slice(&(payload.tensors.len() as u32).to_le_bytes());
@@ -80,10 +128,10 @@ pub fn encode(payload: &GradientPayload) -> Vec<u8> {
             out.extend_from_slice(&(v as u16).to_le_bytes());
         }
         out.extend_from_slice(&(t.indices.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(packed_indices_len(t.indices.len()) as u32).to_le_bytes());
-        pack_indices12(&t.indices, &mut out);
-        out.extend_from_slice(&(t.codes.len() as u32).to_le_bytes());
-        out.extend_from_slice(&t.codes);
+        match version {
+            WireVersion::V1 => v1::write_entries(t, &mut out),
+            WireVersion::V2 => v2::write_entries(t, &mut out),
+        }
         out.extend_from_slice(&t.quant.shift.to_le_bytes());
         for c in t.quant.centroids {
             out.extend_from_slice(&c.to_le_bytes());
@@ -94,8 +142,19 @@ pub fn encode(payload: &GradientPayload) -> Vec<u8> {
     out
 }
 
-/// Decodes and validates untrusted bytes against the expected parameters, using the
-/// default [`SparseLocoConfig`]. Tensors come back in spec order.
+/// Version of an encoded payload (after checking the magic), without decoding it.
+pub fn wire_version(bytes: &[u8]) -> Result<WireVersion, WireError> {
+    let mut reader = Reader { bytes, pos: 0 };
+    let magic: [u8; 4] = reader.array("magic")?;
+    if magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    let version = reader.u16("version")?;
+    WireVersion::from_number(version).ok_or(WireError::UnsupportedVersion(version))
+}
+
+/// Decodes and validates untrusted bytes (version 1 or 2) against the expected
+/// parameters, using the default [`SparseLocoConfig`]. Tensors come back in spec order.
 pub fn decode(bytes: &[u8], specs: &[ParamSpec]) -> Result<GradientPayload, WireError> {
     decode_with_config(bytes, specs, &SparseLocoConfig::default())
 }
@@ -107,15 +166,7 @@ pub fn decode_with_config(
     config: &SparseLocoConfig,
 ) -> Result<GradientPayload, WireError> {
     let layout = Layout::new(specs, config).map_err(|e| WireError::InvalidSpecs(e.to_string()))?;
-    let mut reader = Reader { bytes, pos: 0 };
-    let magic: [u8; 4] = reader.array("magic")?;
-    if magic != MAGIC {
-        return Err(WireError::BadMagic(magic));
-    }
-    let version = reader.u16("version")?;
-    if version != WIRE_VERSION {
-        return Err(WireError::UnsupportedVersion(version));
-    }
+    let version = wire_version(bytes)?;
     let body_len = bytes
         .len()
         .checked_sub(TRAILER_LEN)
@@ -138,7 +189,7 @@ pub fn decode_with_config(
     }
     let mut reader = Reader {
         bytes: body,
-        pos: reader.pos,
+        pos: MAGIC.len() + 2,
     };
     let window = reader.u64("window")?;
     let uid = reader.u16("uid")?;
@@ -151,7 +202,7 @@ pub fn decode_with_config(
     }
     let mut slots: Vec<Option<CompressedTensor>> = vec![None; layout.len()];
     for _ in 0..count {
-        let (position, tensor) = read_record(&mut reader, &layout)?;
+        let (position, tensor) = read_record(&mut reader, &layout, version)?;
         match slots.get_mut(position) {
             Some(slot @ None) => *slot = Some(tensor),
             _ => return Err(WireError::DuplicateTensor(tensor.name)),
@@ -172,9 +223,77 @@ pub fn decode_with_config(
     })
 }
 
+/// Decoded entries of one record: local indices and packed 2-bit codes.
+pub(crate) struct Entries {
+    pub(crate) indices: Vec<u16>,
+    pub(crate) codes: Vec<u8>,
+}
+
+/// Builds the errors of one record.
+pub(crate) struct RecordErrors<'a> {
+    pub(crate) name: &'a str,
+}
+
+impl RecordErrors<'_> {
+    pub(crate) fn mismatch(&self, field: &'static str, expected: usize, actual: u64) -> WireError {
+        WireError::FieldMismatch {
+            name: self.name.to_owned(),
+            field,
+            expected: expected as u64,
+            actual,
+        }
+    }
+
+    pub(crate) fn expect(
+        &self,
+        actual: u64,
+        expected: usize,
+        field: &'static str,
+    ) -> Result<(), WireError> {
+        if actual == expected as u64 {
+            Ok(())
+        } else {
+            Err(self.mismatch(field, expected, actual))
+        }
+    }
+
+    pub(crate) fn padding(&self, field: &'static str) -> WireError {
+        WireError::NonZeroPadding {
+            name: self.name.to_owned(),
+            field,
+        }
+    }
+
+    pub(crate) fn non_canonical(&self, field: &'static str) -> WireError {
+        WireError::NonCanonical {
+            name: self.name.to_owned(),
+            field,
+        }
+    }
+
+    pub(crate) fn at_most(
+        &self,
+        field: &'static str,
+        max: usize,
+        actual: u64,
+    ) -> Result<(), WireError> {
+        if actual <= max as u64 {
+            Ok(())
+        } else {
+            Err(WireError::LengthOutOfBounds {
+                name: self.name.to_owned(),
+                field,
+                max: max as u64,
+                actual,
+            })
+        }
+    }
+}
+
 fn read_record(
     reader: &mut Reader<'_>,
     layout: &Layout,
+    version: WireVersion,
 ) -> Result<(usize, CompressedTensor), WireError> {
     let name_len = usize::from(reader.u16("name length")?);
     if name_len > MAX_NAME_LEN {
@@ -189,16 +308,10 @@ fn read_record(
     else {
         return Err(WireError::UnknownTensor(name.to_owned()));
     };
-    let name = spec.name.clone();
-    let mismatch = |field, expected: usize, actual: u64| WireError::FieldMismatch {
-        name: name.clone(),
-        field,
-        expected: expected as u64,
-        actual,
-    };
+    let errors = RecordErrors { name: &spec.name };
     let ndim = usize::from(reader.u8("ndim")?);
     if ndim > MAX_NDIM || ndim != spec.shape.len() {
-        return Err(mismatch("ndim", spec.shape.len(), ndim as u64));
+        return Err(errors.mismatch("ndim", spec.shape.len(), ndim as u64));
     }
     let mut dims = Vec::with_capacity(ndim);
     for _ in 0..ndim {
@@ -210,140 +323,45 @@ fn read_record(
         .any(|(&d, &s)| i64::try_from(d).ok() != Some(s))
     {
         return Err(WireError::ShapeMismatch {
-            name,
+            name: spec.name.clone(),
             expected: spec.shape.clone(),
             actual: dims,
         });
     }
-    expect(
+    errors.expect(
         reader.u16("block_rows")?.into(),
         geom.block_rows(),
         "block_rows",
-        &mismatch,
     )?;
-    expect(
+    errors.expect(
         reader.u16("block_cols")?.into(),
         geom.block_cols(),
         "block_cols",
-        &mismatch,
     )?;
-    expect(reader.u16("k")?.into(), geom.k(), "k", &mismatch)?;
-    let entries = geom.entries();
-    expect(reader.u32("entries")?.into(), entries, "entries", &mismatch)?;
-    expect(
-        reader.u32("index bytes")?.into(),
-        packed_indices_len(entries),
-        "index bytes",
-        &mismatch,
-    )?;
-    let index_bytes = reader.take(packed_indices_len(entries), "indices")?;
-    let mut indices = Vec::new();
-    unpack_indices12(index_bytes, entries, &mut indices).map_err(|e| match e {
-        UnpackError::Padding => WireError::NonZeroPadding {
-            name: name.clone(),
-            field: "indices",
-        },
-        UnpackError::Length => mismatch(
-            "index bytes",
-            packed_indices_len(entries),
-            index_bytes.len() as u64,
-        ),
-    })?;
-    expect(
-        reader.u32("code bytes")?.into(),
-        packed_codes_len(entries),
-        "code bytes",
-        &mismatch,
-    )?;
-    let codes = reader.take(packed_codes_len(entries), "codes")?;
-    check_codes2(codes, entries).map_err(|_| WireError::NonZeroPadding {
-        name: name.clone(),
-        field: "codes",
-    })?;
+    errors.expect(reader.u16("k")?.into(), geom.k(), "k")?;
+    errors.expect(reader.u32("entries")?.into(), geom.entries(), "entries")?;
+    let entries = match version {
+        WireVersion::V1 => v1::read_entries(reader, geom, &errors)?,
+        WireVersion::V2 => v2::read_entries(reader, geom, &errors)?,
+    };
     let shift = reader.f32("shift")?;
     let mut centroids = [0f32; NUM_BINS];
     for c in &mut centroids {
         *c = reader.f32("centroid")?;
     }
     let tensor = CompressedTensor {
-        name,
+        name: spec.name.clone(),
         shape: spec.shape.clone(),
         geometry: *geom,
-        indices,
-        codes: codes.to_vec(),
+        indices: entries.indices,
+        codes: entries.codes,
         quant: QuantParams { shift, centroids },
     };
     check_entries(&tensor, &spec.name, geom)?;
     Ok((position, tensor))
 }
 
-fn expect(
-    actual: u64,
-    expected: usize,
-    field: &'static str,
-    mismatch: &impl Fn(&'static str, usize, u64) -> WireError,
-) -> Result<(), WireError> {
-    if actual == expected as u64 {
-        Ok(())
-    } else {
-        Err(mismatch(field, expected, actual))
-    }
-}
-
-/// Bounds-checked little-endian cursor.
-struct Reader<'a> {
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.bytes.len().saturating_sub(self.pos)
-    }
-
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], WireError> {
-        let slice = self
-            .pos
-            .checked_add(n)
-            .and_then(|end| self.bytes.get(self.pos..end))
-            .ok_or(WireError::Truncated {
-                field,
-                offset: self.pos,
-                needed: n,
-                available: self.remaining(),
-            })?;
-        self.pos += n;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self, field: &'static str) -> Result<[u8; N], WireError> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N, field)?);
-        Ok(out)
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, WireError> {
-        Ok(self.array::<1>(field)?[0])
-    }
-
-    fn u16(&mut self, field: &'static str) -> Result<u16, WireError> {
-        self.array(field).map(u16::from_le_bytes)
-    }
-
-    fn u32(&mut self, field: &'static str) -> Result<u32, WireError> {
-        self.array(field).map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self, field: &'static str) -> Result<u64, WireError> {
-        self.array(field).map(u64::from_le_bytes)
-    }
-
-    fn f32(&mut self, field: &'static str) -> Result<f32, WireError> {
-        self.array(field).map(f32::from_le_bytes)
-    }
-}
-
-/// Dense fp32 size of `specs` divided by the encoded size of `payload`.
+/// Dense fp32 size of `specs` divided by the encoded size of `payload` ([`encode`]).
 pub fn compression_ratio(payload: &GradientPayload, specs: &[ParamSpec]) -> f64 {
     dense_bytes(specs, 4) as f64 / encoded_len(payload) as f64
 }

@@ -1,0 +1,273 @@
+//! Static rANS coding of the 2-bit codes of one tensor (wire format v2).
+//!
+//! Frequencies: the tensor's code histogram normalized to `M = 4096` ([`normalize`]):
+//! `f_s = max(1, floor(count_s * M / total))` for every code that occurs, 0 otherwise, and
+//! the rounding remainder added to the most frequent code (lowest code on ties).
+//! Coder: 32-bit state, `L = 2^23`, byte-wise renormalization. The encoder starts at `L`
+//! and codes the entries last to first; the stream is its final state (`u32` LE)
+//! followed by the renormalization bytes in the order the decoder reads them. A canonical
+//! stream decodes exactly `entries` codes, ends in state `L` with no byte left, and its
+//! frequencies equal the normalized histogram of what it decodes to.
+
+use crate::bitpack::code_at;
+use crate::quant::NUM_BINS;
+
+/// Bits of precision of the frequencies (they sum to `1 << FREQ_BITS`).
+pub const FREQ_BITS: u32 = 12;
+const M: u32 = 1 << FREQ_BITS;
+const L: u32 = 1 << 23;
+const STATE_BYTES: usize = 4;
+
+/// Normalized code frequencies.
+pub(crate) type Freqs = [u16; NUM_BINS];
+
+/// Why a code stream was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RansError {
+    /// Frequencies do not sum to `M` (or are non-zero for an empty tensor).
+    FreqSum,
+    /// The stream ended before all codes were decoded.
+    Truncated,
+    /// The initial state is outside `[L, 256 L)`, the final state is not `L`, or bytes
+    /// remain after the last code.
+    State,
+    /// The frequencies are not the normalized histogram of the decoded codes.
+    Freqs,
+}
+
+/// Canonical frequencies of a code histogram.
+pub(crate) fn normalize(hist: &[u64; NUM_BINS]) -> Freqs {
+    let total: u64 = hist.iter().sum();
+    let mut f = [0u16; NUM_BINS];
+    if total == 0 {
+        return f;
+    }
+    for (out, &c) in f.iter_mut().zip(hist) {
+        if c > 0 {
+            *out = ((u128::from(c) * u128::from(M) / u128::from(total)) as u16).max(1);
+        }
+    }
+    let largest = (0..NUM_BINS).fold(0, |best, s| if hist[s] > hist[best] { s } else { best });
+    let sum: i32 = f.iter().map(|&v| i32::from(v)).sum();
+    // Floors lose at most 3, the max(1) bumps add at most 3; the largest code has at
+    // least M / 4, so it stays positive.
+    f[largest] = (i32::from(f[largest]) + M as i32 - sum) as u16;
+    f
+}
+
+fn cumulative(f: &Freqs) -> [u32; NUM_BINS] {
+    let mut c = [0u32; NUM_BINS];
+    for s in 1..NUM_BINS {
+        c[s] = c[s - 1] + u32::from(f[s - 1]);
+    }
+    c
+}
+
+/// Appends the rANS stream of the `n` packed codes with frequencies `freqs` (which must
+/// be [`normalize`] of their histogram). Nothing is written for `n == 0`.
+pub(crate) fn write(packed: &[u8], n: usize, freqs: &Freqs, out: &mut Vec<u8>) {
+    if n == 0 {
+        return;
+    }
+    let cum = cumulative(freqs);
+    let mut renorm = Vec::with_capacity(n / 4 + 16);
+    let mut x = L;
+    for i in (0..n).rev() {
+        let s = usize::from(code_at(packed, i));
+        let f = u32::from(freqs[s]).max(1);
+        let x_max = ((L >> FREQ_BITS) << 8) * f;
+        while x >= x_max {
+            renorm.push(x as u8);
+            x >>= 8;
+        }
+        x = ((x / f) << FREQ_BITS) + (x % f) + cum[s];
+    }
+    out.reserve(STATE_BYTES + renorm.len());
+    out.extend_from_slice(&x.to_le_bytes());
+    out.extend(renorm.iter().rev());
+}
+
+/// Exact length of the stream [`write`] produces.
+pub(crate) fn stream_len(packed: &[u8], n: usize, freqs: &Freqs) -> usize {
+    let mut out = Vec::new();
+    write(packed, n, freqs, &mut out);
+    out.len()
+}
+
+/// Most bytes a stream of `n` codes can take: at most `FREQ_BITS` bits per code.
+pub(crate) fn max_len(n: usize) -> usize {
+    if n == 0 {
+        0
+    } else {
+        STATE_BYTES + (n * FREQ_BITS as usize).div_ceil(8) + STATE_BYTES
+    }
+}
+
+/// Decodes `n` codes from `bytes` into `out` (packed four per byte, cleared first) and
+/// checks the stream is canonical.
+pub(crate) fn read(
+    bytes: &[u8],
+    n: usize,
+    freqs: &Freqs,
+    out: &mut Vec<u8>,
+) -> Result<(), RansError> {
+    out.clear();
+    let sum: u32 = freqs.iter().map(|&f| u32::from(f)).sum();
+    if n == 0 {
+        return if sum == 0 && bytes.is_empty() {
+            Ok(())
+        } else if sum != 0 {
+            Err(RansError::FreqSum)
+        } else {
+            Err(RansError::State)
+        };
+    }
+    if sum != M {
+        return Err(RansError::FreqSum);
+    }
+    let (state, mut rest) = bytes
+        .split_first_chunk::<STATE_BYTES>()
+        .ok_or(RansError::Truncated)?;
+    let mut x = u32::from_le_bytes(*state);
+    if !(L..L << 8).contains(&x) {
+        return Err(RansError::State);
+    }
+    let cum = cumulative(freqs);
+    let f32s = freqs.map(u32::from);
+    let mut hist = [0u64; NUM_BINS];
+    out.reserve(n.div_ceil(4));
+    let mut byte = 0u8;
+    for i in 0..n {
+        let slot = x & (M - 1);
+        let s =
+            usize::from(slot >= cum[1]) + usize::from(slot >= cum[2]) + usize::from(slot >= cum[3]);
+        hist[s] += 1;
+        byte |= (s as u8) << (2 * (i % 4));
+        if i % 4 == 3 {
+            out.push(byte);
+            byte = 0;
+        }
+        x = f32s[s] * (x >> FREQ_BITS) + slot - cum[s];
+        while x < L {
+            let (&b, tail) = rest.split_first().ok_or(RansError::Truncated)?;
+            x = (x << 8) | u32::from(b);
+            rest = tail;
+        }
+    }
+    if n % 4 != 0 {
+        out.push(byte);
+    }
+    if x != L || !rest.is_empty() {
+        return Err(RansError::State);
+    }
+    if normalize(&hist) != *freqs {
+        return Err(RansError::Freqs);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bitpack::pack_codes2;
+
+    fn hist(codes: &[u8]) -> [u64; 4] {
+        let mut h = [0u64; 4];
+        for &c in codes {
+            h[usize::from(c)] += 1;
+        }
+        h
+    }
+
+    #[test]
+    fn normalized_frequencies_sum_to_m_and_keep_every_code() {
+        for h in [
+            [1, 1_000_000, 0, 999_999],
+            [5, 5, 5, 5],
+            [0, 0, 7, 0],
+            [1, 1, 1, 4093],
+            [3, 0, 0, 1],
+        ] {
+            let f = normalize(&h);
+            assert_eq!(f.iter().map(|&v| u32::from(v)).sum::<u32>(), M, "{h:?}");
+            for s in 0..4 {
+                assert_eq!(f[s] > 0, h[s] > 0, "{h:?} -> {f:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_for_skewed_and_uniform_codes() {
+        for (n, pattern) in [(1usize, 0u64), (7, 1), (1000, 2), (4096, 3), (10_001, 4)] {
+            let codes: Vec<u8> = (0..n as u64)
+                .map(|i| match pattern {
+                    0 | 3 => (i * 7 % 4) as u8,
+                    1 => 2,
+                    2 => {
+                        if i % 97 == 0 {
+                            0
+                        } else if i % 3 == 0 {
+                            1
+                        } else {
+                            3
+                        }
+                    }
+                    _ => ((i * 2654435761) >> 7 & 3) as u8,
+                })
+                .collect();
+            let packed = pack_codes2(&codes);
+            let f = normalize(&hist(&codes));
+            let mut bytes = Vec::new();
+            write(&packed, n, &f, &mut bytes);
+            assert_eq!(bytes.len(), stream_len(&packed, n, &f));
+            assert!(bytes.len() <= max_len(n));
+            let mut back = Vec::new();
+            read(&bytes, n, &f, &mut back).unwrap();
+            assert_eq!(back, packed, "n {n} pattern {pattern}");
+            for len in 0..bytes.len() {
+                assert!(read(&bytes[..len], n, &f, &mut back).is_err());
+            }
+            let mut extra = bytes.clone();
+            extra.push(0);
+            assert!(read(&extra, n, &f, &mut back).is_err());
+        }
+    }
+
+    #[test]
+    fn skewed_codes_cost_about_their_entropy() {
+        // Two equally likely codes: about one bit each.
+        let codes: Vec<u8> = (0..40_000u64)
+            .map(|i| {
+                if (i * 2654435761) >> 13 & 1 == 0 {
+                    1
+                } else {
+                    3
+                }
+            })
+            .collect();
+        let packed = pack_codes2(&codes);
+        let f = normalize(&hist(&codes));
+        let len = stream_len(&packed, codes.len(), &f);
+        assert!(len < 40_000 / 8 + 64, "{len}");
+    }
+
+    #[test]
+    fn wrong_frequencies_are_rejected() {
+        let codes: Vec<u8> = (0..500u32).map(|i| (i % 3) as u8 + 1).collect();
+        let packed = pack_codes2(&codes);
+        let f = normalize(&hist(&codes));
+        let mut bytes = Vec::new();
+        write(&packed, codes.len(), &f, &mut bytes);
+        let mut out = Vec::new();
+        let mut skewed = f;
+        skewed[1] -= 1;
+        skewed[2] += 1;
+        assert!(read(&bytes, codes.len(), &skewed, &mut out).is_err());
+        let mut short = f;
+        short[1] -= 1;
+        assert_eq!(
+            read(&bytes, codes.len(), &short, &mut out),
+            Err(RansError::FreqSum)
+        );
+    }
+}

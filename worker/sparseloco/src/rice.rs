@@ -1,0 +1,367 @@
+//! Golomb-Rice coding of the sorted local indices of every chunk (wire format v2).
+//!
+//! Inside a chunk of `n` elements with `k` kept, strictly increasing indices
+//! `i_0 < i_1 < ...`, the gaps are `g_0 = i_0` and `g_j = i_j - i_{j-1} - 1` (all >= 0).
+//! Gap `g` is written with parameter `r` as `g >> r` zero bits, a one bit, then the low
+//! `r` bits of `g` (LSB-first, see [`crate::bitio`]). One parameter per tensor, the
+//! smallest `r` in `0..=MAX_RICE_PARAM` that minimizes the tensor's total bit count; the
+//! chunks of a tensor form one bit stream, zero-padded to a byte at its end. When
+//! `k == n` the indices are forced (`0..n`): no bits, parameter 0.
+
+use crate::bitio::{BitReader, BitWriter};
+use crate::geometry::ChunkGeometry;
+
+/// Largest Rice parameter (gaps are below 4096 = 2^12).
+pub const MAX_RICE_PARAM: u8 = 12;
+
+/// Why a Rice stream was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RiceError {
+    /// The stream ended inside a gap.
+    Truncated,
+    /// A gap leads to an index at or past the chunk size (`index` saturates at `u16::MAX`).
+    OutOfRange { chunk: usize, index: u16 },
+    /// Whole bytes remain after the last gap.
+    Trailing,
+    /// The padding bits of the last byte are not zero.
+    Padding,
+    /// The parameter is not the canonical (smallest optimal) one, or above the maximum.
+    Parameter,
+}
+
+/// True when every element of each chunk is kept, so the indices carry no information.
+pub(crate) fn forced(geom: &ChunkGeometry) -> bool {
+    geom.k() == geom.chunk_elems()
+}
+
+/// Gap histogram of one tensor (one counter per possible gap value).
+struct GapHistogram {
+    counts: Vec<u32>,
+    gaps: u64,
+}
+
+impl GapHistogram {
+    fn new(chunk_elems: usize) -> Self {
+        Self {
+            counts: vec![0; chunk_elems.max(1)],
+            gaps: 0,
+        }
+    }
+
+    /// Bits needed with parameter `r`.
+    fn bits(&self, r: u8) -> u64 {
+        let quotients: u64 = self
+            .counts
+            .iter()
+            .enumerate()
+            .map(|(g, &c)| u64::from(c) * (g as u64 >> r))
+            .sum();
+        self.gaps * (u64::from(r) + 1) + quotients
+    }
+
+    /// Smallest parameter with the fewest bits, and that bit count.
+    fn best(&self) -> (u8, u64) {
+        (0..=MAX_RICE_PARAM)
+            .map(|r| (r, self.bits(r)))
+            .fold(
+                (0, u64::MAX),
+                |best, cur| if cur.1 < best.1 { cur } else { best },
+            )
+    }
+}
+
+/// Canonical parameter and exact bit count of a tensor's indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RicePlan {
+    pub(crate) param: u8,
+    pub(crate) bits: u64,
+}
+
+impl RicePlan {
+    /// Bytes of the padded stream.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bits.div_ceil(8) as usize
+    }
+}
+
+/// Plans the coding of `indices` (chunk-major, `k` per chunk, strictly increasing inside
+/// each chunk).
+pub(crate) fn plan(indices: &[u16], geom: &ChunkGeometry) -> RicePlan {
+    if forced(geom) {
+        return RicePlan { param: 0, bits: 0 };
+    }
+    let mut hist = GapHistogram::new(geom.chunk_elems());
+    for_each_gap(indices, geom.k(), |g| {
+        if let Some(c) = hist.counts.get_mut(g) {
+            *c += 1;
+        }
+    });
+    hist.gaps = indices.len() as u64;
+    let (param, bits) = hist.best();
+    RicePlan { param, bits }
+}
+
+fn for_each_gap(indices: &[u16], k: usize, mut f: impl FnMut(usize)) {
+    for chunk in indices.chunks(k.max(1)) {
+        let mut next = 0usize;
+        for &i in chunk {
+            let i = usize::from(i);
+            f(i.saturating_sub(next));
+            next = i + 1;
+        }
+    }
+}
+
+/// Appends the Rice stream of `indices` with `plan.param` (as returned by [`plan`]).
+pub(crate) fn write(indices: &[u16], geom: &ChunkGeometry, plan: RicePlan, out: &mut Vec<u8>) {
+    if forced(geom) {
+        return;
+    }
+    out.reserve(plan.bytes() + 8);
+    let r = u32::from(plan.param);
+    let mut w = BitWriter::new(out);
+    for_each_gap(indices, geom.k(), |g| {
+        let q = (g >> r) as u32;
+        let rem = (g & ((1 << r) - 1)) as u64;
+        if q + 1 + r <= 32 {
+            w.put(((rem << 1) | 1) << q, q + 1 + r);
+        } else {
+            w.zeros(q as usize);
+            w.put((rem << 1) | 1, 1 + r);
+        }
+    });
+    w.finish();
+}
+
+/// Decodes the indices of a whole tensor from `bytes` into `out` (cleared first), and
+/// checks the stream is canonical: every index below the chunk size, no bytes after the
+/// last gap, zero padding, `param` the smallest optimal parameter.
+pub(crate) fn read(
+    bytes: &[u8],
+    geom: &ChunkGeometry,
+    param: u8,
+    out: &mut Vec<u16>,
+) -> Result<(), RiceError> {
+    out.clear();
+    out.reserve(geom.entries());
+    let (n, k) = (geom.chunk_elems(), geom.k());
+    if forced(geom) {
+        if param != 0 {
+            return Err(RiceError::Parameter);
+        }
+        if !bytes.is_empty() {
+            return Err(RiceError::Trailing);
+        }
+        for _ in 0..geom.n_chunks() {
+            out.extend(0..n as u16);
+        }
+        return Ok(());
+    }
+    if param > MAX_RICE_PARAM {
+        return Err(RiceError::Parameter);
+    }
+    let mut hist = GapHistogram::new(n);
+    let mut reader = BitReader::new(bytes);
+    for chunk in 0..geom.n_chunks() {
+        let mut next = 0usize;
+        for _ in 0..k {
+            let out_of_range = |index: usize| RiceError::OutOfRange {
+                chunk,
+                index: u16::try_from(index).unwrap_or(u16::MAX),
+            };
+            let g = read_gap(&mut reader, param, n - next).map_err(|e| match e {
+                GapError::Truncated => RiceError::Truncated,
+                GapError::TooLarge(g) => out_of_range(next.saturating_add(g)),
+            })?;
+            let index = next + g;
+            // read_gap guarantees g < n - next, so index < n and g < n.
+            hist.counts[g] += 1;
+            out.push(index as u16);
+            next = index + 1;
+        }
+    }
+    if !reader.exhausted() {
+        return Err(RiceError::Trailing);
+    }
+    if !reader.at_clean_end() {
+        return Err(RiceError::Padding);
+    }
+    hist.gaps = out.len() as u64;
+    if hist.best().0 != param {
+        return Err(RiceError::Parameter);
+    }
+    Ok(())
+}
+
+enum GapError {
+    Truncated,
+    /// At least this gap, which does not fit below the limit.
+    TooLarge(usize),
+}
+
+/// Reads one gap; fails unless it is below `limit` (>= 1).
+#[inline]
+fn read_gap(reader: &mut BitReader<'_>, param: u8, limit: usize) -> Result<usize, GapError> {
+    let r = u32::from(param);
+    let mut q = 0usize;
+    loop {
+        if reader.available() < 32 {
+            reader.refill();
+        }
+        let buf = reader.buffer();
+        if buf != 0 {
+            let zeros = buf.trailing_zeros();
+            q += zeros as usize;
+            reader.consume(zeros + 1);
+            break;
+        }
+        let avail = reader.available();
+        if avail == 0 {
+            return Err(GapError::Truncated);
+        }
+        q += avail as usize;
+        reader.consume(avail);
+        if q << r >= limit {
+            return Err(GapError::TooLarge(q << r));
+        }
+    }
+    if q << r >= limit {
+        return Err(GapError::TooLarge(q << r));
+    }
+    if reader.available() < r {
+        reader.refill();
+        if reader.available() < r {
+            return Err(GapError::Truncated);
+        }
+    }
+    let rem = (reader.buffer() & ((1u64 << r) - 1)) as usize;
+    reader.consume(r);
+    let g = (q << r) | rem;
+    if g >= limit {
+        return Err(GapError::TooLarge(g));
+    }
+    Ok(g)
+}
+
+/// Most bytes a canonical stream of `geom` can take with parameter `param`: the gaps of
+/// one chunk sum to at most `n - k`, so their quotients sum to at most `(n - k) >> r`.
+pub(crate) fn max_bytes(geom: &ChunkGeometry, param: u8) -> usize {
+    if forced(geom) {
+        return 0;
+    }
+    let r = u32::from(param.min(MAX_RICE_PARAM));
+    let spare = geom.chunk_elems() - geom.k();
+    let bits =
+        geom.entries() as u64 * (u64::from(r) + 1) + geom.n_chunks() as u64 * (spare as u64 >> r);
+    bits.div_ceil(8) as usize
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ParamSpec, SparseLocoConfig};
+
+    fn geom(shape: &[i64]) -> ChunkGeometry {
+        ChunkGeometry::new(&ParamSpec::new("p", shape), &SparseLocoConfig::default()).unwrap()
+    }
+
+    fn spread(g: &ChunkGeometry, step: usize) -> Vec<u16> {
+        let mut v = Vec::new();
+        for c in 0..g.n_chunks() {
+            v.extend((0..g.k()).map(|j| ((j * step + c) % g.chunk_elems()) as u16));
+            let start = v.len() - g.k();
+            v[start..].sort_unstable();
+        }
+        v
+    }
+
+    #[test]
+    fn round_trip_and_exact_length() {
+        let g = geom(&[128, 192]);
+        for step in [1, 7, 63, 64] {
+            let idx = spread(&g, step);
+            let p = plan(&idx, &g);
+            let mut bytes = Vec::new();
+            write(&idx, &g, p, &mut bytes);
+            assert_eq!(bytes.len(), p.bytes());
+            assert!(bytes.len() <= max_bytes(&g, p.param));
+            let mut back = Vec::new();
+            read(&bytes, &g, p.param, &mut back).unwrap();
+            assert_eq!(back, idx);
+        }
+    }
+
+    #[test]
+    fn parameter_follows_the_gap_sizes() {
+        let g = geom(&[64, 64]);
+        // Dense prefix 0..64: all gaps zero, r = 0, one bit each.
+        let dense: Vec<u16> = (0..64).collect();
+        assert_eq!(plan(&dense, &g), RicePlan { param: 0, bits: 64 });
+        // Evenly spread: gaps of 63 -> r = 5 or 6.
+        let even: Vec<u16> = (0..64).map(|j| j * 64 + 63).collect();
+        let p = plan(&even, &g);
+        assert!(p.param == 5 || p.param == 6, "{p:?}");
+        // Any other parameter is rejected.
+        let mut bytes = Vec::new();
+        write(&even, &g, p, &mut bytes);
+        let mut out = Vec::new();
+        let other = RicePlan {
+            param: p.param + 1,
+            bits: 0,
+        };
+        let mut other_bytes = Vec::new();
+        write(&even, &g, other, &mut other_bytes);
+        assert_eq!(
+            read(&other_bytes, &g, other.param, &mut out),
+            Err(RiceError::Parameter)
+        );
+    }
+
+    #[test]
+    fn forced_chunks_take_no_bytes() {
+        let g = geom(&[2048]);
+        assert!(forced(&g));
+        let idx: Vec<u16> = (0..32).flat_map(|_| 0..64u16).collect();
+        let p = plan(&idx, &g);
+        assert_eq!(p.bytes(), 0);
+        let mut out = Vec::new();
+        read(&[], &g, 0, &mut out).unwrap();
+        assert_eq!(out, idx);
+        assert_eq!(read(&[0], &g, 0, &mut out), Err(RiceError::Trailing));
+        assert_eq!(read(&[], &g, 1, &mut out), Err(RiceError::Parameter));
+    }
+
+    #[test]
+    fn malformed_streams_are_rejected() {
+        let g = geom(&[64, 64]);
+        let idx: Vec<u16> = (0..64).map(|j| j * 64 + 63).collect();
+        let p = plan(&idx, &g);
+        let mut bytes = Vec::new();
+        write(&idx, &g, p, &mut bytes);
+        let mut out = Vec::new();
+        for len in 0..bytes.len() {
+            assert!(read(&bytes[..len], &g, p.param, &mut out).is_err());
+        }
+        let mut extra = bytes.clone();
+        extra.push(0);
+        assert_eq!(
+            read(&extra, &g, p.param, &mut out),
+            Err(RiceError::Trailing)
+        );
+        let used = (p.bits % 8) as u32;
+        if used != 0 {
+            let mut padded = bytes.clone();
+            *padded.last_mut().unwrap() |= 1 << used;
+            assert_eq!(
+                read(&padded, &g, p.param, &mut out),
+                Err(RiceError::Padding)
+            );
+        }
+        // All-zero stream: the unary run never ends inside the chunk.
+        let zeros = vec![0u8; bytes.len()];
+        assert!(matches!(
+            read(&zeros, &g, p.param, &mut out),
+            Err(RiceError::OutOfRange { .. } | RiceError::Truncated)
+        ));
+    }
+}
