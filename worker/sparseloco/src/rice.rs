@@ -48,25 +48,52 @@ impl GapHistogram {
         }
     }
 
-    /// Bits needed with parameter `r`.
-    fn bits(&self, r: u8) -> u64 {
-        let quotients: u64 = self
-            .counts
-            .iter()
-            .enumerate()
-            .map(|(g, &c)| u64::from(c) * (g as u64 >> r))
-            .sum();
-        self.gaps * (u64::from(r) + 1) + quotients
-    }
-
-    /// Smallest parameter with the fewest bits, and that bit count.
+    /// Smallest parameter with the fewest bits, and that bit count. With `C(t)` the number
+    /// of gaps `>= t`, the quotients sum to `S(r) = sum_{j >= 1} C(j * 2^r)`.
     fn best(&self) -> (u8, u64) {
+        let mut at_least = vec![0u64; self.counts.len() + 1];
+        for t in (0..self.counts.len()).rev() {
+            at_least[t] = at_least[t + 1] + u64::from(self.counts[t]);
+        }
         (0..=MAX_RICE_PARAM)
-            .map(|r| (r, self.bits(r)))
+            .map(|r| {
+                let quotients: u64 = at_least.iter().skip(1 << r).step_by(1 << r).sum();
+                (r, self.gaps * (u64::from(r) + 1) + quotients)
+            })
             .fold(
                 (0, u64::MAX),
                 |best, cur| if cur.1 < best.1 { cur } else { best },
             )
+    }
+}
+
+/// Bit counts of the decoded gaps with the parameter used and its two neighbours,
+/// accumulated from the quotients `q = g >> r` and bit `r - 1` of each gap. The bit count
+/// is convex in the parameter (`S(r) - S(r + 1)` never grows with `r`), so `r` is the
+/// smallest optimum exactly when it beats `r - 1` strictly and `r + 1` at least weakly.
+#[derive(Default)]
+struct NeighbourCosts {
+    quotients: u64,
+    half_quotients: u64,
+    low_bits: u64,
+}
+
+impl NeighbourCosts {
+    #[inline]
+    fn add(&mut self, q: usize, g: usize, r: u32) {
+        self.quotients += q as u64;
+        self.half_quotients += (q >> 1) as u64;
+        self.low_bits += ((g >> r.saturating_sub(1)) & usize::from(r > 0)) as u64;
+    }
+
+    fn is_smallest_optimum(&self, gaps: u64, r: u8) -> bool {
+        let bits = |r: u64, quotients: u64| gaps * (r + 1) + quotients;
+        let r = u64::from(r);
+        let here = bits(r, self.quotients);
+        let above = bits(r + 1, self.half_quotients);
+        let below_ok = r == 0 || bits(r - 1, 2 * self.quotients + self.low_bits) > here;
+        let above_ok = r == u64::from(MAX_RICE_PARAM) || above >= here;
+        below_ok && above_ok
     }
 }
 
@@ -160,7 +187,8 @@ pub(crate) fn read(
     if param > MAX_RICE_PARAM {
         return Err(RiceError::Parameter);
     }
-    let mut hist = GapHistogram::new(n);
+    let mut costs = NeighbourCosts::default();
+    let r = u32::from(param);
     let mut reader = BitReader::new(bytes);
     for chunk in 0..geom.n_chunks() {
         let mut next = 0usize;
@@ -173,9 +201,9 @@ pub(crate) fn read(
                 GapError::Truncated => RiceError::Truncated,
                 GapError::TooLarge(g) => out_of_range(next.saturating_add(g)),
             })?;
+            // read_gap guarantees g < n - next, so index < n.
             let index = next + g;
-            // read_gap guarantees g < n - next, so index < n and g < n.
-            hist.counts[g] += 1;
+            costs.add(g >> r, g, r);
             out.push(index as u16);
             next = index + 1;
         }
@@ -186,8 +214,7 @@ pub(crate) fn read(
     if !reader.at_clean_end() {
         return Err(RiceError::Padding);
     }
-    hist.gaps = out.len() as u64;
-    if hist.best().0 != param {
+    if !costs.is_smallest_optimum(out.len() as u64, param) {
         return Err(RiceError::Parameter);
     }
     Ok(())

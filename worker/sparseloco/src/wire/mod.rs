@@ -27,6 +27,8 @@ mod v2;
 use crate::compressed::{CompressedTensor, GradientPayload};
 use crate::config::{MAX_NAME_LEN, MAX_NDIM, ParamSpec, SparseLocoConfig};
 use crate::error::WireError;
+use crate::geometry::ChunkGeometry;
+use crate::host::par_map_weighted;
 use crate::layout::Layout;
 use crate::quant::{NUM_BINS, QuantParams};
 use crate::validate::check_entries;
@@ -114,32 +116,41 @@ pub fn encode_as(payload: &GradientPayload, version: WireVersion) -> Vec<u8> {
     out.extend_from_slice(&payload.window.to_le_bytes());
     out.extend_from_slice(&payload.uid.to_le_bytes());
     out.extend_from_slice(&(payload.tensors.len() as u32).to_le_bytes());
-    for t in &payload.tensors {
-        // Names are at most MAX_NAME_LEN bytes, ndim at most MAX_NDIM, block edges at most
-        // 64, k at most 4096 and entries below 2^32 (checked when the specs were accepted).
-        out.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
-        out.extend_from_slice(t.name.as_bytes());
-        out.push(t.shape.len() as u8);
-        for &d in &t.shape {
-            out.extend_from_slice(&(d as u64).to_le_bytes());
-        }
-        let g = &t.geometry;
-        for v in [g.block_rows(), g.block_cols(), g.k()] {
-            out.extend_from_slice(&(v as u16).to_le_bytes());
-        }
-        out.extend_from_slice(&(t.indices.len() as u32).to_le_bytes());
-        match version {
-            WireVersion::V1 => v1::write_entries(t, &mut out),
-            WireVersion::V2 => v2::write_entries(t, &mut out),
-        }
-        out.extend_from_slice(&t.quant.shift.to_le_bytes());
-        for c in t.quant.centroids {
-            out.extend_from_slice(&c.to_le_bytes());
-        }
+    let records = par_map_weighted(&payload.tensors, CompressedTensor::entries, |t| {
+        let mut record = Vec::new();
+        write_record(t, version, &mut record);
+        record
+    });
+    for record in records {
+        out.extend_from_slice(&record);
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+fn write_record(t: &CompressedTensor, version: WireVersion, out: &mut Vec<u8>) {
+    // Names are at most MAX_NAME_LEN bytes, ndim at most MAX_NDIM, block edges at most
+    // 64, k at most 4096 and entries below 2^32 (checked when the specs were accepted).
+    out.extend_from_slice(&(t.name.len() as u16).to_le_bytes());
+    out.extend_from_slice(t.name.as_bytes());
+    out.push(t.shape.len() as u8);
+    for &d in &t.shape {
+        out.extend_from_slice(&(d as u64).to_le_bytes());
+    }
+    let g = &t.geometry;
+    for v in [g.block_rows(), g.block_cols(), g.k()] {
+        out.extend_from_slice(&(v as u16).to_le_bytes());
+    }
+    out.extend_from_slice(&(t.indices.len() as u32).to_le_bytes());
+    match version {
+        WireVersion::V1 => v1::write_entries(t, out),
+        WireVersion::V2 => v2::write_entries(t, out),
+    }
+    out.extend_from_slice(&t.quant.shift.to_le_bytes());
+    for c in t.quant.centroids {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
 }
 
 /// Version of an encoded payload (after checking the magic), without decoding it.
@@ -200,22 +211,42 @@ pub fn decode_with_config(
             actual: count,
         });
     }
-    let mut slots: Vec<Option<CompressedTensor>> = vec![None; layout.len()];
+    // Pass 1: the framing of every record (cheap, sequential); pass 2: the entries of
+    // the records (the coders), in parallel.
+    let mut slots: Vec<Option<Framed<'_>>> = (0..layout.len()).map(|_| None).collect();
     for _ in 0..count {
-        let (position, tensor) = read_record(&mut reader, &layout, version)?;
-        match slots.get_mut(position) {
-            Some(slot @ None) => *slot = Some(tensor),
-            _ => return Err(WireError::DuplicateTensor(tensor.name)),
+        let framed = read_framing(&mut reader, &layout, version)?;
+        match slots.get_mut(framed.position) {
+            Some(slot @ None) => *slot = Some(framed),
+            _ => {
+                let name = layout
+                    .spec(framed.position)
+                    .map(|s| s.name.clone())
+                    .unwrap_or_default();
+                return Err(WireError::DuplicateTensor(name));
+            }
         }
     }
     if reader.remaining() > 0 {
         return Err(WireError::TrailingBytes(reader.remaining()));
     }
-    let tensors = slots
+    let framed = slots
         .into_iter()
         .zip(layout.specs())
         .map(|(slot, spec)| slot.ok_or_else(|| WireError::MissingTensor(spec.name.clone())))
         .collect::<Result<Vec<_>, _>>()?;
+    let tensors = par_map_weighted(
+        &framed,
+        |f| {
+            layout
+                .geometries()
+                .get(f.position)
+                .map_or(0, ChunkGeometry::entries)
+        },
+        |f| decode_record(f, &layout),
+    )
+    .into_iter()
+    .collect::<Result<Vec<_>, _>>()?;
     Ok(GradientPayload {
         window,
         uid,
@@ -290,11 +321,24 @@ impl RecordErrors<'_> {
     }
 }
 
-fn read_record(
-    reader: &mut Reader<'_>,
+/// One record with its framing checked and its entries still coded.
+struct Framed<'a> {
+    position: usize,
+    section: Section<'a>,
+    quant: QuantParams,
+}
+
+/// The coded entries of a record, lengths already checked against the geometry.
+pub(crate) enum Section<'a> {
+    V1(v1::Section<'a>),
+    V2(v2::Section<'a>),
+}
+
+fn read_framing<'a>(
+    reader: &mut Reader<'a>,
     layout: &Layout,
     version: WireVersion,
-) -> Result<(usize, CompressedTensor), WireError> {
+) -> Result<Framed<'a>, WireError> {
     let name_len = usize::from(reader.u16("name length")?);
     if name_len > MAX_NAME_LEN {
         return Err(WireError::InvalidName);
@@ -340,25 +384,44 @@ fn read_record(
     )?;
     errors.expect(reader.u16("k")?.into(), geom.k(), "k")?;
     errors.expect(reader.u32("entries")?.into(), geom.entries(), "entries")?;
-    let entries = match version {
-        WireVersion::V1 => v1::read_entries(reader, geom, &errors)?,
-        WireVersion::V2 => v2::read_entries(reader, geom, &errors)?,
+    let section = match version {
+        WireVersion::V1 => Section::V1(v1::read_section(reader, geom, &errors)?),
+        WireVersion::V2 => Section::V2(v2::read_section(reader, geom, &errors)?),
     };
     let shift = reader.f32("shift")?;
     let mut centroids = [0f32; NUM_BINS];
     for c in &mut centroids {
         *c = reader.f32("centroid")?;
     }
+    Ok(Framed {
+        position,
+        section,
+        quant: QuantParams { shift, centroids },
+    })
+}
+
+fn decode_record(framed: &Framed<'_>, layout: &Layout) -> Result<CompressedTensor, WireError> {
+    let (Some(spec), Some(geom)) = (
+        layout.spec(framed.position),
+        layout.geometries().get(framed.position),
+    ) else {
+        return Err(WireError::InvalidSpecs("record outside the layout".into()));
+    };
+    let errors = RecordErrors { name: &spec.name };
+    let entries = match &framed.section {
+        Section::V1(section) => v1::decode_section(section, geom, &errors)?,
+        Section::V2(section) => v2::decode_section(section, geom, &errors)?,
+    };
     let tensor = CompressedTensor {
         name: spec.name.clone(),
         shape: spec.shape.clone(),
         geometry: *geom,
         indices: entries.indices,
         codes: entries.codes,
-        quant: QuantParams { shift, centroids },
+        quant: framed.quant,
     };
     check_entries(&tensor, &spec.name, geom)?;
-    Ok((position, tensor))
+    Ok(tensor)
 }
 
 /// Dense fp32 size of `specs` divided by the encoded size of `payload` ([`encode`]).

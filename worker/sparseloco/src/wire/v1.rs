@@ -29,36 +29,51 @@ pub(super) fn write_entries(t: &CompressedTensor, out: &mut Vec<u8>) {
     out.extend_from_slice(&t.codes);
 }
 
-pub(super) fn read_entries(
-    reader: &mut Reader<'_>,
+/// Coded entries of a v1 record.
+pub(crate) struct Section<'a> {
+    indices: &'a [u8],
+    codes: &'a [u8],
+}
+
+pub(super) fn read_section<'a>(
+    reader: &mut Reader<'a>,
     geom: &ChunkGeometry,
     errors: &RecordErrors<'_>,
-) -> Result<Entries, WireError> {
+) -> Result<Section<'a>, WireError> {
     let entries = geom.entries();
     errors.expect(
         reader.u32("index bytes")?.into(),
         packed_indices_len(entries),
         "index bytes",
     )?;
-    let index_bytes = reader.take(packed_indices_len(entries), "indices")?;
-    let mut indices = Vec::new();
-    unpack_indices12(index_bytes, entries, &mut indices).map_err(|e| match e {
-        UnpackError::Padding => errors.padding("indices"),
-        UnpackError::Length => errors.mismatch(
-            "index bytes",
-            packed_indices_len(entries),
-            index_bytes.len() as u64,
-        ),
-    })?;
+    let indices = reader.take(packed_indices_len(entries), "indices")?;
     errors.expect(
         reader.u32("code bytes")?.into(),
         packed_codes_len(entries),
         "code bytes",
     )?;
     let codes = reader.take(packed_codes_len(entries), "codes")?;
-    check_codes2(codes, entries).map_err(|_| errors.padding("codes"))?;
+    Ok(Section { indices, codes })
+}
+
+pub(super) fn decode_section(
+    section: &Section<'_>,
+    geom: &ChunkGeometry,
+    errors: &RecordErrors<'_>,
+) -> Result<Entries, WireError> {
+    let entries = geom.entries();
+    let mut indices = Vec::new();
+    unpack_indices12(section.indices, entries, &mut indices).map_err(|e| match e {
+        UnpackError::Padding => errors.padding("indices"),
+        UnpackError::Length => errors.mismatch(
+            "index bytes",
+            packed_indices_len(entries),
+            section.indices.len() as u64,
+        ),
+    })?;
+    check_codes2(section.codes, entries).map_err(|_| errors.padding("codes"))?;
     Ok(Entries {
         indices,
-        codes: codes.to_vec(),
+        codes: section.codes.to_vec(),
     })
 }

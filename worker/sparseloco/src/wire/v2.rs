@@ -41,11 +41,19 @@ pub(super) fn write_entries(t: &CompressedTensor, out: &mut Vec<u8>) {
     out[len_at..len_at + 4].copy_from_slice(&len.to_le_bytes());
 }
 
-pub(super) fn read_entries(
-    reader: &mut Reader<'_>,
+/// Coded entries of a v2 record.
+pub(crate) struct Section<'a> {
+    param: u8,
+    indices: &'a [u8],
+    freqs: [u16; NUM_BINS],
+    codes: &'a [u8],
+}
+
+pub(super) fn read_section<'a>(
+    reader: &mut Reader<'a>,
     geom: &ChunkGeometry,
     errors: &RecordErrors<'_>,
-) -> Result<Entries, WireError> {
+) -> Result<Section<'a>, WireError> {
     let param = reader.u8("rice parameter")?;
     if param > rice::MAX_RICE_PARAM {
         return Err(errors.non_canonical("rice parameter"));
@@ -56,11 +64,30 @@ pub(super) fn read_entries(
         rice::max_bytes(geom, param),
         index_len.into(),
     )?;
-    let index_bytes = reader.take(index_len as usize, "indices")?;
+    let indices = reader.take(index_len as usize, "indices")?;
+    let mut freqs = [0u16; NUM_BINS];
+    for f in &mut freqs {
+        *f = reader.u16("code frequency")?;
+    }
+    let code_len = reader.u32("code bytes")?;
+    errors.at_most("code bytes", rans::max_len(geom.entries()), code_len.into())?;
+    let codes = reader.take(code_len as usize, "codes")?;
+    Ok(Section {
+        param,
+        indices,
+        freqs,
+        codes,
+    })
+}
+
+pub(super) fn decode_section(
+    section: &Section<'_>,
+    geom: &ChunkGeometry,
+    errors: &RecordErrors<'_>,
+) -> Result<Entries, WireError> {
     let mut indices = Vec::new();
-    rice::read(index_bytes, geom, param, &mut indices).map_err(|e| match e {
-        RiceError::Truncated => errors.non_canonical("index bytes"),
-        RiceError::Trailing => errors.non_canonical("index bytes"),
+    rice::read(section.indices, geom, section.param, &mut indices).map_err(|e| match e {
+        RiceError::Truncated | RiceError::Trailing => errors.non_canonical("index bytes"),
         RiceError::OutOfRange { chunk, index } => WireError::IndexOutOfRange {
             name: errors.name.to_owned(),
             chunk,
@@ -70,16 +97,8 @@ pub(super) fn read_entries(
         RiceError::Padding => errors.padding("indices"),
         RiceError::Parameter => errors.non_canonical("rice parameter"),
     })?;
-    let mut freqs = [0u16; NUM_BINS];
-    for f in &mut freqs {
-        *f = reader.u16("code frequency")?;
-    }
-    let entries = geom.entries();
-    let code_len = reader.u32("code bytes")?;
-    errors.at_most("code bytes", rans::max_len(entries), code_len.into())?;
-    let code_bytes = reader.take(code_len as usize, "codes")?;
     let mut codes = Vec::new();
-    rans::read(code_bytes, entries, &freqs, &mut codes).map_err(|e| match e {
+    rans::read(section.codes, geom.entries(), &section.freqs, &mut codes).map_err(|e| match e {
         RansError::FreqSum | RansError::Freqs => errors.non_canonical("code frequencies"),
         RansError::Truncated | RansError::State => errors.non_canonical("code bytes"),
     })?;

@@ -230,8 +230,9 @@ pub fn normalize_freqs(hist: &[u64; 4]) -> [u16; 4] {
     f.map(|v| v as u16)
 }
 
-/// rANS with 32-bit state, L = 2^23, 12-bit frequencies, bytes out; entries coded last to
-/// first from state L; stream = final state LE, then the bytes in decoder order.
+/// rANS with two 32-bit states (entry i uses state i % 2), L = 2^23, 12-bit frequencies,
+/// bytes out; entries coded last to first from states L; stream = final states LE (state
+/// 0 first), then the bytes in decoder order.
 pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
     if codes.is_empty() {
         return Vec::new();
@@ -239,18 +240,22 @@ pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
     let cum: Vec<u64> = (0..4)
         .map(|s| freqs[..s].iter().map(|&f| u64::from(f)).sum())
         .collect();
-    let mut x: u64 = 1 << 23;
+    let mut states: [u64; 2] = [1 << 23; 2];
     let mut stack = Vec::new();
-    for &c in codes.iter().rev() {
+    for (i, &c) in codes.iter().enumerate().rev() {
         let f = u64::from(freqs[usize::from(c)]);
         assert!(f > 0, "code {c} has frequency 0");
-        while x >= f << 19 {
-            stack.push((x & 0xff) as u8);
-            x >>= 8;
+        let x = &mut states[i % 2];
+        while *x >= f << 19 {
+            stack.push((*x & 0xff) as u8);
+            *x >>= 8;
         }
-        x = (x / f) * 4096 + x % f + cum[usize::from(c)];
+        *x = (*x / f) * 4096 + *x % f + cum[usize::from(c)];
     }
-    let mut out = (x as u32).to_le_bytes().to_vec();
+    let mut out = Vec::new();
+    for x in states {
+        out.extend_from_slice(&(x as u32).to_le_bytes());
+    }
     out.extend(stack.iter().rev());
     out
 }
