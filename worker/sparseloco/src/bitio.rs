@@ -1,4 +1,4 @@
-//! LSB-first bit streams: a writer over a `Vec<u8>` and a bounds-checked reader.
+//! LSB-first bit streams: a writer over a `Vec<u8>` and bounds-checked random access.
 //!
 //! Bit `i` of the stream is bit `i % 8` of byte `i / 8`. A finished stream is padded with
 //! zero bits to a whole byte.
@@ -48,79 +48,35 @@ impl<'a> BitWriter<'a> {
     }
 }
 
-/// Reads bits least significant first; never reads past the slice.
-pub(crate) struct BitReader<'a> {
+/// Random access to the bits of a byte slice; bits past the end read as zero.
+pub(crate) struct BitSlice<'a> {
     bytes: &'a [u8],
-    pos: usize,
-    acc: u64,
-    avail: u32,
 }
 
-impl<'a> BitReader<'a> {
+impl<'a> BitSlice<'a> {
     pub(crate) fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            pos: 0,
-            acc: 0,
-            avail: 0,
-        }
+        Self { bytes }
     }
 
-    /// Tops the buffer up to at least 57 bits, or to the end of the input.
-    #[inline]
-    pub(crate) fn refill(&mut self) {
-        if let Some(word) = self.bytes.get(self.pos..self.pos + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            self.acc |= u64::from_le_bytes(w) << self.avail;
-            let taken = (63 - self.avail) / 8;
-            self.pos += taken as usize;
-            self.avail += taken * 8;
-        } else {
-            while self.avail <= 56 {
-                let Some(&b) = self.bytes.get(self.pos) else {
-                    break;
-                };
-                self.acc |= u64::from(b) << self.avail;
-                self.pos += 1;
-                self.avail += 8;
+    /// Number of bits in the slice.
+    pub(crate) fn len_bits(&self) -> usize {
+        self.bytes.len() * 8
+    }
+
+    /// The bits from `pos` on, in the low end of the word: at least 57 are valid (those
+    /// past the end of the slice are zero).
+    #[inline(always)]
+    pub(crate) fn peek(&self, pos: usize) -> u64 {
+        let byte = pos >> 3;
+        let mut w = [0u8; 8];
+        match self.bytes.get(byte..byte + 8) {
+            Some(word) => w.copy_from_slice(word),
+            None => {
+                let tail = self.bytes.get(byte..).unwrap_or(&[]);
+                w[..tail.len()].copy_from_slice(tail);
             }
         }
-        // Bits above `avail` may hold stray data from the wide load: clear them.
-        if self.avail < 64 {
-            self.acc &= (1u64 << self.avail) - 1;
-        }
-    }
-
-    /// Buffered bits (valid bits are the low `available()` ones).
-    #[inline]
-    pub(crate) fn buffer(&self) -> u64 {
-        self.acc
-    }
-
-    /// Number of buffered bits.
-    #[inline]
-    pub(crate) fn available(&self) -> u32 {
-        self.avail
-    }
-
-    /// Drops `n <= available()` buffered bits.
-    #[inline]
-    pub(crate) fn consume(&mut self, n: u32) {
-        debug_assert!(n <= self.avail);
-        self.acc = if n >= 64 { 0 } else { self.acc >> n };
-        self.avail -= n;
-    }
-
-    /// True when every byte was read and the unread buffered bits (at most 7, the
-    /// padding of the last byte) are zero.
-    pub(crate) fn at_clean_end(&self) -> bool {
-        self.pos == self.bytes.len() && self.avail < 8 && self.acc == 0
-    }
-
-    /// True when every byte was buffered and fewer than 8 bits remain (padding).
-    pub(crate) fn exhausted(&self) -> bool {
-        self.pos == self.bytes.len() && self.avail < 8
+        u64::from_le_bytes(w) >> (pos & 7)
     }
 }
 
@@ -143,20 +99,28 @@ mod tests {
         w.finish();
         let total: u32 = items.iter().map(|&(_, b)| b).sum::<u32>() + 71;
         assert_eq!(out.len(), total.div_ceil(8) as usize);
-        let mut r = BitReader::new(&out);
+        let bits = BitSlice::new(&out);
+        let mut pos = 0;
         for &(v, b) in &items {
-            r.refill();
-            assert_eq!(r.buffer() & ((1u64 << b) - 1), v);
-            r.consume(b);
+            assert_eq!(bits.peek(pos) & ((1u64 << b) - 1), v);
+            pos += b as usize;
         }
-        for _ in 0..2 {
-            r.refill();
-            r.consume(35);
-        }
-        r.refill();
-        assert_eq!(r.buffer() & 1, 1);
-        r.consume(1);
-        assert!(r.at_clean_end());
+        assert_eq!(bits.peek(pos) & ((1 << 50) - 1), 0);
+        assert_eq!(bits.peek(pos + 50) & ((1 << 20) - 1), 0);
+        pos += 70;
+        assert_eq!(bits.peek(pos), 1);
+    }
+
+    #[test]
+    fn peek_reads_any_position_and_zeros_past_the_end() {
+        let bytes = [0b1010_0001u8, 0xff, 0x01];
+        let b = BitSlice::new(&bytes);
+        assert_eq!(b.len_bits(), 24);
+        assert_eq!(b.peek(0) & 0xff, 0b1010_0001);
+        assert_eq!(b.peek(5) & 0b111, 0b101);
+        assert_eq!(b.peek(16), 1);
+        assert_eq!(b.peek(17), 0);
+        assert_eq!(b.peek(1000), 0);
     }
 
     #[test]

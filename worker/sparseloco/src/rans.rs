@@ -129,13 +129,16 @@ fn step(
 ) -> u8 {
     let slot = *x & (M - 1);
     let s = usize::from(slot >= cum[1]) + usize::from(slot >= cum[2]) + usize::from(slot >= cum[3]);
-    let mut y = freq[s] * (*x >> FREQ_BITS) + slot - cum[s];
+    // No overflow: freq * (x >> 12) + slot < 2^12 * 2^19, and slot >= cum[s].
+    let mut y = freq[s]
+        .wrapping_mul(*x >> FREQ_BITS)
+        .wrapping_add(slot)
+        .wrapping_sub(cum[s]);
     for _ in 0..2 {
-        let need = usize::from(y < L);
+        let need = u32::from(y < L);
         let b = u32::from(bytes.get(*pos).copied().unwrap_or(0));
-        let shift = 8 * need as u32;
-        y = (y << shift) | (b & (0u32.wrapping_sub(need as u32) & 0xff));
-        *pos += need;
+        y = (y << (8 * need)) | (b & need.wrapping_neg() & 0xff);
+        *pos += need as usize;
     }
     *x = y;
     s as u8

@@ -8,7 +8,7 @@
 //! chunks of a tensor form one bit stream, zero-padded to a byte at its end. When
 //! `k == n` the indices are forced (`0..n`): no bits, parameter 0.
 
-use crate::bitio::{BitReader, BitWriter};
+use crate::bitio::{BitSlice, BitWriter};
 use crate::geometry::ChunkGeometry;
 
 /// Largest Rice parameter (gaps are below 4096 = 2^12).
@@ -189,7 +189,10 @@ pub(crate) fn read(
     }
     let mut costs = NeighbourCosts::default();
     let r = u32::from(param);
-    let mut reader = BitReader::new(bytes);
+    let mask = (1usize << r) - 1;
+    let bits = BitSlice::new(bytes);
+    let total = bits.len_bits();
+    let mut pos = 0usize;
     for chunk in 0..geom.n_chunks() {
         let mut next = 0usize;
         for _ in 0..k {
@@ -197,21 +200,33 @@ pub(crate) fn read(
                 chunk,
                 index: u16::try_from(index).unwrap_or(u16::MAX),
             };
-            let g = read_gap(&mut reader, param, n - next).map_err(|e| match e {
-                GapError::Truncated => RiceError::Truncated,
-                GapError::TooLarge(g) => out_of_range(next.saturating_add(g)),
-            })?;
-            // read_gap guarantees g < n - next, so index < n.
-            let index = next + g;
+            let w = bits.peek(pos);
+            let zeros = w.trailing_zeros();
+            let g = if zeros + 1 + r <= 57 {
+                // Fast path: quotient, stop bit and remainder all in the peeked word.
+                pos += (zeros + 1 + r) as usize;
+                ((zeros as usize) << r) | ((w >> (zeros + 1)) as usize & mask)
+            } else {
+                read_long_gap(&bits, &mut pos, r, n - next)
+                    .map_err(|g| g.map_or(RiceError::Truncated, |g| out_of_range(next + g)))?
+            };
+            if pos > total {
+                return Err(RiceError::Truncated);
+            }
+            if g >= n - next {
+                return Err(out_of_range(next + g));
+            }
             costs.add(g >> r, g, r);
+            // g < n - next, so the index is below n <= 4096.
+            let index = next + g;
             out.push(index as u16);
             next = index + 1;
         }
     }
-    if !reader.exhausted() {
+    if total - pos >= 8 {
         return Err(RiceError::Trailing);
     }
-    if !reader.at_clean_end() {
+    if bits.peek(pos) != 0 {
         return Err(RiceError::Padding);
     }
     if !costs.is_smallest_optimum(out.len() as u64, param) {
@@ -220,54 +235,44 @@ pub(crate) fn read(
     Ok(())
 }
 
-enum GapError {
-    Truncated,
-    /// At least this gap, which does not fit below the limit.
-    TooLarge(usize),
-}
-
-/// Reads one gap; fails unless it is below `limit` (>= 1).
-#[inline]
-fn read_gap(reader: &mut BitReader<'_>, param: u8, limit: usize) -> Result<usize, GapError> {
-    let r = u32::from(param);
+/// Slow path of one gap (a quotient run longer than one word, or the end of the stream):
+/// `Err(None)` when the stream ends first, `Err(Some(g))` when the gap reaches at least
+/// `g >= limit`.
+#[cold]
+fn read_long_gap(
+    bits: &BitSlice<'_>,
+    pos: &mut usize,
+    r: u32,
+    limit: usize,
+) -> Result<usize, Option<usize>> {
     let mut q = 0usize;
     loop {
-        if reader.available() < 32 {
-            reader.refill();
+        if *pos >= bits.len_bits() {
+            return Err(None);
         }
-        let buf = reader.buffer();
-        if buf != 0 {
-            let zeros = buf.trailing_zeros();
-            q += zeros as usize;
-            reader.consume(zeros + 1);
+        let w = bits.peek(*pos);
+        if w == 0 {
+            q += 57;
+            *pos += 57;
+        } else {
+            let zeros = w.trailing_zeros() as usize;
+            q += zeros;
+            *pos += zeros + 1;
             break;
         }
-        let avail = reader.available();
-        if avail == 0 {
-            return Err(GapError::Truncated);
-        }
-        q += avail as usize;
-        reader.consume(avail);
         if q << r >= limit {
-            return Err(GapError::TooLarge(q << r));
+            return Err(Some(q << r));
         }
     }
     if q << r >= limit {
-        return Err(GapError::TooLarge(q << r));
+        return Err(Some(q << r));
     }
-    if reader.available() < r {
-        reader.refill();
-        if reader.available() < r {
-            return Err(GapError::Truncated);
-        }
+    let rem = (bits.peek(*pos) & ((1u64 << r) - 1)) as usize;
+    *pos += r as usize;
+    if *pos > bits.len_bits() {
+        return Err(None);
     }
-    let rem = (reader.buffer() & ((1u64 << r) - 1)) as usize;
-    reader.consume(r);
-    let g = (q << r) | rem;
-    if g >= limit {
-        return Err(GapError::TooLarge(g));
-    }
-    Ok(g)
+    Ok((q << r) | rem)
 }
 
 /// Most bytes a canonical stream of `geom` can take with parameter `param`: the gaps of

@@ -16,6 +16,7 @@ use crate::bitpack::{
 use crate::compressed::CompressedTensor;
 use crate::error::WireError;
 use crate::geometry::ChunkGeometry;
+use crate::validate::check_indices;
 
 /// Bytes of the section for `t`.
 pub(super) fn entries_len(t: &CompressedTensor) -> usize {
@@ -71,6 +72,7 @@ pub(super) fn decode_section(
             section.indices.len() as u64,
         ),
     })?;
+    check_indices(&indices, errors.name, geom)?;
     check_codes2(section.codes, entries).map_err(|_| errors.padding("codes"))?;
     Ok(Entries {
         indices,
