@@ -116,24 +116,49 @@ pub(crate) fn max_len(n: usize) -> usize {
     }
 }
 
+/// Decoding tables in registers: frequencies and cumulative frequencies of the four
+/// codes packed 16 bits each.
+#[derive(Clone, Copy)]
+struct Tables {
+    freq: u64,
+    cum: u64,
+    c1: u32,
+    c2: u32,
+    c3: u32,
+}
+
+impl Tables {
+    fn new(freqs: &Freqs) -> Self {
+        let cum = cumulative(freqs);
+        let pack = |v: [u32; NUM_BINS]| {
+            v.iter()
+                .enumerate()
+                .fold(0u64, |acc, (s, &x)| acc | u64::from(x) << (16 * s))
+        };
+        Self {
+            freq: pack(freqs.map(u32::from)),
+            cum: pack(cum),
+            c1: cum[1],
+            c2: cum[2],
+            c3: cum[3],
+        }
+    }
+}
+
 /// One decoding step of one lane: the code, and the state renormalized from `bytes`
 /// (reading at most two bytes; past the end reads zeros and moves `pos` beyond `len`,
 /// which the caller rejects).
 #[inline(always)]
-fn step(
-    x: &mut u32,
-    cum: &[u32; NUM_BINS],
-    freq: &[u32; NUM_BINS],
-    bytes: &[u8],
-    pos: &mut usize,
-) -> u8 {
+fn step(x: &mut u32, t: Tables, bytes: &[u8], pos: &mut usize) -> u8 {
     let slot = *x & (M - 1);
-    let s = usize::from(slot >= cum[1]) + usize::from(slot >= cum[2]) + usize::from(slot >= cum[3]);
-    // No overflow: freq * (x >> 12) + slot < 2^12 * 2^19, and slot >= cum[s].
-    let mut y = freq[s]
+    let s = u32::from(slot >= t.c1) + u32::from(slot >= t.c2) + u32::from(slot >= t.c3);
+    let f = ((t.freq >> (16 * s)) & 0xffff) as u32;
+    let c = ((t.cum >> (16 * s)) & 0xffff) as u32;
+    // No overflow: f * (x >> 12) + slot < 2^12 * 2^19, and slot >= c.
+    let mut y = f
         .wrapping_mul(*x >> FREQ_BITS)
         .wrapping_add(slot)
-        .wrapping_sub(cum[s]);
+        .wrapping_sub(c);
     for _ in 0..2 {
         let need = u32::from(y < L);
         let b = u32::from(bytes.get(*pos).copied().unwrap_or(0));
@@ -178,23 +203,22 @@ pub(crate) fn read(
             return Err(RansError::State);
         }
     }
-    let cum = cumulative(freqs);
-    let freq = freqs.map(u32::from);
+    let t = Tables::new(freqs);
     let [mut x0, mut x1] = x;
     let mut pos = 0usize;
     let mut hist = [0u64; NUM_BINS];
     out.reserve(n.div_ceil(4));
     for _ in 0..n / 4 {
-        let a = step(&mut x0, &cum, &freq, stream, &mut pos);
-        let b = step(&mut x1, &cum, &freq, stream, &mut pos);
-        let c = step(&mut x0, &cum, &freq, stream, &mut pos);
-        let d = step(&mut x1, &cum, &freq, stream, &mut pos);
+        let a = step(&mut x0, t, stream, &mut pos);
+        let b = step(&mut x1, t, stream, &mut pos);
+        let c = step(&mut x0, t, stream, &mut pos);
+        let d = step(&mut x1, t, stream, &mut pos);
         out.push(a | b << 2 | c << 4 | d << 6);
     }
     let mut byte = 0u8;
     for i in 0..n % 4 {
         let lane = if i % 2 == 0 { &mut x0 } else { &mut x1 };
-        byte |= step(lane, &cum, &freq, stream, &mut pos) << (2 * i);
+        byte |= step(lane, t, stream, &mut pos) << (2 * i);
     }
     if n % 4 != 0 {
         out.push(byte);

@@ -67,8 +67,8 @@ impl GapHistogram {
     }
 }
 
-/// Bit counts of the decoded gaps with the parameter used and its two neighbours,
-/// accumulated from the quotients `q = g >> r` and bit `r - 1` of each gap. The bit count
+/// Bit counts of the decoded gaps with the parameter used and its two neighbours, from
+/// sums accumulated while decoding: the quotients `q = g >> r` and bit `r - 1` of each gap. The bit count
 /// is convex in the parameter (`S(r) - S(r + 1)` never grows with `r`), so `r` is the
 /// smallest optimum exactly when it beats `r - 1` strictly and `r + 1` at least weakly.
 #[derive(Default)]
@@ -79,13 +79,6 @@ struct NeighbourCosts {
 }
 
 impl NeighbourCosts {
-    #[inline]
-    fn add(&mut self, q: usize, g: usize, r: u32) {
-        self.quotients += q as u64;
-        self.half_quotients += (q >> 1) as u64;
-        self.low_bits += ((g >> r.saturating_sub(1)) & usize::from(r > 0)) as u64;
-    }
-
     fn is_smallest_optimum(&self, gaps: u64, r: u8) -> bool {
         let bits = |r: u64, quotients: u64| gaps * (r + 1) + quotients;
         let r = u64::from(r);
@@ -187,12 +180,15 @@ pub(crate) fn read(
     if param > MAX_RICE_PARAM {
         return Err(RiceError::Parameter);
     }
-    let mut costs = NeighbourCosts::default();
     let r = u32::from(param);
-    let mask = (1usize << r) - 1;
+    let mask = (1u64 << r) - 1;
     let bits = BitSlice::new(bytes);
     let total = bits.len_bits();
-    let mut pos = 0usize;
+    let mut buffer = BitBuffer::new(bytes);
+    // Local sums (see NeighbourCosts); kept in registers in the hot loop.
+    let (mut quotients, mut half_quotients, mut low_bits) = (0u64, 0u64, 0u64);
+    let low_shift = r.saturating_sub(1);
+    let low_mask = u64::from(r > 0);
     for chunk in 0..geom.n_chunks() {
         let mut next = 0usize;
         for _ in 0..k {
@@ -200,28 +196,37 @@ pub(crate) fn read(
                 chunk,
                 index: u16::try_from(index).unwrap_or(u16::MAX),
             };
-            let w = bits.peek(pos);
-            let zeros = w.trailing_zeros();
-            let g = if zeros + 1 + r <= 57 {
-                // Fast path: quotient, stop bit and remainder all in the peeked word.
-                pos += (zeros + 1 + r) as usize;
-                ((zeros as usize) << r) | ((w >> (zeros + 1)) as usize & mask)
+            buffer.refill();
+            let zeros = buffer.bits.trailing_zeros();
+            let len = zeros + 1 + r;
+            let g = if len <= buffer.avail {
+                // Fast path: quotient, stop bit and remainder all buffered.
+                let g = (u64::from(zeros) << r) | ((buffer.bits >> (zeros + 1)) & mask);
+                buffer.consume(len);
+                g as usize
             } else {
-                read_long_gap(&bits, &mut pos, r, n - next)
-                    .map_err(|g| g.map_or(RiceError::Truncated, |g| out_of_range(next + g)))?
+                let mut pos = buffer.position();
+                let g = read_long_gap(&bits, &mut pos, r, n - next)
+                    .map_err(|g| g.map_or(RiceError::Truncated, |g| out_of_range(next + g)))?;
+                buffer.seek(pos);
+                g
             };
-            if pos > total {
-                return Err(RiceError::Truncated);
-            }
             if g >= n - next {
                 return Err(out_of_range(next + g));
             }
-            costs.add(g >> r, g, r);
+            let q = (g >> r) as u64;
+            quotients = quotients.wrapping_add(q);
+            half_quotients = half_quotients.wrapping_add(q >> 1);
+            low_bits = low_bits.wrapping_add((g as u64 >> low_shift) & low_mask);
             // g < n - next, so the index is below n <= 4096.
             let index = next + g;
             out.push(index as u16);
             next = index + 1;
         }
+    }
+    let pos = buffer.position();
+    if pos > total {
+        return Err(RiceError::Truncated);
     }
     if total - pos >= 8 {
         return Err(RiceError::Trailing);
@@ -229,10 +234,85 @@ pub(crate) fn read(
     if bits.peek(pos) != 0 {
         return Err(RiceError::Padding);
     }
+    let costs = NeighbourCosts {
+        quotients,
+        half_quotients,
+        low_bits,
+    };
     if !costs.is_smallest_optimum(out.len() as u64, param) {
         return Err(RiceError::Parameter);
     }
     Ok(())
+}
+
+/// A 64-bit window on a bit stream: the low `avail` bits of `bits` are the next bits of
+/// the stream (higher bits are later stream bits or zero); bits past the end are zero.
+struct BitBuffer<'a> {
+    bytes: &'a [u8],
+    /// Next byte to load.
+    next: usize,
+    bits: u64,
+    avail: u32,
+}
+
+impl<'a> BitBuffer<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            next: 0,
+            bits: 0,
+            avail: 0,
+        }
+    }
+
+    /// Buffers at least 56 bits (fewer only at the end of the stream).
+    #[inline(always)]
+    fn refill(&mut self) {
+        if self.avail >= 56 {
+            return;
+        }
+        if let Some(word) = self.bytes.get(self.next..self.next + 8) {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(word);
+            // Bits shifted past the top are loaded again by the next refill.
+            self.bits |= u64::from_le_bytes(w) << self.avail;
+            let take = (63 - self.avail) >> 3;
+            self.next += take as usize;
+            self.avail += take * 8;
+        } else {
+            while self.avail <= 56 {
+                let Some(&b) = self.bytes.get(self.next) else {
+                    break;
+                };
+                self.bits |= u64::from(b) << self.avail;
+                self.next += 1;
+                self.avail += 8;
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn consume(&mut self, n: u32) {
+        // n <= avail <= 63.
+        self.bits >>= n;
+        self.avail -= n;
+    }
+
+    /// Bit position of the next unread bit.
+    fn position(&self) -> usize {
+        self.next * 8 - self.avail as usize
+    }
+
+    /// Restarts at bit `pos <= 8 * bytes.len()`.
+    fn seek(&mut self, pos: usize) {
+        self.next = pos >> 3;
+        self.bits = 0;
+        self.avail = 0;
+        self.refill();
+        // A position inside the stream has its byte buffered; the end position has no
+        // bits to skip.
+        self.consume((pos as u32 & 7).min(self.avail));
+    }
 }
 
 /// Slow path of one gap (a quotient run longer than one word, or the end of the stream):
