@@ -430,6 +430,46 @@ mod tests {
     }
 
     #[test]
+    fn neighbour_check_agrees_with_the_full_search() {
+        // Gap sets from dense to sparse and mixed: the local (convexity) test accepts
+        // exactly the parameter the exhaustive search picks.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        for case in 0..200 {
+            let max_gap = [1usize, 3, 20, 64, 300, 4095][case % 6];
+            let count = 1 + case % 37;
+            let gaps: Vec<usize> = (0..count)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    (state as usize) % (max_gap + 1)
+                })
+                .collect();
+            let mut hist = GapHistogram::new(4096);
+            for &g in &gaps {
+                hist.counts[g] += 1;
+            }
+            hist.gaps = gaps.len() as u64;
+            let best = hist.best().0;
+            for r in 0..=MAX_RICE_PARAM {
+                let mut costs = NeighbourCosts::default();
+                let rr = u32::from(r);
+                for &g in &gaps {
+                    let q = (g >> rr) as u64;
+                    costs.quotients += q;
+                    costs.half_quotients += q >> 1;
+                    costs.low_bits += if r > 0 { (g as u64 >> (rr - 1)) & 1 } else { 0 };
+                }
+                assert_eq!(
+                    costs.is_smallest_optimum(gaps.len() as u64, r),
+                    r == best,
+                    "gaps {gaps:?} r {r} best {best}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn forced_chunks_take_no_bytes() {
         let g = geom(&[2048]);
         assert!(forced(&g));

@@ -110,6 +110,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             rate(best)
         );
     };
+    code_statistics(&warm);
     line("compress (1 peer)", &mut compress_t);
     for (i, v) in VERSIONS.into_iter().enumerate() {
         println!("{v:?}:");
@@ -168,14 +169,35 @@ fn matrix() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
+/// Code histogram of a payload and its entropy: what the v2 code coder can reach.
+fn code_statistics(payload: &GradientPayload) {
+    let mut hist = [0u64; 4];
+    for t in &payload.tensors {
+        for (h, c) in hist.iter_mut().zip(t.code_histogram()) {
+            *h += c;
+        }
+    }
+    let total: u64 = hist.iter().sum();
+    let entropy: f64 = hist
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / total as f64;
+            -p * p.log2()
+        })
+        .sum();
+    println!(
+        "codes: {total} entries, histogram {hist:?}, entropy {entropy:.3} bits/code (v1 stores 2)"
+    );
+}
+
 fn sizes(specs: &[ParamSpec], wire: usize) {
     let fp32 = dense_bytes(specs, 4);
     let bf16 = dense_bytes(specs, 2);
     println!(
-        "  wire bytes {wire}  (dense fp32 {fp32}, bf16 {bf16})  ratio vs fp32 {:.2}x  vs bf16 {:.2}x  bits/entry-equivalent {:.3}",
+        "  wire bytes {wire}  (dense fp32 {fp32}, bf16 {bf16})  ratio vs fp32 {:.2}x  vs bf16 {:.2}x",
         fp32 as f64 / wire as f64,
         bf16 as f64 / wire as f64,
-        wire as f64 * 8.0 / (fp32 as f64 / 4.0 / 64.0),
     );
 }
 
