@@ -171,6 +171,7 @@ fn step(x: &mut u32, t: Tables, bytes: &[u8], pos: &mut usize) -> u8 {
 
 /// Decodes `n` codes from `bytes` into `out` (packed four per byte, cleared first) and
 /// checks the stream is canonical.
+#[cfg(test)]
 pub(crate) fn read(
     bytes: &[u8],
     n: usize,
@@ -178,68 +179,110 @@ pub(crate) fn read(
     out: &mut Vec<u8>,
 ) -> Result<(), RansError> {
     out.clear();
-    let sum: u32 = freqs.iter().map(|&f| u32::from(f)).sum();
-    if n == 0 {
-        return if sum == 0 && bytes.is_empty() {
-            Ok(())
-        } else if sum != 0 {
-            Err(RansError::FreqSum)
-        } else {
-            Err(RansError::State)
+    let mut reader = RansReader::new(bytes, n, freqs)?;
+    out.reserve(n.div_ceil(4));
+    for i in 0..n {
+        reader.next(i, out);
+    }
+    reader.finish(n, freqs, out)
+}
+
+/// Incremental decoder, so the codes can be decoded in the same loop as the indices
+/// (two independent dependency chains the CPU overlaps).
+pub(crate) struct RansReader<'a> {
+    x: [u32; LANES],
+    pos: usize,
+    stream: &'a [u8],
+    tables: Tables,
+    byte: u8,
+}
+
+impl<'a> RansReader<'a> {
+    /// Checks the frequency sum and the initial states of a stream of `n` codes.
+    pub(crate) fn new(bytes: &'a [u8], n: usize, freqs: &Freqs) -> Result<Self, RansError> {
+        let sum: u32 = freqs.iter().map(|&f| u32::from(f)).sum();
+        let tables = Tables::new(freqs);
+        if n == 0 {
+            return if sum != 0 {
+                Err(RansError::FreqSum)
+            } else if !bytes.is_empty() {
+                Err(RansError::State)
+            } else {
+                Ok(Self {
+                    x: [L; LANES],
+                    pos: 0,
+                    stream: bytes,
+                    tables,
+                    byte: 0,
+                })
+            };
+        }
+        if sum != M {
+            return Err(RansError::FreqSum);
+        }
+        let Some((states, stream)) = bytes.split_at_checked(STATE_BYTES * LANES) else {
+            return Err(RansError::Truncated);
         };
+        let mut x = [0u32; LANES];
+        for (lane, word) in x.iter_mut().zip(states.chunks_exact(STATE_BYTES)) {
+            let mut w = [0u8; STATE_BYTES];
+            w.copy_from_slice(word);
+            *lane = u32::from_le_bytes(w);
+            if !(L..L << 8).contains(lane) {
+                return Err(RansError::State);
+            }
+        }
+        Ok(Self {
+            x,
+            pos: 0,
+            stream,
+            tables,
+            byte: 0,
+        })
     }
-    if sum != M {
-        return Err(RansError::FreqSum);
+
+    /// Decodes entry `i` (called for `i = 0, 1, ...` in order), packing into `out`.
+    #[inline(always)]
+    pub(crate) fn next(&mut self, i: usize, out: &mut Vec<u8>) {
+        let lane = &mut self.x[i % LANES];
+        let s = step(lane, self.tables, self.stream, &mut self.pos);
+        self.byte |= s << (2 * (i % 4));
+        if i % 4 == 3 {
+            out.push(self.byte);
+            self.byte = 0;
+        }
     }
-    let Some((states, stream)) = bytes.split_at_checked(STATE_BYTES * LANES) else {
-        return Err(RansError::Truncated);
-    };
-    let mut x = [0u32; LANES];
-    for (lane, word) in x.iter_mut().zip(states.chunks_exact(STATE_BYTES)) {
-        let mut w = [0u8; STATE_BYTES];
-        w.copy_from_slice(word);
-        *lane = u32::from_le_bytes(w);
-        if !(L..L << 8).contains(lane) {
+
+    /// After `n` calls of [`Self::next`]: flushes the last partial byte and checks the
+    /// stream ended canonically.
+    pub(crate) fn finish(
+        self,
+        n: usize,
+        freqs: &Freqs,
+        out: &mut Vec<u8>,
+    ) -> Result<(), RansError> {
+        if n % 4 != 0 {
+            out.push(self.byte);
+        }
+        if self.pos > self.stream.len() {
+            return Err(RansError::Truncated);
+        }
+        if self.x.iter().any(|&x| x != L) || self.pos != self.stream.len() {
             return Err(RansError::State);
         }
-    }
-    let t = Tables::new(freqs);
-    let [mut x0, mut x1] = x;
-    let mut pos = 0usize;
-    let mut hist = [0u64; NUM_BINS];
-    out.reserve(n.div_ceil(4));
-    for _ in 0..n / 4 {
-        let a = step(&mut x0, t, stream, &mut pos);
-        let b = step(&mut x1, t, stream, &mut pos);
-        let c = step(&mut x0, t, stream, &mut pos);
-        let d = step(&mut x1, t, stream, &mut pos);
-        out.push(a | b << 2 | c << 4 | d << 6);
-    }
-    let mut byte = 0u8;
-    for i in 0..n % 4 {
-        let lane = if i % 2 == 0 { &mut x0 } else { &mut x1 };
-        byte |= step(lane, t, stream, &mut pos) << (2 * i);
-    }
-    if n % 4 != 0 {
-        out.push(byte);
-    }
-    if pos > stream.len() {
-        return Err(RansError::Truncated);
-    }
-    if x0 != L || x1 != L || pos != stream.len() {
-        return Err(RansError::State);
-    }
-    for &b in out.iter() {
-        for k in 0..4 {
-            hist[usize::from(b >> (2 * k) & 3)] += 1;
+        let mut hist = [0u64; NUM_BINS];
+        for &b in out.iter() {
+            for k in 0..4 {
+                hist[usize::from(b >> (2 * k) & 3)] += 1;
+            }
         }
+        // Padding codes of the last byte were counted as code 0.
+        hist[0] -= ((4 - n % 4) % 4) as u64;
+        if normalize(&hist) != *freqs {
+            return Err(RansError::Freqs);
+        }
+        Ok(())
     }
-    // Padding codes of the last byte were counted as code 0.
-    hist[0] -= ((4 - n % 4) % 4) as u64;
-    if normalize(&hist) != *freqs {
-        return Err(RansError::Freqs);
-    }
-    Ok(())
 }
 
 #[cfg(test)]

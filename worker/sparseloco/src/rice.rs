@@ -156,11 +156,25 @@ pub(crate) fn write(indices: &[u16], geom: &ChunkGeometry, plan: RicePlan, out: 
 /// Decodes the indices of a whole tensor from `bytes` into `out` (cleared first), and
 /// checks the stream is canonical: every index below the chunk size, no bytes after the
 /// last gap, zero padding, `param` the smallest optimal parameter.
+#[cfg(test)]
 pub(crate) fn read(
     bytes: &[u8],
     geom: &ChunkGeometry,
     param: u8,
     out: &mut Vec<u16>,
+) -> Result<(), RiceError> {
+    read_with(bytes, geom, param, out, |_| {})
+}
+
+/// [`read`], calling `per_entry(i)` after entry `i` is decoded (in order, `i` from 0),
+/// so other per-entry work can share the loop.
+#[inline(always)]
+pub(crate) fn read_with(
+    bytes: &[u8],
+    geom: &ChunkGeometry,
+    param: u8,
+    out: &mut Vec<u16>,
+    mut per_entry: impl FnMut(usize),
 ) -> Result<(), RiceError> {
     out.clear();
     out.reserve(geom.entries());
@@ -175,6 +189,7 @@ pub(crate) fn read(
         for _ in 0..geom.n_chunks() {
             out.extend(0..n as u16);
         }
+        (0..out.len()).for_each(per_entry);
         return Ok(());
     }
     if param > MAX_RICE_PARAM {
@@ -220,6 +235,7 @@ pub(crate) fn read(
             low_bits = low_bits.wrapping_add((g as u64 >> low_shift) & low_mask);
             // g < n - next, so the index is below n <= 4096.
             let index = next + g;
+            per_entry(out.len());
             out.push(index as u16);
             next = index + 1;
         }

@@ -15,7 +15,7 @@ use crate::compressed::CompressedTensor;
 use crate::error::WireError;
 use crate::geometry::ChunkGeometry;
 use crate::quant::NUM_BINS;
-use crate::rans::{self, RansError};
+use crate::rans::{self, RansError, RansReader};
 use crate::rice::{self, RiceError};
 
 /// Bytes of the section for `t` (runs both coders' length computations).
@@ -85,8 +85,20 @@ pub(super) fn decode_section(
     geom: &ChunkGeometry,
     errors: &RecordErrors<'_>,
 ) -> Result<Entries, WireError> {
+    let entries = geom.entries();
+    let code_error = |e| match e {
+        RansError::FreqSum | RansError::Freqs => errors.non_canonical("code frequencies"),
+        RansError::Truncated | RansError::State => errors.non_canonical("code bytes"),
+    };
+    let mut codes_reader =
+        RansReader::new(section.codes, entries, &section.freqs).map_err(code_error)?;
+    let mut codes = Vec::with_capacity(entries.div_ceil(4));
     let mut indices = Vec::new();
-    rice::read(section.indices, geom, section.param, &mut indices).map_err(|e| match e {
+    // One loop for both streams: the Rice and rANS dependency chains overlap.
+    rice::read_with(section.indices, geom, section.param, &mut indices, |i| {
+        codes_reader.next(i, &mut codes)
+    })
+    .map_err(|e| match e {
         RiceError::Truncated | RiceError::Trailing => errors.non_canonical("index bytes"),
         RiceError::OutOfRange { chunk, index } => WireError::IndexOutOfRange {
             name: errors.name.to_owned(),
@@ -97,10 +109,8 @@ pub(super) fn decode_section(
         RiceError::Padding => errors.padding("indices"),
         RiceError::Parameter => errors.non_canonical("rice parameter"),
     })?;
-    let mut codes = Vec::new();
-    rans::read(section.codes, geom.entries(), &section.freqs, &mut codes).map_err(|e| match e {
-        RansError::FreqSum | RansError::Freqs => errors.non_canonical("code frequencies"),
-        RansError::Truncated | RansError::State => errors.non_canonical("code bytes"),
-    })?;
+    codes_reader
+        .finish(entries, &section.freqs, &mut codes)
+        .map_err(code_error)?;
     Ok(Entries { indices, codes })
 }
