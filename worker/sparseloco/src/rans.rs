@@ -261,7 +261,7 @@ impl<'a> RansReader<'a> {
         freqs: &Freqs,
         out: &mut Vec<u8>,
     ) -> Result<(), RansError> {
-        if n % 4 != 0 {
+        if !n.is_multiple_of(4) {
             out.push(self.byte);
         }
         if self.pos > self.stream.len() {

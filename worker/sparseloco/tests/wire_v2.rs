@@ -453,10 +453,12 @@ mod random_subsets {
             };
             let code = move |e: usize| -> u8 {
                 let h = (e as u64 ^ seed).wrapping_mul(0x2545_f491_4f6c_dd1d) >> 60;
-                match code_mix {
-                    0 => (h & 3) as u8,
-                    1 => if h < 8 { 1 } else { 3 },
-                    2 => if h == 0 { 0 } else { 2 },
+                match (code_mix, h) {
+                    (0, _) => (h & 3) as u8,
+                    (1, 0..8) => 1,
+                    (1, _) => 3,
+                    (2, 0) => 0,
+                    (2, _) => 2,
                     _ => 3,
                 }
             };
