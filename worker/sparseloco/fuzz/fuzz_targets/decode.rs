@@ -12,7 +12,11 @@ mod specs;
 fn check(bytes: &[u8], specs: &[ParamSpec]) {
     if let Ok(payload) = decode(bytes, specs) {
         let version = wire_version(bytes).expect("an accepted payload has a known version");
-        assert_eq!(encode_as(&payload, version), bytes, "accepted a non-canonical payload");
+        assert_eq!(
+            encode_as(&payload, version),
+            bytes,
+            "accepted a non-canonical payload"
+        );
     }
 }
 
