@@ -843,7 +843,7 @@ async fn validator_window(
     if ctx
         .lead_endpoint(&metagraph, &peers)
         .is_some_and(|l| l.uid == ctx.uid)
-        && (window + 1) % CHECKPOINT_INTERVAL_WINDOWS == 0
+        && (window + 1).is_multiple_of(CHECKPOINT_INTERVAL_WINDOWS)
         && let Some(dir) = &ctx.args.checkpoint_dir
     {
         let pointer = publish_checkpoint(
