@@ -2,8 +2,10 @@
 //! chain on a block timer and local buckets: registration lookup, commitments, uploads
 //! within the deadline, Gauntlet scoring, peer lists, weights (timelocked commits revealed by
 //! the chain, a rate-limited second commit survived), outer steps, checkpoints. The
-//! validator runs from a manifest file; one miner is given the same file, the other joins
-//! with only its pinned SHA-256 and follows the manifest the validator publishes.
+//! validator runs from a manifest file; one miner is given the same file, another joins
+//! with only its pinned SHA-256 and follows the manifest the validator publishes, and a
+//! third joins two windows late with an empty checkpoint directory, replays the missed
+//! windows from the lead's digest-pinned lists and ends bit-identical with everyone.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,11 +21,11 @@ use worker_storage::{LocalStore, ObjectStore, RunLayout};
 const NETUID: u16 = 1;
 const RUN_ID: &str = "roles-test";
 
-/// The run: the tiny model, 20-block windows, a 1 s upload deadline, 2 inner steps.
+/// The run: the tiny model, 20-block windows (8 s), a 4 s upload deadline, 2 inner steps.
 fn manifest() -> RunManifest {
     let mut m = RunManifest::reference(RUN_ID, "tiny");
     m.window.blocks_per_window = 20;
-    m.window.upload_deadline_secs = 1;
+    m.window.upload_deadline_secs = 4;
     m.training.inner_steps = 2;
     m.training.micro_batch_size = 4;
     m.training.batch_size = 4;
@@ -69,8 +71,8 @@ fn node_args(extra: &[&str], hotkey: &Path, bucket: &str, checkpoints: &Path) ->
         checkpoints.to_str().unwrap(),
         "--device",
         "cpu",
-        "--max-windows",
-        "2",
+        "--until-window",
+        "4",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -93,11 +95,15 @@ struct ValidatorCli {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn miners_and_validator_run_windows_on_a_timed_chain() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
     let dir = tempfile::tempdir().unwrap();
     let buckets = dir.path().join("buckets");
     let chain = EmbeddedChain::start(EmbeddedChainConfig {
         blocks_per_window: 20,
-        block_time: Duration::from_millis(100),
+        block_time: Duration::from_millis(400),
     });
     chain.add_subnet(
         NETUID,
@@ -115,7 +121,8 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     let owner = Keypair::from_dev_name("owner");
     let (validator_key_path, validator_key) = write_hotkey(dir.path(), "validator", 1);
     let mut miners = Vec::new();
-    for i in 0..2u8 {
+    // Miners 0 and 1 start with the validator; miner 2 joins at window 2 with nothing.
+    for i in 0..3u8 {
         miners.push(write_hotkey(dir.path(), &format!("miner-{i}"), 10 + i));
     }
     let validator_uid = chain
@@ -143,6 +150,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         Ok(Arc::new(LocalStore::open(resolver_root.join(&c.account_id))?) as Arc<dyn ObjectStore>)
     });
     let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+    let chain_handle = chain.clone();
 
     // The roles hold tensors across awaits (not Send), so they run concurrently on this
     // task, as `worker` runs one of them on its main task; the block timer runs elsewhere.
@@ -167,9 +175,10 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         }));
     }
     for (i, (path, _)) in miners.iter().enumerate() {
+        let i = i as u8;
         let bucket = format!("miner-bucket-{i}");
         // Miner 0 reads the file; miner 1 only knows the hash and follows the validator.
-        let source: Vec<&str> = if i == 0 {
+        let source: Vec<&str> = if i != 1 {
             vec!["--manifest", &manifest_arg]
         } else {
             vec!["--manifest-sha256", &pin]
@@ -185,7 +194,13 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             Arc::new(LocalStore::open(buckets.join(&bucket)).unwrap());
         let chain = shared.clone();
         let resolve = resolve.clone();
+        let timed = chain_handle.clone();
         roles.push(Box::pin(async move {
+            if i == 2 {
+                while timed.block() < 2 * 20 + 5 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
             let run = resolve_manifest(&args, &*chain, &*resolve, true).await?;
             let ctx = connect(chain, store, args, &run).await?;
             run_miner(ctx, &*resolve).await
@@ -200,7 +215,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
 
     // Every node committed its bucket; the validator published peer lists and set weights.
     let commitments = chain.commitments(NETUID).await.unwrap();
-    assert_eq!(commitments.len(), 3);
+    assert_eq!(commitments.len(), 4);
     let layout = RunLayout::new(RUN_ID).unwrap();
     let validator_store = LocalStore::open(buckets.join("validator-bucket")).unwrap();
     // The validator published the manifest it runs, byte for byte the canonical form.
@@ -228,8 +243,40 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             .iter()
             .any(|r| r.outcome == worker_chain::embedded::RevealOutcome::Applied)
     );
+    // Everyone, the late joiner included, ends on the same model, bit for bit: the same
+    // aggregated objects (pinned by digest in the lead's lists), in the same order.
+    let manifest_hash = run.hash();
+    let model_at = |path: std::path::PathBuf| {
+        let settings = worker::settings::TrainingSettings::from_manifest(&run);
+        let mut replica = worker::replica::Replica::new(
+            settings.model_config(),
+            tch::Device::Cpu,
+            settings.model_seed,
+            settings.sparseloco(),
+            manifest_hash,
+        )
+        .unwrap();
+        let window = replica.load_model(&path).unwrap();
+        (
+            window,
+            replica.sync_sample().unwrap(),
+            replica.model.parameters(),
+        )
+    };
+    let (lead_window, lead_sample, lead_params) =
+        model_at(dir.path().join("validator-ckpt/validator.ckpt"));
+    assert_eq!(lead_window, 4, "the validator completed its last window");
+    for i in 0..3 {
+        let (window, sample, params) =
+            model_at(dir.path().join(format!("miner-ckpt-{i}/miner.ckpt")));
+        assert_eq!(window, lead_window, "miner {i} ended on another window");
+        assert_eq!(sample, lead_sample, "miner {i} diverged from the validator");
+        for (a, b) in params.iter().zip(&lead_params) {
+            assert!(a.equal(b), "miner {i} is not bit-identical");
+        }
+    }
     // Miners uploaded gradients and checkpointed after their outer steps.
-    for i in 0..2 {
+    for i in 0..3 {
         let store = LocalStore::open(buckets.join(format!("miner-bucket-{i}"))).unwrap();
         assert!(
             !store

@@ -14,7 +14,8 @@ use kube::{Client, ResourceExt};
 use subnet_operator::Context;
 use subnet_operator::controller::{ControllerOptions, run_controllers};
 use subnet_operator::crd::{
-    CredentialsSecretRef, ModelSpec, StorageSpec, TrainingRun, TrainingRunSpec, WalletSpec,
+    CredentialsSecretRef, ManifestSource, StorageSpec, TrainingRun, TrainingRunSpec, WalletSpec,
+    WorkloadSpec,
 };
 use subnet_operator::metrics::Metrics;
 
@@ -39,46 +40,51 @@ fn run(ns: &str) -> TrainingRun {
     let mut run = TrainingRun::new(
         "e2e",
         TrainingRunSpec {
-            netuid: 3,
-            chain_endpoint: "ws://subtensor.invalid:9944".into(),
-            image: "busybox:1.36".into(),
-            image_pull_policy: Default::default(),
-            image_pull_secrets: vec![],
-            replicas: 2,
-            gpus_per_replica: 0,
-            resources: None,
-            model: ModelSpec {
-                preset: Some("tiny".into()),
-                ..ModelSpec::default()
-            },
-            hyperparameters: Default::default(),
-            storage: StorageSpec {
-                endpoint: "http://s3.invalid".into(),
-                bucket: "e2e-bucket".into(),
-                region: "auto".into(),
-                credentials_secret: CredentialsSecretRef {
-                    name: "e2e-s3".into(),
-                    access_key_id_key: "accessKeyId".into(),
-                    secret_access_key_key: "secretAccessKey".into(),
+            workload: WorkloadSpec {
+                netuid: 3,
+                chain_endpoint: "ws://subtensor.invalid:9944".into(),
+                manifest: ManifestSource {
+                    config_map_ref: None,
+                    inline: Some(
+                        serde_json::to_value(run_manifest::RunManifest::reference("e2e", "tiny"))
+                            .expect("manifest JSON"),
+                    ),
+                    sha256: None,
                 },
-                read_credentials_secret: None,
+                image: "busybox:1.36".into(),
+                image_pull_policy: Default::default(),
+                image_pull_secrets: vec![],
+                replicas: 2,
+                gpus_per_replica: 0,
+                resources: None,
+                storage: StorageSpec {
+                    endpoint: "http://s3.invalid".into(),
+                    bucket: "e2e-bucket".into(),
+                    region: "auto".into(),
+                    credentials_secret: CredentialsSecretRef {
+                        name: "e2e-s3".into(),
+                        access_key_id_key: "accessKeyId".into(),
+                        secret_access_key_key: "secretAccessKey".into(),
+                    },
+                    read_credentials_secret: None,
+                },
+                wallet: WalletSpec {
+                    coldkey_secret: None,
+                    coldkey_key: "coldkey".into(),
+                    hotkey_secrets: None,
+                    hotkey_secret_template: Some("e2e-hotkey-{index}".into()),
+                    hotkey_key: "hotkey".into(),
+                },
+                checkpoint: None,
+                node_selector: Default::default(),
+                tolerations: vec![],
+                affinity: None,
+                priority_class_name: None,
+                service_account_name: None,
+                extra_env: vec![],
+                extra_args: vec![],
+                suspend: false,
             },
-            wallet: WalletSpec {
-                coldkey_secret: None,
-                coldkey_key: "coldkey".into(),
-                hotkey_secrets: None,
-                hotkey_secret_template: Some("e2e-hotkey-{index}".into()),
-                hotkey_key: "hotkey".into(),
-            },
-            checkpoint: None,
-            node_selector: Default::default(),
-            tolerations: vec![],
-            affinity: None,
-            priority_class_name: None,
-            service_account_name: None,
-            extra_env: vec![],
-            extra_args: vec![],
-            suspend: false,
         },
     );
     run.metadata.namespace = Some(ns.into());

@@ -8,13 +8,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, PolicyRule, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use subnet_operator::crd::{CRD_DIRS, TrainingRun, ValidatorSet, crd_files, crds};
+use subnet_operator::pod_builder::rendered_files;
 use subnet_operator::validation;
 
 fn repo_root() -> PathBuf {
@@ -66,6 +67,7 @@ struct Objects {
     role_bindings: Vec<RoleBinding>,
     namespaces: Vec<Namespace>,
     secrets: Vec<Secret>,
+    config_maps: Vec<ConfigMap>,
     training_runs: Vec<TrainingRun>,
     validator_sets: Vec<ValidatorSet>,
 }
@@ -95,6 +97,7 @@ impl Objects {
                 "RoleBinding" => out.role_bindings.push(typed(&json, &src)),
                 "Namespace" => out.namespaces.push(typed(&json, &src)),
                 "Secret" => out.secrets.push(typed(&json, &src)),
+                "ConfigMap" => out.config_maps.push(typed(&json, &src)),
                 "TrainingRun" => out.training_runs.push(typed(&json, &src)),
                 "ValidatorSet" => out.validator_sets.push(typed(&json, &src)),
                 other => panic!("{source}: unexpected kind {other}"),
@@ -389,6 +392,10 @@ fn helm_chart_renders_lints_and_parses_into_typed_objects() {
         ["get", "list", "watch", "create", "delete"]
     );
     assert_eq!(
+        verbs_for(&rules, "", "configmaps"),
+        ["get", "list", "watch", "create", "update"]
+    );
+    assert_eq!(
         verbs_for(&rules, "subnet.templar.dev", "trainingruns/status"),
         ["get", "patch"]
     );
@@ -556,41 +563,142 @@ fn plain_manifests_parse_and_match_the_chart() {
     );
 }
 
+/// Every object of every file in manifests/examples.
+fn examples() -> Objects {
+    let mut all = Objects::default();
+    let dir = repo_root().join("manifests/examples");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    for path in files {
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        let parsed = Objects::parse(&std::fs::read_to_string(&path).unwrap(), &name);
+        all.secrets.extend(parsed.secrets);
+        all.config_maps.extend(parsed.config_maps);
+        all.training_runs.extend(parsed.training_runs);
+        all.validator_sets.extend(parsed.validator_sets);
+    }
+    all
+}
+
+/// The run manifest a workload's `configMapRef` names, verified by run_manifest itself.
+fn example_manifest(
+    objects: &Objects,
+    source: &subnet_operator::crd::ManifestSource,
+) -> run_manifest::VerifiedManifest {
+    let reference = source
+        .config_map_ref
+        .as_ref()
+        .expect("examples use a ConfigMap");
+    let cm = objects
+        .config_maps
+        .iter()
+        .find(|c| c.metadata.name.as_deref() == Some(reference.name.as_str()))
+        .unwrap_or_else(|| panic!("ConfigMap {} missing from the examples", reference.name));
+    let text = &cm.data.as_ref().unwrap()[&reference.key];
+    run_manifest::parse(text, "example", None).unwrap()
+}
+
 #[test]
-fn example_resources_parse_and_pass_validation() {
-    let runs = Objects::parse(
-        &read("manifests/examples/trainingrun.yaml"),
-        "trainingrun.yaml",
-    )
-    .training_runs;
-    let sets = Objects::parse(
-        &read("manifests/examples/validatorset.yaml"),
-        "validatorset.yaml",
-    )
-    .validator_sets;
-    let secrets = Objects::parse(&read("manifests/examples/secrets.yaml"), "secrets.yaml").secrets;
-    assert_eq!((runs.len(), sets.len()), (1, 1));
-    validation::validate(&runs[0]).unwrap_or_else(|e| panic!("{}", validation::describe(&e)));
-    validation::validate(&sets[0]).unwrap_or_else(|e| panic!("{}", validation::describe(&e)));
-    // Every Secret the examples reference is in secrets.yaml.
-    let names: Vec<String> = secrets
+fn example_resources_are_accepted_and_their_pods_carry_the_manifest() {
+    let objects = examples();
+    assert_eq!(
+        (objects.training_runs.len(), objects.validator_sets.len()),
+        (1, 1)
+    );
+    let run = &objects.training_runs[0];
+    let set = &objects.validator_sets[0];
+    let names: Vec<String> = objects
+        .secrets
         .iter()
         .filter_map(|s| s.metadata.name.clone())
         .collect();
-    for i in 0..runs[0].spec.replicas {
-        let secret = subnet_operator::naming::hotkey_secret(&runs[0].spec.wallet, i).unwrap();
-        assert!(
-            names.contains(&secret),
-            "{secret} missing from secrets.yaml"
-        );
-    }
-    for secret in sets[0].spec.hotkeys.hotkey_secrets.clone().unwrap() {
-        assert!(
-            names.contains(&secret),
-            "{secret} missing from secrets.yaml"
-        );
-    }
-    assert!(names.contains(&runs[0].spec.storage.credentials_secret.name));
+    let mut hashes = Vec::new();
+    let mut check = |spec: &subnet_operator::crd::WorkloadSpec,
+                     render: &dyn Fn(i32) -> subnet_operator::pod_builder::RenderedPod,
+                     role: &str| {
+        let expected = example_manifest(&objects, &spec.manifest);
+        for i in 0..spec.replicas {
+            let pod = render(i);
+            assert_eq!(pod.command, ["worker"]);
+            assert_eq!(pod.args[0], role);
+            assert_eq!(pod.env["RUN_MANIFEST"], "/etc/subnet/run-manifest.json");
+            assert_eq!(pod.env["RUN_MANIFEST_SHA256"], expected.hash().to_hex());
+            let file = &pod.files["/etc/subnet/run-manifest.json"];
+            assert_eq!(file, expected.canonical());
+            let reloaded = run_manifest::parse(file, "mounted", Some(&expected.hash())).unwrap();
+            assert_eq!(reloaded.manifest(), expected.manifest());
+            assert!(
+                pod.env["STORAGE_SECRET_ACCESS_KEY"].starts_with("<secret "),
+                "secrets stay references"
+            );
+            let secret = subnet_operator::naming::hotkey_secret(&spec.wallet, i).unwrap();
+            assert!(
+                names.contains(&secret),
+                "{secret} missing from secrets.yaml"
+            );
+        }
+        assert!(names.contains(&spec.storage.credentials_secret.name));
+        hashes.push(expected.hash());
+    };
+    validation::validate(run).unwrap_or_else(|e| panic!("{}", validation::describe(&e)));
+    validation::validate(set).unwrap_or_else(|e| panic!("{}", validation::describe(&e)));
+    check(
+        &run.spec.workload,
+        &|i| rendered_files(run, i, &objects.config_maps).unwrap(),
+        "miner",
+    );
+    check(
+        &set.spec.workload,
+        &|i| rendered_files(set, i, &objects.config_maps).unwrap(),
+        "validator",
+    );
+    assert_eq!(
+        hashes[0], hashes[1],
+        "miners and validators share one manifest"
+    );
+    let preset = example_manifest(&objects, &run.spec.workload.manifest);
+    assert!(
+        run_manifest::PRESET_NAMES
+            .iter()
+            .any(|p| { run_manifest::LlamaConfig::preset(p).as_ref() == Some(preset.model()) })
+    );
+}
+
+#[test]
+fn rendered_files_report_what_the_operator_rejects() {
+    let objects = examples();
+    let mut run = objects.training_runs[0].clone();
+    run.spec.workload.chain_endpoint = "https://chain.example".into();
+    let err = rendered_files(&run, 0, &objects.config_maps).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("InvalidSpec: spec.chainEndpoint: unknown network"),
+        "{err}"
+    );
+    let err = rendered_files(&objects.training_runs[0], 0, &[]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ManifestNotFound: spec.manifest.configMapRef: ConfigMap subnet/example-run not found"
+    );
+}
+
+#[test]
+fn crd_docs_list_exactly_the_manifest_presets() {
+    let yaml = read("crds/trainingruns.subnet.templar.dev.yaml");
+    let listed = run_manifest::PRESET_NAMES
+        .iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>();
+    let (last, rest) = listed.split_last().unwrap();
+    let sentence = format!("preset {} or {last}", rest.join(", "));
+    assert!(yaml.contains(&sentence), "CRD docs lack {sentence:?}");
+    let readme = read("operator/README.md");
+    assert!(readme.contains(&sentence), "README lacks {sentence:?}");
+    assert!(!readme.contains("preset: llama-1b") && !yaml.contains("llama-1b"));
 }
 
 /// Messages of the CRD's CEL rules that reject `object` (evaluated client-side by kube-cel,
@@ -627,10 +735,13 @@ fn cel_rules_accept_the_examples_and_reject_broken_specs() {
     assert_eq!(cel_errors(&run_crd, &run), Vec::<String>::new());
     assert_eq!(cel_errors(&set_crd, &set), Vec::<String>::new());
 
-    // Integer literals in number fields are fine (`outerLr: 1`).
-    let mut int_lr = run.clone();
-    int_lr["spec"]["hyperparameters"]["outerLr"] = serde_json::json!(1);
-    assert_eq!(cel_errors(&run_crd, &int_lr), Vec::<String>::new());
+    // An inline manifest is an opaque object to the API server (validated by the operator).
+    let mut inline = run.clone();
+    inline["spec"]["manifest"] = serde_json::json!({
+        "inline": serde_json::to_value(run_manifest::RunManifest::reference("r", "tiny")).unwrap(),
+        "sha256": format!("sha256:{}", "a".repeat(64)),
+    });
+    assert_eq!(cel_errors(&run_crd, &inline), Vec::<String>::new());
 
     type Edit = Box<dyn Fn(&mut Value)>;
     let broken: Vec<(&str, Edit, &str)> = vec![
@@ -674,19 +785,19 @@ fn cel_rules_accept_the_examples_and_reject_broken_specs() {
             "wallet.hotkeySecretTemplate must contain the {index} placeholder",
         ),
         (
-            "no model shape",
-            Box::new(|o| o["spec"]["model"] = serde_json::json!({"maxSeqLen": 128})),
-            "set model.preset or all of hiddenSize, numLayers, numHeads, intermediateSize and vocabSize",
+            "no manifest source",
+            Box::new(|o| o["spec"]["manifest"] = serde_json::json!({})),
+            "set exactly one of manifest.configMapRef or manifest.inline",
         ),
         (
-            "preset and dimensions",
-            Box::new(|o| o["spec"]["model"]["hiddenSize"] = serde_json::json!(512)),
-            "model.preset and explicit model dimensions are mutually exclusive",
+            "both manifest sources",
+            Box::new(|o| o["spec"]["manifest"]["inline"] = serde_json::json!({"runId": "x"})),
+            "set exactly one of manifest.configMapRef or manifest.inline",
         ),
         (
-            "topk above chunk^2",
-            Box::new(|o| o["spec"]["hyperparameters"]["topk"] = serde_json::json!(5000)),
-            "hyperparameters.topk must be in 1..=chunk*chunk",
+            "malformed pin",
+            Box::new(|o| o["spec"]["manifest"]["sha256"] = serde_json::json!("abc")),
+            "manifest.sha256 must be 64 hex digits, optionally prefixed with sha256:",
         ),
         (
             "two checkpoint sources",
@@ -705,14 +816,12 @@ fn cel_rules_accept_the_examples_and_reject_broken_specs() {
     }
 
     let mut bad_set = set.clone();
-    bad_set["spec"]["weightIntervalWindows"] = serde_json::json!(0);
     bad_set["spec"]["replicas"] = serde_json::json!(2);
-    bad_set["spec"]["evaluation"]["binaryScoreAlpha"] = serde_json::json!(1.5);
+    bad_set["spec"]["manifest"] = serde_json::json!({});
     let errors = cel_errors(&set_crd, &bad_set);
     for expected in [
-        "weightIntervalWindows must be > 0",
-        "hotkeys.hotkeySecrets must list exactly one Secret per replica",
-        "evaluation.binaryScoreAlpha must be in (0, 1]",
+        "wallet.hotkeySecrets must list exactly one Secret per replica",
+        "set exactly one of manifest.configMapRef or manifest.inline",
     ] {
         assert!(
             errors.iter().any(|e| e == expected),

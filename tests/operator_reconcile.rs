@@ -5,9 +5,14 @@ mod operator;
 use std::time::Duration;
 
 use http::Method;
+use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
-use operator::fixtures::{Harness, NS, training_run, validator_set};
+use operator::fixtures::{
+    Harness, NS, from_config_map, inline, manifest, manifest_config_map, training_run,
+    validator_set,
+};
+use run_manifest::RunManifest;
 use serde_json::json;
 use subnet_operator::clock::Clock;
 use subnet_operator::crd::{
@@ -138,7 +143,36 @@ async fn creates_one_gpu_pod_per_replica_with_secrets_security_and_env() {
         env_value(&pod, "STORAGE_BUCKET").as_deref(),
         Some("grads-bucket")
     );
-    assert_eq!(env_value(&pod, "INNER_STEPS").as_deref(), Some("30"));
+    let expected = run_manifest::verify(manifest(), "fixture", None).unwrap();
+    assert_eq!(
+        env_value(&pod, "RUN_MANIFEST").as_deref(),
+        Some("/etc/subnet/run-manifest.json")
+    );
+    assert_eq!(
+        env_value(&pod, "RUN_MANIFEST_SHA256"),
+        Some(expected.hash().to_hex())
+    );
+    for gone in ["INNER_STEPS", "TOPK", "CHUNK", "MODEL_PRESET", "BATCH_SIZE"] {
+        assert_eq!(env_value(&pod, gone), None, "{gone}");
+    }
+    let manifest_volume = volumes.iter().find(|v| v.name == "run-manifest").unwrap();
+    assert_eq!(
+        manifest_volume.config_map.as_ref().unwrap().name,
+        "run-run-manifest"
+    );
+    let rendered: ConfigMap = h
+        .api
+        .get(NS, "run-run-manifest")
+        .expect("rendered manifest");
+    assert_eq!(
+        rendered.data.unwrap()["manifest.json"],
+        expected.canonical(),
+        "the pods mount the canonical manifest"
+    );
+    assert_eq!(
+        rendered.metadata.owner_references.unwrap()[0].uid,
+        run.metadata.uid.clone().unwrap()
+    );
     let key_ref = c
         .env
         .as_ref()
@@ -229,12 +263,13 @@ async fn status_is_server_side_applied_and_tracks_readiness() {
             .all(|r| r.ready && r.phase == ReplicaPhase::Running)
     );
 
-    // Nothing changed: no status write, no pod calls besides the list.
+    // Nothing changed: no writes; the rendered manifest is read and the pods listed.
     h.api.clear_requests();
     h.reconcile::<TrainingRun>("run").await.unwrap();
     let reqs = h.api.requests();
-    assert_eq!(reqs.len(), 1, "steady state only lists pods: {reqs:?}");
-    assert_eq!(reqs[0].method, Method::GET);
+    assert_eq!(reqs.len(), 2, "steady state only reads: {reqs:?}");
+    assert!(reqs.iter().all(|r| r.method == Method::GET), "{reqs:?}");
+    assert!(reqs[0].path.ends_with("/configmaps/run-run-manifest"));
 }
 
 #[tokio::test]
@@ -499,9 +534,9 @@ async fn deletion_cleans_up_pods_and_removes_the_finalizer() {
 async fn invalid_spec_is_rejected_with_a_clear_condition_and_no_pods() {
     let h = Harness::new();
     let mut run = training_run("bad", 3);
-    run.spec.wallet.hotkey_secret_template = None;
-    run.spec.wallet.hotkey_secrets = Some(vec!["hk-a".into(), "hk-b".into()]);
-    run.spec.storage.bucket = String::new();
+    run.spec.workload.wallet.hotkey_secret_template = None;
+    run.spec.workload.wallet.hotkey_secrets = Some(vec!["hk-a".into(), "hk-b".into()]);
+    run.spec.workload.storage.bucket = String::new();
     h.api.create(&run);
     h.settle::<TrainingRun>("bad").await;
     h.reconcile::<TrainingRun>("bad").await.unwrap();
@@ -551,22 +586,30 @@ async fn invalid_spec_is_rejected_with_a_clear_condition_and_no_pods() {
 }
 
 #[tokio::test]
-async fn validator_set_pods_carry_evaluation_settings_and_keys() {
+async fn validator_set_pods_carry_the_runs_manifest_and_keys() {
     let h = Harness::new();
     h.api.create(&validator_set("vs", 2));
+    h.api.create(&training_run("run", 1));
     h.settle::<ValidatorSet>("vs").await;
-    assert_eq!(h.pod_names(), ["vs-validator-0", "vs-validator-1"]);
+    h.settle::<TrainingRun>("run").await;
+    assert_eq!(
+        h.pod_names(),
+        ["run-miner-0", "vs-validator-0", "vs-validator-1"]
+    );
+    let miner_hash = env_value(&h.pod("run-miner-0"), "RUN_MANIFEST_SHA256");
+    assert!(miner_hash.is_some());
     let pod = h.pod("vs-validator-1");
     assert_eq!(
         pod.spec.as_ref().unwrap().containers[0].args.as_deref(),
         Some(&["validator".to_owned()][..])
     );
     assert_eq!(env_value(&pod, "WORKER_ROLE").as_deref(), Some("validator"));
-    assert_eq!(env_value(&pod, "PEERS_PER_WINDOW").as_deref(), Some("8"));
     assert_eq!(
-        env_value(&pod, "WEIGHT_INTERVAL_WINDOWS").as_deref(),
-        Some("3")
+        env_value(&pod, "RUN_MANIFEST_SHA256"),
+        miner_hash,
+        "miners and validators of one manifest run with one hash"
     );
+    assert_eq!(env_value(&pod, "PEERS_PER_WINDOW"), None);
     assert_eq!(
         env_value(&pod, "COLDKEY_FILE").as_deref(),
         Some("/var/run/secrets/subnet/coldkey/coldkey")
@@ -622,7 +665,7 @@ async fn claim_template_creates_one_checkpoint_claim_per_replica() {
             "resources": {"requests": {"storage": "100Gi"}},
         }))
         .unwrap();
-    run.spec.checkpoint = Some(CheckpointSpec {
+    run.spec.workload.checkpoint = Some(CheckpointSpec {
         existing_claim: None,
         claim_template: Some(template),
         mount_path: "/ckpt".into(),
@@ -712,8 +755,8 @@ async fn controllers_react_to_workload_and_pod_watch_events() {
         concurrency: 4,
     };
     let controllers = tokio::spawn(run_controllers(h.api.client(), h.ctx.clone(), options));
-    eventually("a workload and a pod watch per kind", || {
-        h.api.watchers() >= 4
+    eventually("a workload, a pod and a ConfigMap watch per kind", || {
+        h.api.watchers() >= 6
     })
     .await;
 
@@ -746,9 +789,33 @@ async fn controllers_react_to_workload_and_pod_watch_events() {
     })
     .await;
 
+    // A run whose manifest ConfigMap does not exist yet starts once it appears.
+    let mut waiting = training_run("waiting", 1);
+    waiting.spec.workload.manifest = from_config_map("shared");
+    h.api.create(&waiting);
+    let reason = |h: &Harness| {
+        h.api
+            .get::<TrainingRun>(NS, "waiting")
+            .and_then(|r| r.status)
+            .and_then(|s| s.condition("Ready").map(|c| c.reason.clone()))
+    };
+    eventually("ManifestNotFound", || {
+        reason(&h).as_deref() == Some("ManifestNotFound")
+    })
+    .await;
+    h.api
+        .create(&manifest_config_map("shared", &manifest().to_json_pretty()));
+    eventually("pods once the ConfigMap appears (ConfigMap watch)", || {
+        h.pod_names().contains(&"waiting-miner-0".to_owned())
+    })
+    .await;
+    h.api.delete::<TrainingRun>(NS, "waiting");
+
     h.api.delete::<TrainingRun>(NS, "run");
     eventually("finalizer clean-up", || {
-        h.api.get::<TrainingRun>(NS, "run").is_none() && h.pod_names().is_empty()
+        h.api.get::<TrainingRun>(NS, "run").is_none()
+            && h.api.get::<TrainingRun>(NS, "waiting").is_none()
+            && h.pod_names().is_empty()
     })
     .await;
     assert!(h.ctx.metrics.reconciles("TrainingRun") >= 5);
@@ -801,4 +868,207 @@ async fn leader_election_acquires_the_lease_with_granted_verbs() {
         ..config
     };
     assert!(acquire(h.api.client(), &bad).await.is_err());
+}
+
+fn ready(h: &Harness, name: &str) -> (String, String, String) {
+    condition(&status(h, name), "Ready")
+}
+
+/// Manifests the worker refuses get `InvalidSpec` naming the field, and no pods.
+#[tokio::test]
+async fn bad_manifests_are_invalid_specs_naming_the_field() {
+    type Edit = Box<dyn Fn(&mut TrainingRun)>;
+    let with = |edit: fn(&mut RunManifest)| -> Edit {
+        Box::new(move |r: &mut TrainingRun| {
+            let mut m = manifest();
+            edit(&mut m);
+            r.spec.workload.manifest = inline(&m);
+        })
+    };
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "spec.manifest.inline.model.preset: unknown preset \"llama-1b\" (expected one of tiny, 150m, 1b, 8b, 70b)",
+            with(|m| m.model.preset = Some("llama-1b".into())),
+        ),
+        (
+            "spec.manifest.inline.sparseloco.chunk: must be in 1..=64, got 128",
+            with(|m| m.sparseloco.chunk = 128),
+        ),
+        (
+            "spec.manifest.inline.sparseloco.quantizationBits: the wire format encodes 2-bit codes only, got 4",
+            with(|m| m.sparseloco.quantization_bits = 4),
+        ),
+        (
+            "spec.manifest.inline.training.batchSize: 10 is not a positive multiple of microBatchSize 4",
+            with(|m| {
+                m.training.batch_size = 10;
+                m.training.micro_batch_size = 4;
+            }),
+        ),
+        (
+            "spec.chainEndpoint: unknown network \"https://chain.example:443\"",
+            Box::new(|r| r.spec.workload.chain_endpoint = "https://chain.example:443".into()),
+        ),
+        (
+            "spec.manifest.sha256: pins ffffffff",
+            Box::new(|r| r.spec.workload.manifest.sha256 = Some("f".repeat(64))),
+        ),
+        (
+            "spec.manifest.inline.sparseloco.blockSize: unknown field `blockSize`",
+            Box::new(|r| {
+                let inline = r.spec.workload.manifest.inline.as_mut().unwrap();
+                inline["sparseloco"]["blockSize"] = json!(8);
+            }),
+        ),
+    ];
+    for (expected, edit) in cases {
+        let h = Harness::new();
+        let mut run = training_run("run", 1);
+        edit(&mut run);
+        h.api.create(&run);
+        h.settle::<TrainingRun>("run").await;
+        let (st, reason, message) = ready(&h, "run");
+        assert_eq!(
+            (st.as_str(), reason.as_str()),
+            ("False", "InvalidSpec"),
+            "{expected}"
+        );
+        assert!(
+            message.contains(expected),
+            "expected {expected:?} in {message:?}"
+        );
+        assert!(h.pod_names().is_empty(), "{expected}: no pods");
+        assert_eq!(h.api.count("configmaps"), 0, "{expected}: nothing rendered");
+    }
+}
+
+/// The same manifest inline and in a ConfigMap is the same run: one hash, one rendered file.
+#[tokio::test]
+async fn inline_and_config_map_manifests_give_the_same_hash() {
+    let h = Harness::new();
+    h.api
+        .create(&manifest_config_map("shared", &manifest().to_json_pretty()));
+    let mut from_cm = training_run("from-cm", 1);
+    from_cm.spec.workload.manifest = from_config_map("shared");
+    h.api.create(&from_cm);
+    h.api.create(&training_run("inline", 1));
+    h.settle::<TrainingRun>("from-cm").await;
+    h.settle::<TrainingRun>("inline").await;
+    let a = env_value(&h.pod("from-cm-miner-0"), "RUN_MANIFEST_SHA256");
+    let b = env_value(&h.pod("inline-miner-0"), "RUN_MANIFEST_SHA256");
+    assert_eq!(a, b);
+    let expected = run_manifest::verify(manifest(), "t", None).unwrap();
+    assert_eq!(a, Some(expected.hash().to_hex()));
+    let text = |name: &str| {
+        h.api.get::<ConfigMap>(NS, name).unwrap().data.unwrap()["manifest.json"].clone()
+    };
+    assert_eq!(text("from-cm-run-manifest"), text("inline-run-manifest"));
+
+    // A pin of the right hash (either spelling) is accepted.
+    h.api.edit::<TrainingRun>(NS, "from-cm", |r| {
+        r["spec"]["manifest"]["sha256"] = json!(format!("sha256:{}", expected.hash()));
+    });
+    h.reconcile::<TrainingRun>("from-cm").await.unwrap();
+    assert_eq!(status(&h, "from-cm").phase, Some(Phase::Pending));
+    h.api.edit::<TrainingRun>(NS, "from-cm", |r| {
+        r["spec"]["manifest"]["sha256"] = json!("0".repeat(64));
+    });
+    h.reconcile::<TrainingRun>("from-cm").await.unwrap();
+    let (_, reason, message) = ready(&h, "from-cm");
+    assert_eq!(reason, "InvalidSpec");
+    assert!(
+        message.starts_with(&format!(
+            "spec.manifest.sha256: pins {}, but the manifest in ConfigMap subnet/shared key manifest.json has SHA-256 {}",
+            "0".repeat(64),
+            expected.hash()
+        )),
+        "{message}"
+    );
+}
+
+/// A missing ConfigMap or key is `ManifestNotFound`; a broken one names ConfigMap and key.
+#[tokio::test]
+async fn config_map_problems_are_reported_and_recovered_from() {
+    let h = Harness::new();
+    let mut run = training_run("run", 1);
+    run.spec.workload.manifest = from_config_map("shared");
+    h.api.create(&run);
+    h.settle::<TrainingRun>("run").await;
+    assert_eq!(
+        ready(&h, "run"),
+        (
+            "False".into(),
+            "ManifestNotFound".into(),
+            "spec.manifest.configMapRef: ConfigMap subnet/shared not found".into()
+        )
+    );
+    assert_eq!(status(&h, "run").phase, Some(Phase::Invalid));
+    assert_eq!(
+        h.event_reasons().last().map(String::as_str),
+        Some("ManifestNotFound")
+    );
+
+    let mut bad = manifest();
+    bad.sparseloco.chunk = 128;
+    h.api
+        .create(&manifest_config_map("shared", &bad.to_json_pretty()));
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(
+        ready(&h, "run").2,
+        "ConfigMap subnet/shared key manifest.json: sparseloco.chunk: must be in 1..=64, got 128"
+    );
+    assert_eq!(ready(&h, "run").1, "InvalidSpec");
+
+    h.api.edit::<ConfigMap>(NS, "shared", |cm| {
+        cm["data"] = json!({"other.json": "{}"});
+    });
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(
+        ready(&h, "run").2,
+        "spec.manifest.configMapRef: ConfigMap subnet/shared has no key manifest.json"
+    );
+
+    h.api.edit::<ConfigMap>(NS, "shared", |cm| {
+        cm["data"] = json!({"manifest.json": manifest().to_json_pretty()});
+    });
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(h.pod_names(), ["run-miner-0"]);
+}
+
+/// Changing any protocol field changes the rendered manifest and rolls the pods.
+#[tokio::test]
+async fn protocol_change_rolls_the_pods() {
+    let h = Harness::new();
+    h.api
+        .create(&manifest_config_map("shared", &manifest().to_json_pretty()));
+    let mut run = training_run("run", 2);
+    run.spec.workload.manifest = from_config_map("shared");
+    h.api.create(&run);
+    h.settle::<TrainingRun>("run").await;
+    h.all_pods_ready();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let hash =
+        |h: &Harness, n: &str| h.pod(n).annotations()["subnet.templar.dev/config-hash"].clone();
+    let before = hash(&h, "run-miner-0");
+
+    let mut changed = manifest();
+    changed.training.outer_lr = 0.7;
+    h.api.edit::<ConfigMap>(NS, "shared", |cm| {
+        cm["data"]["manifest.json"] = json!(changed.to_json_pretty());
+    });
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let verified = run_manifest::verify(changed, "t", None).unwrap();
+    let rendered: ConfigMap = h.api.get(NS, "run-run-manifest").unwrap();
+    assert_eq!(
+        rendered.data.unwrap()["manifest.json"],
+        verified.canonical()
+    );
+    assert_eq!(h.pod_names(), ["run-miner-1"], "rolling update started");
+    h.reconcile::<TrainingRun>("run").await.unwrap();
+    let pod = h.pod("run-miner-0");
+    assert_ne!(hash(&h, "run-miner-0"), before);
+    assert_eq!(
+        env_value(&pod, "RUN_MANIFEST_SHA256"),
+        Some(verified.hash().to_hex())
+    );
 }

@@ -14,6 +14,8 @@ pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
 /// Reason of `Ready=False` for a rejected spec.
 pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+/// Reason of `Ready=False` while the ConfigMap (or key) holding the run manifest is missing.
+pub const REASON_MANIFEST_NOT_FOUND: &str = "ManifestNotFound";
 
 /// Inputs shared by the status builders.
 #[derive(Clone, Copy, Debug)]
@@ -174,8 +176,9 @@ pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -
     }
 }
 
-/// Status of a workload whose spec was rejected: pods untouched, `Ready=False InvalidSpec`.
-pub fn invalid_status(ctx: &StatusContext<'_>, message: &str) -> WorkloadStatus {
+/// Status of a workload that was rejected: pods untouched, `Ready=False` with `reason`
+/// (`InvalidSpec` or `ManifestNotFound`).
+pub fn invalid_status(ctx: &StatusContext<'_>, reason: &str, message: &str) -> WorkloadStatus {
     let mut status = ctx.previous.cloned().unwrap_or_default();
     status.phase = Some(Phase::Invalid);
     status.observed_generation = ctx.generation;
@@ -194,7 +197,7 @@ pub fn invalid_status(ctx: &StatusContext<'_>, message: &str) -> WorkloadStatus 
             ConditionSpec {
                 type_: READY,
                 status: false,
-                reason: REASON_INVALID_SPEC,
+                reason,
                 message: message.to_owned(),
             },
         ),
@@ -203,7 +206,7 @@ pub fn invalid_status(ctx: &StatusContext<'_>, message: &str) -> WorkloadStatus 
             ConditionSpec {
                 type_: PROGRESSING,
                 status: false,
-                reason: REASON_INVALID_SPEC,
+                reason,
                 message: "spec rejected; pods are left as they are".to_owned(),
             },
         ),
@@ -337,7 +340,7 @@ mod tests {
             selector: "s",
             now: t0(),
         };
-        let invalid = invalid_status(&ctx, "spec.image: bad");
+        let invalid = invalid_status(&ctx, REASON_INVALID_SPEC, "spec.image: bad");
         assert_eq!(invalid.phase, Some(Phase::Invalid));
         assert_eq!(invalid.ready_replicas, 1);
         assert_eq!(

@@ -1,7 +1,11 @@
 //! The contract between the operator and the worker container (see `operator/README.md`).
 //!
 //! The pod runs `worker miner|validator [extraArgs...]`; everything else reaches the worker as
-//! environment variables and files listed here.
+//! environment variables and files listed here. Protocol settings reach it only through the
+//! run manifest file ([`MANIFEST_FILE`], named by [`ENV_RUN_MANIFEST`], pinned by
+//! [`ENV_RUN_MANIFEST_SHA256`]); there are no hyperparameter variables.
+
+pub use run_manifest::deployment::{ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
 
 /// `miner` or `validator`.
 pub const ENV_ROLE: &str = "WORKER_ROLE";
@@ -39,6 +43,15 @@ pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 pub const ENV_HOME: &str = "HOME";
 /// Writable cache directory.
 pub const ENV_XDG_CACHE_HOME: &str = "XDG_CACHE_HOME";
+
+/// Directory of the mounted run manifest (a ConfigMap volume, read-only).
+pub const MANIFEST_DIR: &str = "/etc/subnet";
+/// File name of the run manifest inside [`MANIFEST_DIR`].
+pub const MANIFEST_FILE_NAME: &str = "run-manifest.json";
+/// Path of the run manifest file in every worker container (the value of [`ENV_RUN_MANIFEST`]).
+pub const MANIFEST_FILE: &str = "/etc/subnet/run-manifest.json";
+/// Key of the manifest in the ConfigMap the operator renders (`{name}-run-manifest`).
+pub const MANIFEST_CONFIG_MAP_KEY: &str = "manifest.json";
 
 /// Directory of the mounted hotkey Secret.
 pub const HOTKEY_DIR: &str = "/var/run/secrets/subnet/hotkey";
@@ -80,4 +93,19 @@ pub const RESERVED_ENV: &[&str] = &[
     ENV_REPLICA_INDEX,
     ENV_POD_NAME,
     ENV_POD_NAMESPACE,
+    ENV_RUN_MANIFEST,
+    ENV_RUN_MANIFEST_SHA256,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_file_is_its_directory_and_name() {
+        assert_eq!(
+            MANIFEST_FILE,
+            format!("{MANIFEST_DIR}/{MANIFEST_FILE_NAME}")
+        );
+    }
+}

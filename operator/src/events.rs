@@ -163,11 +163,12 @@ pub fn plan_events(
     out
 }
 
-/// Warning for a rejected spec.
-pub fn invalid_spec_event(message: &str) -> Event {
+/// Warning for a rejected workload; `reason` is the `Ready` condition's reason
+/// (`InvalidSpec` or `ManifestNotFound`).
+pub fn rejected_event(reason: &str, message: &str) -> Event {
     event(
         EventType::Warning,
-        "InvalidSpec",
+        reason,
         "Validate",
         message.to_owned(),
         None,
@@ -290,7 +291,7 @@ mod tests {
 
     #[test]
     fn long_notes_are_truncated_on_a_char_boundary() {
-        let ev = invalid_spec_event(&"é".repeat(800));
+        let ev = rejected_event("InvalidSpec", &"é".repeat(800));
         let note = ev.note.unwrap();
         assert!(note.len() <= MAX_NOTE + 3);
         assert!(note.ends_with('…'));

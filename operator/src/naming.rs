@@ -11,6 +11,8 @@ pub const MANAGER: &str = "subnet-operator";
 pub const REPLICA_INDEX_LABEL: &str = "subnet.templar.dev/replica-index";
 /// Annotation holding the hash of the pod's desired configuration.
 pub const CONFIG_HASH_ANNOTATION: &str = "subnet.templar.dev/config-hash";
+/// Annotation holding the SHA-256 of the run manifest in the rendered ConfigMap.
+pub const MANIFEST_HASH_ANNOTATION: &str = "subnet.templar.dev/run-manifest-sha256";
 /// Placeholder in `hotkeySecretTemplate` replaced by the replica index.
 pub const INDEX_PLACEHOLDER: &str = "{index}";
 
@@ -22,6 +24,11 @@ pub fn pod_name(owner: &str, role: Role, index: i32) -> String {
 /// Checkpoint claim of replica `index` created from a claim template.
 pub fn checkpoint_claim_name(owner: &str, index: i32) -> String {
     format!("{owner}-checkpoint-{index}")
+}
+
+/// ConfigMap the operator renders the verified run manifest into.
+pub fn manifest_config_map_name(owner: &str) -> String {
+    format!("{owner}-run-manifest")
 }
 
 /// Hotkey Secret of replica `index`, from the explicit list or the name template.

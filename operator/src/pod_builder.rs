@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, KeyToPath,
-    LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, KeyToPath, LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
     PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
     SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Toleration, Volume,
     VolumeMount,
@@ -12,17 +12,20 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::ResourceExt;
+use run_manifest::VerifiedManifest;
 use sha2::{Digest, Sha256};
 
 use crate::contract::*;
 use crate::crd::CredentialsSecretRef;
 use crate::crd::common::default_checkpoint_mount_path;
 use crate::naming::{
-    CONFIG_HASH_ANNOTATION, REPLICA_INDEX_LABEL, checkpoint_claim_name, hotkey_secret, pod_labels,
-    pod_name, selector_labels,
+    CONFIG_HASH_ANNOTATION, MANIFEST_HASH_ANNOTATION, REPLICA_INDEX_LABEL, checkpoint_claim_name,
+    hotkey_secret, manifest_config_map_name, pod_labels, pod_name, selector_labels,
 };
 use crate::validation::GPU_RESOURCE;
 use crate::workload::Workload;
+
+pub use crate::rendered::{RenderError, RenderedPod, rendered_files};
 
 /// Why a desired pod could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +59,11 @@ const VOLUME_SHM: &str = "dshm";
 const VOLUME_HOTKEY: &str = "hotkey";
 const VOLUME_COLDKEY: &str = "coldkey";
 const VOLUME_CHECKPOINTS: &str = "checkpoints";
+const VOLUME_MANIFEST: &str = "run-manifest";
 /// Owner-and-group readable Secret files (the pod's fsGroup owns them).
 const SECRET_FILE_MODE: i32 = 0o440;
+/// World-readable manifest file (it holds no secret).
+const MANIFEST_FILE_MODE: i32 = 0o444;
 /// Seconds the worker gets to finish an upload on shutdown.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
@@ -123,6 +129,24 @@ fn secret_volume(name: &str, secret: &str, key: &str) -> Volume {
             default_mode: Some(SECRET_FILE_MODE),
             optional: Some(false),
             ..SecretVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn manifest_volume(config_map: &str) -> Volume {
+    Volume {
+        name: VOLUME_MANIFEST.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_owned(),
+            items: Some(vec![KeyToPath {
+                key: MANIFEST_CONFIG_MAP_KEY.to_owned(),
+                path: MANIFEST_FILE_NAME.to_owned(),
+                ..KeyToPath::default()
+            }]),
+            default_mode: Some(MANIFEST_FILE_MODE),
+            optional: Some(false),
+            ..ConfigMapVolumeSource::default()
         }),
         ..Volume::default()
     }
@@ -197,15 +221,53 @@ fn pod_security() -> PodSecurityContext {
     }
 }
 
-/// Hash of the parts of a pod that require replacing it when they change.
+/// Hash of the parts of a pod that require replacing it when they change (the manifest hash is
+/// part of the container env, so a manifest change rolls the pods).
 pub fn config_hash(pod: &Pod) -> Result<String, BuildError> {
     let bytes = serde_json::to_vec(&(&pod.metadata.labels, &pod.spec))?;
     let digest = Sha256::digest(&bytes);
     Ok(hex::encode(&digest[..8]))
 }
 
-/// The pod replica `index` of `obj` should run.
-pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, BuildError> {
+/// The ConfigMap holding `manifest`'s canonical JSON, mounted by every pod of `obj`.
+pub fn desired_manifest_config_map<K: Workload>(
+    obj: &K,
+    manifest: &VerifiedManifest,
+) -> Result<ConfigMap, BuildError> {
+    let owner = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(BuildError::MissingMetadata("name"))?;
+    let namespace = obj
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    Ok(ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(manifest_config_map_name(&owner)),
+            namespace: Some(namespace),
+            labels: Some(selector_labels(K::OWNER_LABEL, &owner)),
+            annotations: Some(BTreeMap::from([(
+                MANIFEST_HASH_ANNOTATION.to_owned(),
+                manifest.hash().to_hex(),
+            )])),
+            owner_references: Some(vec![owner_reference(obj)?]),
+            ..ObjectMeta::default()
+        },
+        data: Some(BTreeMap::from([(
+            MANIFEST_CONFIG_MAP_KEY.to_owned(),
+            manifest.canonical().to_owned(),
+        )])),
+        ..ConfigMap::default()
+    })
+}
+
+/// The pod replica `index` of `obj` should run with the verified run `manifest`.
+pub fn desired_pod<K: Workload>(
+    obj: &K,
+    index: i32,
+    manifest: &VerifiedManifest,
+) -> Result<DesiredPod, BuildError> {
     let owner = obj
         .meta()
         .name
@@ -215,18 +277,21 @@ pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, Build
         .namespace()
         .ok_or(BuildError::MissingMetadata("namespace"))?;
     let owner_ref = owner_reference(obj)?;
-    let p = obj.params();
-    let hotkey = hotkey_secret(p.wallet, index).ok_or(BuildError::MissingHotkey(index))?;
+    let p = obj.workload();
+    let hotkey = hotkey_secret(&p.wallet, index).ok_or(BuildError::MissingHotkey(index))?;
 
     let checkpoint_dir = p
         .checkpoint
+        .as_ref()
         .map(|c| c.mount_path.clone())
         .unwrap_or_else(default_checkpoint_mount_path);
 
     let mut env = vec![
         plain_env(ENV_ROLE, K::ROLE.as_str()),
         plain_env(ENV_NETUID, p.netuid.to_string()),
-        plain_env(ENV_CHAIN_ENDPOINT, p.chain_endpoint),
+        plain_env(ENV_CHAIN_ENDPOINT, p.chain_endpoint.as_str()),
+        plain_env(ENV_RUN_MANIFEST, MANIFEST_FILE),
+        plain_env(ENV_RUN_MANIFEST_SHA256, manifest.hash().to_hex()),
         plain_env(ENV_STORAGE_ENDPOINT, p.storage.endpoint.as_str()),
         plain_env(ENV_STORAGE_BUCKET, p.storage.bucket.as_str()),
         plain_env(ENV_STORAGE_REGION, p.storage.region.as_str()),
@@ -259,21 +324,18 @@ pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, Build
     env.push(field_env(ENV_POD_NAMESPACE, "metadata.namespace"));
     env.push(plain_env(ENV_HOME, TMP_DIR));
     env.push(plain_env(ENV_XDG_CACHE_HOME, format!("{TMP_DIR}/.cache")));
-    env.extend(
-        obj.role_env()
-            .into_iter()
-            .map(|(name, value)| plain_env(name, value)),
-    );
     env.extend(p.extra_env.iter().cloned());
 
     let mut volumes = vec![
         empty_dir(VOLUME_TMP, None),
         empty_dir(VOLUME_SHM, Some("Memory")),
+        manifest_volume(&manifest_config_map_name(&owner)),
         secret_volume(VOLUME_HOTKEY, &hotkey, &p.wallet.hotkey_key),
     ];
     let mut mounts = vec![
         mount(VOLUME_TMP, TMP_DIR, false),
         mount(VOLUME_SHM, SHM_DIR, false),
+        mount(VOLUME_MANIFEST, MANIFEST_DIR, true),
         mount(VOLUME_HOTKEY, HOTKEY_DIR, true),
     ];
     if let Some(coldkey) = &p.wallet.coldkey_secret {
@@ -284,7 +346,7 @@ pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, Build
         ));
         mounts.push(mount(VOLUME_COLDKEY, COLDKEY_DIR, true));
     }
-    let claim = p.checkpoint.and_then(|c| {
+    let claim = p.checkpoint.as_ref().and_then(|c| {
         c.existing_claim.clone().or_else(|| {
             c.claim_template
                 .as_ref()
@@ -309,12 +371,12 @@ pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, Build
 
     let container = Container {
         name: CONTAINER_NAME.to_owned(),
-        image: Some(p.image.to_owned()),
+        image: Some(p.image.clone()),
         image_pull_policy: Some(p.image_pull_policy.as_str().to_owned()),
         command: Some(vec![WORKER_COMMAND.to_owned()]),
         args: Some(args),
         env: Some(env),
-        resources: container_resources(p.resources, p.gpus_per_replica),
+        resources: container_resources(p.resources.as_ref(), p.gpus_per_replica),
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
@@ -341,7 +403,7 @@ pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, Build
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(pod_security()),
         automount_service_account_token: Some(p.service_account_name.is_some()),
-        service_account_name: p.service_account_name.map(str::to_owned),
+        service_account_name: p.service_account_name.clone(),
         enable_service_links: Some(false),
         image_pull_secrets: (!p.image_pull_secrets.is_empty()).then(|| {
             p.image_pull_secrets
@@ -351,8 +413,8 @@ pub fn desired_pod<K: Workload>(obj: &K, index: i32) -> Result<DesiredPod, Build
         }),
         node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
         tolerations: (!tolerations.is_empty()).then_some(tolerations),
-        affinity: p.affinity.cloned(),
-        priority_class_name: p.priority_class_name.map(str::to_owned),
+        affinity: p.affinity.clone(),
+        priority_class_name: p.priority_class_name.clone(),
         volumes: Some(volumes),
         ..PodSpec::default()
     };
@@ -390,8 +452,9 @@ pub fn desired_claim<K: Workload>(
     index: i32,
 ) -> Result<Option<PersistentVolumeClaim>, BuildError> {
     let Some(template) = obj
-        .params()
+        .workload()
         .checkpoint
+        .as_ref()
         .and_then(|c| c.claim_template.as_ref())
     else {
         return Ok(None);
@@ -422,7 +485,7 @@ pub fn desired_claim<K: Workload>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{run, validators};
+    use crate::testing::{inline_manifest, reference_manifest, run, validators, verified};
 
     fn env<'a>(pod: &'a Pod, name: &str) -> Option<&'a EnvVar> {
         pod.spec.as_ref()?.containers[0]
@@ -435,23 +498,31 @@ mod tests {
     #[test]
     fn hash_is_stable_and_tracks_spec_changes() {
         let r = run(2);
-        let a = desired_pod(&r, 0).unwrap();
-        assert_eq!(a.config_hash, desired_pod(&r, 0).unwrap().config_hash);
+        let a = desired_pod(&r, 0, &verified()).unwrap();
+        assert_eq!(
+            a.config_hash,
+            desired_pod(&r, 0, &verified()).unwrap().config_hash
+        );
         assert_ne!(
             a.config_hash,
-            desired_pod(&r, 1).unwrap().config_hash,
+            desired_pod(&r, 1, &verified()).unwrap().config_hash,
             "per replica"
         );
         assert_eq!(a.config_hash.len(), 16);
         let mut changed = r.clone();
-        changed.spec.image = "worker:2".into();
-        assert_ne!(a.config_hash, desired_pod(&changed, 0).unwrap().config_hash);
+        changed.spec.workload.image = "worker:2".into();
+        assert_ne!(
+            a.config_hash,
+            desired_pod(&changed, 0, &verified()).unwrap().config_hash
+        );
         let mut status_only = r.clone();
         status_only.status = Some(Default::default());
         status_only.metadata.generation = Some(9);
         assert_eq!(
             a.config_hash,
-            desired_pod(&status_only, 0).unwrap().config_hash
+            desired_pod(&status_only, 0, &verified())
+                .unwrap()
+                .config_hash
         );
         assert_eq!(
             a.pod.metadata.annotations.as_ref().unwrap()[CONFIG_HASH_ANNOTATION],
@@ -461,7 +532,7 @@ mod tests {
 
     #[test]
     fn gpu_requests_limits_and_toleration() {
-        let pod = desired_pod(&run(1), 0).unwrap().pod;
+        let pod = desired_pod(&run(1), 0, &verified()).unwrap().pod;
         let spec = pod.spec.as_ref().unwrap();
         let res = spec.containers[0].resources.as_ref().unwrap();
         assert_eq!(res.requests.as_ref().unwrap()[GPU_RESOURCE].0, "8");
@@ -471,19 +542,19 @@ mod tests {
         assert_eq!(tol[0].key.as_deref(), Some(GPU_RESOURCE));
 
         let mut cpu = run(1);
-        cpu.spec.gpus_per_replica = 0;
-        let spec = desired_pod(&cpu, 0).unwrap().pod.spec.unwrap();
+        cpu.spec.workload.gpus_per_replica = 0;
+        let spec = desired_pod(&cpu, 0, &verified()).unwrap().pod.spec.unwrap();
         assert!(spec.containers[0].resources.is_none());
         assert!(spec.tolerations.is_none());
 
         let mut own = run(1);
-        own.spec.tolerations = vec![Toleration {
+        own.spec.workload.tolerations = vec![Toleration {
             key: Some(GPU_RESOURCE.into()),
             operator: Some("Equal".into()),
             value: Some("present".into()),
             ..Toleration::default()
         }];
-        let spec = desired_pod(&own, 0).unwrap().pod.spec.unwrap();
+        let spec = desired_pod(&own, 0, &verified()).unwrap().pod.spec.unwrap();
         assert_eq!(
             spec.tolerations.unwrap().len(),
             1,
@@ -494,13 +565,13 @@ mod tests {
     #[test]
     fn secrets_are_mounted_and_referenced_never_inlined() {
         let mut r = run(2);
-        r.spec.wallet.coldkey_secret = Some("cold".into());
-        r.spec.storage.read_credentials_secret = Some(CredentialsSecretRef {
+        r.spec.workload.wallet.coldkey_secret = Some("cold".into());
+        r.spec.workload.storage.read_credentials_secret = Some(CredentialsSecretRef {
             name: "s3-read".into(),
             access_key_id_key: "id".into(),
             secret_access_key_key: "secret".into(),
         });
-        let pod = desired_pod(&r, 1).unwrap().pod;
+        let pod = desired_pod(&r, 1, &verified()).unwrap().pod;
         let spec = pod.spec.as_ref().unwrap();
         let vols = spec.volumes.as_ref().unwrap();
         let secret_of = |n: &str| {
@@ -542,7 +613,7 @@ mod tests {
 
     #[test]
     fn restricted_security_context() {
-        let pod = desired_pod(&run(1), 0).unwrap().pod;
+        let pod = desired_pod(&run(1), 0, &verified()).unwrap().pod;
         let spec = pod.spec.as_ref().unwrap();
         let psc = spec.security_context.as_ref().unwrap();
         assert_eq!(psc.run_as_non_root, Some(true));
@@ -571,17 +642,20 @@ mod tests {
     #[test]
     fn extra_env_args_and_scheduling_are_passed_through() {
         let mut r = run(1);
-        r.spec.extra_env = vec![EnvVar {
+        r.spec.workload.extra_env = vec![EnvVar {
             name: "RUST_LOG".into(),
             value: Some("debug".into()),
             ..EnvVar::default()
         }];
-        r.spec.extra_args = vec!["--dry-run".into()];
-        r.spec.service_account_name = Some("worker".into());
-        r.spec.priority_class_name = Some("training".into());
-        r.spec.node_selector.insert("gpu".into(), "h100".into());
-        r.spec.image_pull_secrets = vec!["regcred".into()];
-        let pod = desired_pod(&r, 0).unwrap().pod;
+        r.spec.workload.extra_args = vec!["--dry-run".into()];
+        r.spec.workload.service_account_name = Some("worker".into());
+        r.spec.workload.priority_class_name = Some("training".into());
+        r.spec
+            .workload
+            .node_selector
+            .insert("gpu".into(), "h100".into());
+        r.spec.workload.image_pull_secrets = vec!["regcred".into()];
+        let pod = desired_pod(&r, 0, &verified()).unwrap().pod;
         let spec = pod.spec.as_ref().unwrap();
         assert_eq!(
             spec.containers[0].args.as_deref(),
@@ -599,35 +673,111 @@ mod tests {
     }
 
     #[test]
-    fn validator_pods_use_listed_hotkeys_and_evaluation_env() {
+    fn validator_pods_use_listed_hotkeys_and_the_manifest() {
         let v = validators(2);
-        let d = desired_pod(&v, 1).unwrap();
+        let d = desired_pod(&v, 1, &verified()).unwrap();
         assert_eq!(d.pod.metadata.name.as_deref(), Some("vs-validator-1"));
         assert_eq!(d.hotkey_secret, "vhk-1");
         assert_eq!(
-            env(&d.pod, "EVAL_LR_FACTOR").unwrap().value.as_deref(),
-            Some("0.08")
-        );
-        assert_eq!(
-            env(&d.pod, "MODEL_PRESET").unwrap().value.as_deref(),
-            Some("tiny")
+            env(&d.pod, ENV_RUN_MANIFEST_SHA256).unwrap().value,
+            Some(verified().hash().to_hex())
         );
         assert!(matches!(
-            desired_pod(&v, 2),
+            desired_pod(&v, 2, &verified()),
             Err(BuildError::MissingHotkey(2))
         ));
+    }
+
+    #[test]
+    fn pods_mount_the_rendered_manifest_and_carry_its_hash() {
+        let r = run(1);
+        let manifest = verified();
+        let pod = desired_pod(&r, 0, &manifest).unwrap().pod;
+        assert_eq!(
+            env(&pod, ENV_RUN_MANIFEST).unwrap().value.as_deref(),
+            Some("/etc/subnet/run-manifest.json")
+        );
+        let spec = pod.spec.as_ref().unwrap();
+        let volume = spec
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == VOLUME_MANIFEST)
+            .unwrap();
+        let source = volume.config_map.as_ref().unwrap();
+        assert_eq!(source.name, "run-run-manifest");
+        let item = &source.items.as_ref().unwrap()[0];
+        assert_eq!(
+            (item.key.as_str(), item.path.as_str()),
+            ("manifest.json", "run-manifest.json")
+        );
+        let m = spec.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.name == VOLUME_MANIFEST)
+            .unwrap();
+        assert_eq!(
+            (m.mount_path.as_str(), m.read_only),
+            ("/etc/subnet", Some(true))
+        );
+
+        let cm = desired_manifest_config_map(&r, &manifest).unwrap();
+        assert_eq!(cm.metadata.name.as_deref(), Some("run-run-manifest"));
+        assert_eq!(cm.metadata.owner_references.unwrap()[0].uid, "1111-2222");
+        let text = &cm.data.unwrap()["manifest.json"];
+        let reparsed = run_manifest::parse(text, "rendered", Some(&manifest.hash())).unwrap();
+        assert_eq!(reparsed.hash(), manifest.hash());
+
+        // No hyperparameter reaches the pod outside the manifest.
+        let names: Vec<&str> = spec.containers[0]
+            .env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect();
+        for gone in [
+            "INNER_STEPS",
+            "TOPK",
+            "CHUNK",
+            "MODEL_PRESET",
+            "PEERS_PER_WINDOW",
+            "RUN_ID",
+        ] {
+            assert!(!names.contains(&gone), "{gone} in {names:?}");
+        }
+    }
+
+    #[test]
+    fn a_protocol_change_changes_the_config_hash() {
+        let r = run(1);
+        let mut manifest = reference_manifest();
+        let before = desired_pod(&r, 0, &verified()).unwrap().config_hash;
+        manifest.training.outer_lr = 0.5;
+        let changed = run_manifest::verify(manifest.clone(), "t", None).unwrap();
+        assert_ne!(desired_pod(&r, 0, &changed).unwrap().config_hash, before);
+        let mut inline = r.clone();
+        inline.spec.workload.manifest = inline_manifest(&manifest);
+        assert_eq!(
+            desired_pod(&inline, 0, &changed).unwrap().config_hash,
+            desired_pod(&r, 0, &changed).unwrap().config_hash,
+            "only the verified manifest matters, not how the spec spells it"
+        );
     }
 
     #[test]
     fn checkpoint_claims() {
         let mut r = run(2);
         assert!(desired_claim(&r, 0).unwrap().is_none());
-        r.spec.checkpoint = Some(crate::crd::CheckpointSpec {
+        r.spec.workload.checkpoint = Some(crate::crd::CheckpointSpec {
             existing_claim: Some("shared".into()),
             claim_template: None,
             mount_path: "/ckpt".into(),
         });
-        let pod = desired_pod(&r, 1).unwrap().pod;
+        let pod = desired_pod(&r, 1, &verified()).unwrap().pod;
         let vol = pod
             .spec
             .unwrap()
@@ -637,7 +787,7 @@ mod tests {
             .find(|v| v.name == VOLUME_CHECKPOINTS)
             .unwrap();
         assert_eq!(vol.persistent_volume_claim.unwrap().claim_name, "shared");
-        r.spec.checkpoint = Some(crate::crd::CheckpointSpec {
+        r.spec.workload.checkpoint = Some(crate::crd::CheckpointSpec {
             existing_claim: None,
             claim_template: Some(Default::default()),
             mount_path: "/ckpt".into(),
@@ -652,7 +802,7 @@ mod tests {
         let mut r = run(1);
         r.metadata.uid = None;
         assert!(matches!(
-            desired_pod(&r, 0),
+            desired_pod(&r, 0, &verified()),
             Err(BuildError::MissingMetadata("uid"))
         ));
     }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder, Reporter};
@@ -14,14 +14,15 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::BackoffPolicy;
 use crate::clock::{Clock, SystemClock};
-use crate::conditions::{self, REASON_INVALID_SPEC, StatusContext};
+use crate::conditions::{self, StatusContext};
 use crate::crd::{Phase, WorkloadStatus};
 use crate::error::Error;
 use crate::events;
+use crate::manifest::referenced_config_map;
 use crate::metrics::Metrics;
 use crate::naming::selector_string;
 use crate::observed::{ObservedPod, observe};
-use crate::pod_builder::{desired_claim, desired_pod};
+use crate::pod_builder::{desired_claim, desired_manifest_config_map, desired_pod};
 use crate::rollout::{self, PlanInput, ReplicaTarget};
 use crate::validation;
 use crate::workload::Workload;
@@ -192,6 +193,50 @@ async fn delete_pod(pods: &Api<Pod>, name: &str, uid: Option<&str>) -> Result<()
     Ok(())
 }
 
+/// The ConfigMap `spec.manifest.configMapRef` names (`None` when absent or not referenced).
+async fn referenced_manifest<K: Workload>(
+    obj: &K,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<ConfigMap>, Error> {
+    let Some(reference) = referenced_config_map(&obj.workload().manifest) else {
+        return Ok(None);
+    };
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    Ok(config_maps.get_opt(&reference.name).await?)
+}
+
+/// Creates or updates the owned ConfigMap the pods mount the manifest from.
+async fn write_manifest_config_map(
+    ctx: &Context,
+    ns: &str,
+    desired: &ConfigMap,
+) -> Result<(), Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
+    let name = desired.name_any();
+    match config_maps.get_opt(&name).await? {
+        None => {
+            let result = config_maps
+                .create(&PostParams::default(), desired)
+                .await
+                .map(|_| ());
+            ignore_status(result, 409)?;
+        }
+        Some(current)
+            if current.data != desired.data
+                || current.metadata.annotations != desired.metadata.annotations =>
+        {
+            let mut updated = desired.clone();
+            updated.metadata.resource_version = current.metadata.resource_version;
+            config_maps
+                .replace(&name, &PostParams::default(), &updated)
+                .await?;
+        }
+        Some(_) => {}
+    }
+    Ok(())
+}
+
 async fn apply<K: Workload>(obj: &K, ctx: &Context) -> Result<Action, Error> {
     let name = obj.name_any();
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
@@ -205,26 +250,31 @@ async fn apply<K: Workload>(obj: &K, ctx: &Context) -> Result<Action, Error> {
         now: ctx.clock.now(),
     };
 
-    if let Err(errors) = validation::validate(obj) {
-        let message = validation::describe(&errors);
-        info!(kind = %K::kind(&()), %name, %message, "spec rejected");
-        let status = conditions::invalid_status(&status_ctx, &message);
-        let already_reported =
-            conditions::ready_reason(previous) == Some((REASON_INVALID_SPEC, message.as_str()));
-        patch_status(&api, obj, &status).await?;
-        if !already_reported {
-            ctx.publish(obj, &events::invalid_spec_event(&message))
-                .await;
+    let config_map = referenced_manifest(obj, ctx, &ns).await?;
+    let manifest = match validation::admit(obj, config_map.as_ref()) {
+        Ok(manifest) => manifest,
+        Err(rejection) => {
+            let message = rejection.message();
+            info!(kind = %K::kind(&()), %name, reason = rejection.reason, %message, "spec rejected");
+            let status = conditions::invalid_status(&status_ctx, rejection.reason, &message);
+            let already_reported =
+                conditions::ready_reason(previous) == Some((rejection.reason, message.as_str()));
+            patch_status(&api, obj, &status).await?;
+            if !already_reported {
+                ctx.publish(obj, &events::rejected_event(rejection.reason, &message))
+                    .await;
+            }
+            return Ok(Action::requeue(ctx.config.resync));
         }
-        return Ok(Action::requeue(ctx.config.resync));
-    }
+    };
+    write_manifest_config_map(ctx, &ns, &desired_manifest_config_map(obj, &manifest)?).await?;
 
-    let params = obj.params();
+    let params = obj.workload();
     let desired = if params.suspend {
         Vec::new()
     } else {
         (0..params.replicas)
-            .map(|i| desired_pod(obj, i))
+            .map(|i| desired_pod(obj, i, &manifest))
             .collect::<Result<Vec<_>, _>>()?
     };
     let targets: Vec<ReplicaTarget> = desired

@@ -2,10 +2,31 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use run_manifest::{RunManifest, VerifiedManifest};
+
 use crate::crd::{
-    CredentialsSecretRef, Hyperparameters, ModelSpec, PullPolicy, StorageSpec, TrainingRun,
-    TrainingRunSpec, ValidatorSet, ValidatorSetSpec, WalletSpec,
+    CredentialsSecretRef, ManifestSource, PullPolicy, StorageSpec, TrainingRun, TrainingRunSpec,
+    ValidatorSet, ValidatorSetSpec, WalletSpec, WorkloadSpec,
 };
+
+/// The reference manifest of the fixtures.
+pub fn reference_manifest() -> RunManifest {
+    RunManifest::reference("fixture-run", "tiny")
+}
+
+/// An inline manifest source holding `manifest`.
+pub fn inline_manifest(manifest: &RunManifest) -> ManifestSource {
+    ManifestSource {
+        config_map_ref: None,
+        inline: Some(serde_json::to_value(manifest).expect("manifest serializes")),
+        sha256: None,
+    }
+}
+
+/// The fixtures' manifest, verified.
+pub fn verified() -> VerifiedManifest {
+    run_manifest::verify(reference_manifest(), "fixture", None).expect("reference manifest")
+}
 
 pub fn storage() -> StorageSpec {
     StorageSpec {
@@ -41,35 +62,37 @@ fn meta(name: &str) -> ObjectMeta {
     }
 }
 
+fn workload(replicas: i32, wallet: WalletSpec) -> WorkloadSpec {
+    WorkloadSpec {
+        netuid: 3,
+        chain_endpoint: "ws://subtensor:9944".into(),
+        manifest: inline_manifest(&reference_manifest()),
+        image: "worker:1".into(),
+        image_pull_policy: PullPolicy::IfNotPresent,
+        image_pull_secrets: vec![],
+        replicas,
+        gpus_per_replica: 8,
+        resources: None,
+        storage: storage(),
+        wallet,
+        checkpoint: None,
+        node_selector: Default::default(),
+        tolerations: vec![],
+        affinity: None,
+        priority_class_name: None,
+        service_account_name: None,
+        extra_env: vec![],
+        extra_args: vec![],
+        suspend: false,
+    }
+}
+
 /// A valid TrainingRun as read from the API (uid set).
 pub fn run(replicas: i32) -> TrainingRun {
     let mut run = TrainingRun::new(
         "run",
         TrainingRunSpec {
-            netuid: 3,
-            chain_endpoint: "ws://subtensor:9944".into(),
-            image: "worker:1".into(),
-            image_pull_policy: PullPolicy::IfNotPresent,
-            image_pull_secrets: vec![],
-            replicas,
-            gpus_per_replica: 8,
-            resources: None,
-            model: ModelSpec {
-                preset: Some("llama-1b".into()),
-                ..ModelSpec::default()
-            },
-            hyperparameters: Hyperparameters::default(),
-            storage: storage(),
-            wallet: wallet_template(),
-            checkpoint: None,
-            node_selector: Default::default(),
-            tolerations: vec![],
-            affinity: None,
-            priority_class_name: None,
-            service_account_name: None,
-            extra_env: vec![],
-            extra_args: vec![],
-            suspend: false,
+            workload: workload(replicas, wallet_template()),
         },
     );
     run.metadata = meta("run");
@@ -78,40 +101,18 @@ pub fn run(replicas: i32) -> TrainingRun {
 
 /// A valid ValidatorSet as read from the API.
 pub fn validators(replicas: i32) -> ValidatorSet {
-    let mut vs = ValidatorSet::new(
-        "vs",
-        ValidatorSetSpec {
-            netuid: 3,
-            chain_endpoint: "wss://chain:443".into(),
-            image: "worker:1".into(),
-            image_pull_policy: PullPolicy::Always,
-            image_pull_secrets: vec![],
-            replicas,
-            hotkeys: WalletSpec {
-                hotkey_secrets: Some((0..replicas).map(|i| format!("vhk-{i}")).collect()),
-                hotkey_secret_template: None,
-                ..wallet_template()
-            },
-            evaluation: Default::default(),
-            weight_interval_windows: 3,
-            gpus_per_replica: 1,
-            resources: None,
-            model: ModelSpec {
-                preset: Some("tiny".into()),
-                ..ModelSpec::default()
-            },
-            storage: storage(),
-            checkpoint: None,
-            node_selector: Default::default(),
-            tolerations: vec![],
-            affinity: None,
-            priority_class_name: None,
-            service_account_name: None,
-            extra_env: vec![],
-            extra_args: vec![],
-            suspend: false,
+    let mut wl = workload(
+        replicas,
+        WalletSpec {
+            hotkey_secrets: Some((0..replicas).map(|i| format!("vhk-{i}")).collect()),
+            hotkey_secret_template: None,
+            ..wallet_template()
         },
     );
+    wl.chain_endpoint = "wss://chain:443".into();
+    wl.image_pull_policy = PullPolicy::Always;
+    wl.gpus_per_replica = 1;
+    let mut vs = ValidatorSet::new("vs", ValidatorSetSpec { workload: wl });
     vs.metadata = meta("vs");
     vs
 }

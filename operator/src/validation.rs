@@ -3,19 +3,22 @@
 //!
 //! The CRD's CEL rules reject most of these at admission; this module repeats them (the CRD
 //! may be installed without validation, or an old object may predate a rule) and adds the
-//! checks CEL cannot express.
+//! checks CEL cannot express. The run manifest and the chain endpoint are checked by the
+//! `run-manifest` crate (the worker's own rules), never re-implemented here.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{ConfigMap, ResourceRequirements};
+use run_manifest::VerifiedManifest;
+use run_manifest::deployment::check_chain_endpoint;
 
+use crate::conditions::{REASON_INVALID_SPEC, REASON_MANIFEST_NOT_FOUND};
 use crate::contract::RESERVED_ENV;
-use crate::crd::{
-    CheckpointSpec, EvaluationSpec, Hyperparameters, ModelSpec, StorageSpec, WalletSpec,
-};
+use crate::crd::{CheckpointSpec, StorageSpec, WalletSpec, WorkloadSpec};
+use crate::manifest::{self, CONFIG_MAP_FIELD, ManifestProblem};
 use crate::naming::{INDEX_PLACEHOLDER, hotkey_secret};
-use crate::workload::{Workload, WorkloadParams};
+use crate::workload::Workload;
 
 /// Most replicas one workload may have.
 pub const MAX_REPLICAS: i32 = 1024;
@@ -36,7 +39,8 @@ pub struct SpecError {
 }
 
 impl SpecError {
-    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+    /// An error at `field`.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             field: field.into(),
             message: message.into(),
@@ -59,17 +63,61 @@ pub fn describe(errors: &[SpecError]) -> String {
         .join("; ")
 }
 
-/// Every problem of a workload (its name and spec).
+/// Why a workload gets no pods: the `Ready=False` reason and every problem.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejection {
+    /// `InvalidSpec`, or `ManifestNotFound` when the only problem is a missing ConfigMap / key.
+    pub reason: &'static str,
+    /// Every problem, with its field.
+    pub errors: Vec<SpecError>,
+}
+
+impl Rejection {
+    /// The condition / event message.
+    pub fn message(&self) -> String {
+        describe(&self.errors)
+    }
+}
+
+/// Every problem of a workload's name and spec fields (the manifest aside).
 pub fn validate<K: Workload>(obj: &K) -> Result<(), Vec<SpecError>> {
     let name = obj.meta().name.as_deref().unwrap_or_default();
     let mut errors = name_errors(name);
-    errors.extend(common_errors(&obj.params(), K::WALLET_FIELD));
-    errors.extend(obj.role_errors());
+    errors.extend(common_errors(obj.workload()));
     if errors.is_empty() {
         Ok(())
     } else {
         Err(errors)
     }
+}
+
+/// Checks the spec and resolves its run manifest; `config_map` is the ConfigMap
+/// `spec.manifest.configMapRef` names, as read from the API (`None`: absent or not referenced).
+pub fn admit<K: Workload>(
+    obj: &K,
+    config_map: Option<&ConfigMap>,
+) -> Result<VerifiedManifest, Rejection> {
+    let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
+    let mut errors = validate(obj).err().unwrap_or_default();
+    let resolved = manifest::resolve(&obj.workload().manifest, namespace, config_map);
+    let reason = match resolved {
+        Ok(verified) if errors.is_empty() => return Ok(verified),
+        Ok(_) => REASON_INVALID_SPEC,
+        Err(ManifestProblem::Invalid(manifest_errors)) => {
+            errors.extend(manifest_errors);
+            REASON_INVALID_SPEC
+        }
+        Err(ManifestProblem::NotFound(message)) => {
+            let reason = if errors.is_empty() {
+                REASON_MANIFEST_NOT_FOUND
+            } else {
+                REASON_INVALID_SPEC
+            };
+            errors.push(SpecError::new(CONFIG_MAP_FIELD, message));
+            reason
+        }
+    };
+    Err(Rejection { reason, errors })
 }
 
 fn name_errors(name: &str) -> Vec<SpecError> {
@@ -86,8 +134,8 @@ fn name_errors(name: &str) -> Vec<SpecError> {
     }
 }
 
-/// Checks of the fields shared by both kinds; `wallet_field` is `wallet` or `hotkeys`.
-pub fn common_errors(p: &WorkloadParams<'_>, wallet_field: &str) -> Vec<SpecError> {
+/// Checks of the spec fields (both kinds share them all).
+pub fn common_errors(p: &WorkloadSpec) -> Vec<SpecError> {
     let mut errors = Vec::new();
     if p.image.trim().is_empty() || p.image.chars().any(char::is_whitespace) {
         errors.push(SpecError::new(
@@ -95,17 +143,8 @@ pub fn common_errors(p: &WorkloadParams<'_>, wallet_field: &str) -> Vec<SpecErro
             "must be a non-empty image reference without spaces",
         ));
     }
-    if !has_scheme(
-        p.chain_endpoint,
-        &["ws://", "wss://", "http://", "https://"],
-    ) {
-        errors.push(SpecError::new(
-            "spec.chainEndpoint",
-            format!(
-                "must start with ws://, wss://, http:// or https://, got {:?}",
-                p.chain_endpoint
-            ),
-        ));
+    if let Err(message) = check_chain_endpoint(&p.chain_endpoint) {
+        errors.push(SpecError::new("spec.chainEndpoint", message));
     }
     if !(0..=MAX_REPLICAS).contains(&p.replicas) {
         errors.push(SpecError::new(
@@ -122,13 +161,12 @@ pub fn common_errors(p: &WorkloadParams<'_>, wallet_field: &str) -> Vec<SpecErro
             ),
         ));
     }
-    if let Some(resources) = p.resources {
+    if let Some(resources) = &p.resources {
         errors.extend(resource_errors(resources));
     }
-    errors.extend(storage_errors(p.storage));
-    errors.extend(wallet_errors(p.wallet, p.replicas, wallet_field));
-    errors.extend(model_errors(p.model));
-    if let Some(checkpoint) = p.checkpoint {
+    errors.extend(storage_errors(&p.storage));
+    errors.extend(wallet_errors(&p.wallet, p.replicas));
+    if let Some(checkpoint) = &p.checkpoint {
         errors.extend(checkpoint_errors(checkpoint));
     }
     for (i, env) in p.extra_env.iter().enumerate() {
@@ -218,7 +256,8 @@ fn storage_errors(s: &StorageSpec) -> Vec<SpecError> {
     errors
 }
 
-fn wallet_errors(w: &WalletSpec, replicas: i32, field: &str) -> Vec<SpecError> {
+fn wallet_errors(w: &WalletSpec, replicas: i32) -> Vec<SpecError> {
+    let field = "wallet";
     let mut errors = Vec::new();
     match (&w.hotkey_secrets, &w.hotkey_secret_template) {
         (Some(_), Some(_)) | (None, None) => errors.push(SpecError::new(
@@ -293,70 +332,6 @@ fn wallet_errors(w: &WalletSpec, replicas: i32, field: &str) -> Vec<SpecError> {
     errors
 }
 
-fn model_errors(m: &ModelSpec) -> Vec<SpecError> {
-    let dims = [
-        m.hidden_size,
-        m.num_layers,
-        m.num_heads,
-        m.num_kv_heads,
-        m.intermediate_size,
-        m.vocab_size,
-    ];
-    let any_dim = dims.iter().any(Option::is_some);
-    if let Some(preset) = &m.preset {
-        let mut errors = Vec::new();
-        if any_dim {
-            errors.push(SpecError::new(
-                "spec.model",
-                "preset and explicit dimensions are mutually exclusive",
-            ));
-        }
-        if preset.trim().is_empty() {
-            errors.push(SpecError::new("spec.model.preset", "must not be empty"));
-        }
-        return errors;
-    }
-    let (Some(hidden), Some(layers), Some(heads), Some(inter), Some(vocab)) = (
-        m.hidden_size,
-        m.num_layers,
-        m.num_heads,
-        m.intermediate_size,
-        m.vocab_size,
-    ) else {
-        return vec![SpecError::new(
-            "spec.model",
-            "set preset, or all of hiddenSize, numLayers, numHeads, intermediateSize and vocabSize",
-        )];
-    };
-    let mut errors = Vec::new();
-    for (field, v) in [
-        ("hiddenSize", hidden),
-        ("numLayers", layers),
-        ("numHeads", heads),
-        ("intermediateSize", inter),
-        ("vocabSize", vocab),
-    ] {
-        if v == 0 {
-            errors.push(SpecError::new(format!("spec.model.{field}"), "must be > 0"));
-        }
-    }
-    if heads > 0 && hidden % heads != 0 {
-        errors.push(SpecError::new(
-            "spec.model.hiddenSize",
-            format!("{hidden} is not divisible by numHeads {heads}"),
-        ));
-    }
-    if let Some(kv) = m.num_kv_heads
-        && (kv == 0 || heads % kv != 0)
-    {
-        errors.push(SpecError::new(
-            "spec.model.numKvHeads",
-            format!("{kv} must be > 0 and divide numHeads {heads}"),
-        ));
-    }
-    errors
-}
-
 fn checkpoint_errors(c: &CheckpointSpec) -> Vec<SpecError> {
     let mut errors = Vec::new();
     if c.existing_claim.is_some() && c.claim_template.is_some() {
@@ -400,114 +375,6 @@ fn checkpoint_errors(c: &CheckpointSpec) -> Vec<SpecError> {
         ));
     }
     errors
-}
-
-/// Checks of the miners' hyperparameters.
-pub fn hyperparameter_errors(h: &Hyperparameters) -> Vec<SpecError> {
-    let mut errors = Vec::new();
-    let mut check = |ok: bool, field: &str, message: String| {
-        if !ok {
-            errors.push(SpecError::new(
-                format!("spec.hyperparameters.{field}"),
-                message,
-            ));
-        }
-    };
-    check(h.inner_steps > 0, "innerSteps", "must be > 0".into());
-    check(h.chunk > 0, "chunk", "must be > 0".into());
-    let max_topk = u64::from(h.chunk) * u64::from(h.chunk);
-    check(
-        h.topk > 0 && u64::from(h.topk) <= max_topk,
-        "topk",
-        format!("{} must be in 1..={max_topk} (chunk*chunk)", h.topk),
-    );
-    check(
-        is_positive(h.outer_lr),
-        "outerLr",
-        format!("{} must be > 0", h.outer_lr),
-    );
-    check(
-        is_positive(h.inner_lr),
-        "innerLr",
-        format!("{} must be > 0", h.inner_lr),
-    );
-    check(
-        (0.0..=1.0).contains(&h.error_feedback_decay),
-        "errorFeedbackDecay",
-        format!("{} must be in [0, 1]", h.error_feedback_decay),
-    );
-    check(
-        h.weight_decay.is_finite() && h.weight_decay >= 0.0,
-        "weightDecay",
-        format!("{} must be >= 0", h.weight_decay),
-    );
-    check(
-        is_positive(h.grad_clip),
-        "gradClip",
-        format!("{} must be > 0", h.grad_clip),
-    );
-    check(
-        (1..=8).contains(&h.quantization_bits),
-        "quantizationBits",
-        format!("{} must be in 1..=8", h.quantization_bits),
-    );
-    check(
-        h.micro_batch_size > 0,
-        "microBatchSize",
-        "must be > 0".into(),
-    );
-    check(
-        h.micro_batch_size > 0
-            && h.batch_size >= h.micro_batch_size
-            && h.batch_size.is_multiple_of(h.micro_batch_size),
-        "batchSize",
-        format!(
-            "{} must be a positive multiple of microBatchSize {}",
-            h.batch_size, h.micro_batch_size
-        ),
-    );
-    errors
-}
-
-/// Checks of the validators' evaluation settings.
-pub fn evaluation_errors(e: &EvaluationSpec, weight_interval_windows: u32) -> Vec<SpecError> {
-    let mut errors = Vec::new();
-    let mut check = |ok: bool, field: &str, message: String| {
-        if !ok {
-            errors.push(SpecError::new(format!("spec.{field}"), message));
-        }
-    };
-    check(
-        e.peers_per_window > 0,
-        "evaluation.peersPerWindow",
-        "must be > 0".into(),
-    );
-    check(
-        e.eval_batches > 0,
-        "evaluation.evalBatches",
-        "must be > 0".into(),
-    );
-    check(
-        is_positive(e.lr_factor),
-        "evaluation.lrFactor",
-        format!("{} must be > 0", e.lr_factor),
-    );
-    check(
-        e.binary_score_alpha > 0.0 && e.binary_score_alpha <= 1.0,
-        "evaluation.binaryScoreAlpha",
-        format!("{} must be in (0, 1]", e.binary_score_alpha),
-    );
-    check(e.top_peers > 0, "evaluation.topPeers", "must be > 0".into());
-    check(
-        weight_interval_windows > 0,
-        "weightIntervalWindows",
-        "must be > 0".into(),
-    );
-    errors
-}
-
-fn is_positive(x: f64) -> bool {
-    x.is_finite() && x > 0.0
 }
 
 /// RFC 1123 DNS subdomain (names of Secrets, claims, ...).
@@ -563,75 +430,58 @@ mod tests {
         let cases: Vec<(&str, Edit)> = vec![
             (
                 "spec.replicas: must be in 0..=1024, got -1",
-                Box::new(|r| r.spec.replicas = -1),
+                Box::new(|r| r.spec.workload.replicas = -1),
             ),
             (
                 "spec.gpusPerReplica: must be in 0..=16, got 17",
-                Box::new(|r| r.spec.gpus_per_replica = 17),
+                Box::new(|r| r.spec.workload.gpus_per_replica = 17),
             ),
             (
                 "spec.image: must be a non-empty image reference",
-                Box::new(|r| r.spec.image = " ".into()),
+                Box::new(|r| r.spec.workload.image = " ".into()),
             ),
             (
-                "spec.chainEndpoint: must start with ws://",
-                Box::new(|r| r.spec.chain_endpoint = "subtensor:9944".into()),
+                "spec.chainEndpoint: unknown network \"subtensor:9944\"",
+                Box::new(|r| r.spec.workload.chain_endpoint = "subtensor:9944".into()),
+            ),
+            (
+                "spec.chainEndpoint: unknown network \"https://chain:443\"",
+                Box::new(|r| r.spec.workload.chain_endpoint = "https://chain:443".into()),
             ),
             (
                 "spec.storage.bucket: must not be empty",
-                Box::new(|r| r.spec.storage.bucket.clear()),
+                Box::new(|r| r.spec.workload.storage.bucket.clear()),
             ),
             (
                 "spec.storage.bucket: \"Bad_Bucket\" is not a valid bucket name",
-                Box::new(|r| r.spec.storage.bucket = "Bad_Bucket".into()),
+                Box::new(|r| r.spec.workload.storage.bucket = "Bad_Bucket".into()),
             ),
             (
                 "spec.storage.endpoint: must be an http:// or https:// URL",
-                Box::new(|r| r.spec.storage.endpoint = "s3.example.com".into()),
+                Box::new(|r| r.spec.workload.storage.endpoint = "s3.example.com".into()),
             ),
             (
                 "spec.storage.credentialsSecret.name: \"\" is not a valid Secret name",
-                Box::new(|r| r.spec.storage.credentials_secret.name.clear()),
+                Box::new(|r| r.spec.workload.storage.credentials_secret.name.clear()),
             ),
             (
                 "spec.wallet: set exactly one of hotkeySecrets or hotkeySecretTemplate",
-                Box::new(|r| r.spec.wallet.hotkey_secret_template = None),
+                Box::new(|r| r.spec.workload.wallet.hotkey_secret_template = None),
             ),
             (
                 "spec.wallet.hotkeySecretTemplate: \"miner\" must contain {index}",
-                Box::new(|r| r.spec.wallet.hotkey_secret_template = Some("miner".into())),
+                Box::new(|r| r.spec.workload.wallet.hotkey_secret_template = Some("miner".into())),
             ),
             (
                 "renders \"Miner-3\", which is not a valid Secret name",
-                Box::new(|r| r.spec.wallet.hotkey_secret_template = Some("Miner-{index}".into())),
-            ),
-            (
-                "spec.model: set preset, or all of",
-                Box::new(|r| r.spec.model.preset = None),
-            ),
-            (
-                "spec.model: preset and explicit dimensions are mutually exclusive",
-                Box::new(|r| r.spec.model.num_layers = Some(2)),
-            ),
-            (
-                "spec.hyperparameters.topk: 5000 must be in 1..=4096",
-                Box::new(|r| r.spec.hyperparameters.topk = 5000),
-            ),
-            (
-                "spec.hyperparameters.outerLr: -1 must be > 0",
-                Box::new(|r| r.spec.hyperparameters.outer_lr = -1.0),
-            ),
-            (
-                "spec.hyperparameters.batchSize: 10 must be a positive multiple of microBatchSize 4",
                 Box::new(|r| {
-                    r.spec.hyperparameters.batch_size = 10;
-                    r.spec.hyperparameters.micro_batch_size = 4;
+                    r.spec.workload.wallet.hotkey_secret_template = Some("Miner-{index}".into())
                 }),
             ),
             (
                 "spec.extraEnv[0]: NETUID is set by the operator",
                 Box::new(|r| {
-                    r.spec.extra_env = vec![EnvVar {
+                    r.spec.workload.extra_env = vec![EnvVar {
                         name: "NETUID".into(),
                         value: Some("1".into()),
                         ..EnvVar::default()
@@ -654,20 +504,20 @@ mod tests {
     #[test]
     fn hotkey_lists_must_match_replicas_and_be_unique() {
         let mut r = run(3);
-        r.spec.wallet.hotkey_secret_template = None;
-        r.spec.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into(), "a".into()]);
+        r.spec.workload.wallet.hotkey_secret_template = None;
+        r.spec.workload.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into(), "a".into()]);
         let msg = messages(&r);
         assert!(
             msg.contains("spec.wallet.hotkeySecrets[2]: \"a\" is used by two replicas"),
             "{msg}"
         );
-        r.spec.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into()]);
+        r.spec.workload.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into()]);
         let msg = messages(&r);
         assert!(msg.contains("lists 2 Secrets but replicas is 3"), "{msg}");
         let mut v = validators(2);
-        v.spec.hotkeys.hotkey_secrets = Some(vec!["only".into()]);
+        v.spec.workload.wallet.hotkey_secrets = Some(vec!["only".into()]);
         assert!(
-            messages(&v).contains("spec.hotkeys.hotkeySecrets: lists 1 Secrets but replicas is 2")
+            messages(&v).contains("spec.wallet.hotkeySecrets: lists 1 Secrets but replicas is 2")
         );
     }
 
@@ -676,7 +526,7 @@ mod tests {
         let mut r = run(1);
         let mut limits = std::collections::BTreeMap::new();
         limits.insert(GPU_RESOURCE.to_owned(), Quantity("2".into()));
-        r.spec.resources = Some(ResourceRequirements {
+        r.spec.workload.resources = Some(ResourceRequirements {
             limits: Some(limits),
             ..Default::default()
         });
@@ -686,51 +536,9 @@ mod tests {
     }
 
     #[test]
-    fn explicit_model_dimensions_are_checked() {
-        let mut r = run(1);
-        r.spec.model = ModelSpec {
-            hidden_size: Some(1000),
-            num_layers: Some(4),
-            num_heads: Some(16),
-            num_kv_heads: Some(5),
-            intermediate_size: Some(4096),
-            vocab_size: Some(32000),
-            ..ModelSpec::default()
-        };
-        let msg = messages(&r);
-        assert!(
-            msg.contains("spec.model.hiddenSize: 1000 is not divisible by numHeads 16"),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("spec.model.numKvHeads: 5 must be > 0 and divide numHeads 16"),
-            "{msg}"
-        );
-        r.spec.model.hidden_size = Some(1024);
-        r.spec.model.num_kv_heads = Some(4);
-        assert_eq!(messages(&r), "");
-    }
-
-    #[test]
-    fn validator_settings_are_checked() {
-        let mut v = validators(1);
-        v.spec.evaluation.binary_score_alpha = 0.0;
-        v.spec.weight_interval_windows = 0;
-        v.spec.evaluation.peers_per_window = 0;
-        let msg = messages(&v);
-        for expected in [
-            "spec.evaluation.binaryScoreAlpha: 0 must be in (0, 1]",
-            "spec.weightIntervalWindows: must be > 0",
-            "spec.evaluation.peersPerWindow: must be > 0",
-        ] {
-            assert!(msg.contains(expected), "{expected} in {msg}");
-        }
-    }
-
-    #[test]
     fn checkpoint_sources_and_paths_are_checked() {
         let mut r = run(1);
-        r.spec.checkpoint = Some(CheckpointSpec {
+        r.spec.workload.checkpoint = Some(CheckpointSpec {
             existing_claim: Some("shared".into()),
             claim_template: Some(Default::default()),
             mount_path: "/tmp".into(),
@@ -747,6 +555,48 @@ mod tests {
         assert!(
             msg.contains("spec.checkpoint.mountPath: \"/tmp\" must be an absolute path"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn admit_reports_spec_and_manifest_problems_together() {
+        use crate::conditions::{REASON_INVALID_SPEC, REASON_MANIFEST_NOT_FOUND};
+        use crate::crd::ManifestConfigMapRef;
+        let r = run(1);
+        assert_eq!(
+            admit(&r, None).unwrap().hash(),
+            crate::testing::verified().hash()
+        );
+        let mut bad = run(1);
+        let mut manifest = crate::testing::reference_manifest();
+        manifest.sparseloco.quantization_bits = 4;
+        bad.spec.workload.manifest = crate::testing::inline_manifest(&manifest);
+        bad.spec.workload.storage.bucket.clear();
+        let rejection = admit(&bad, None).unwrap_err();
+        assert_eq!(rejection.reason, REASON_INVALID_SPEC);
+        assert_eq!(
+            rejection.message(),
+            "spec.storage.bucket: must not be empty; spec.manifest.inline.sparseloco.quantizationBits: \
+             the wire format encodes 2-bit codes only, got 4"
+        );
+        let mut missing = run(1);
+        missing.spec.workload.manifest = crate::crd::ManifestSource {
+            config_map_ref: Some(ManifestConfigMapRef {
+                name: "shared".into(),
+                key: "manifest.json".into(),
+            }),
+            ..Default::default()
+        };
+        let rejection = admit(&missing, None).unwrap_err();
+        assert_eq!(rejection.reason, REASON_MANIFEST_NOT_FOUND);
+        assert_eq!(
+            rejection.message(),
+            "spec.manifest.configMapRef: ConfigMap subnet/shared not found"
+        );
+        missing.spec.workload.replicas = -1;
+        assert_eq!(
+            admit(&missing, None).unwrap_err().reason,
+            REASON_INVALID_SPEC
         );
     }
 

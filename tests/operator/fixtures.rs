@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Pod;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
+use run_manifest::RunManifest;
 use subnet_operator::clock::ManualClock;
 use subnet_operator::crd::{
-    CredentialsSecretRef, Hyperparameters, ModelSpec, PullPolicy, StorageSpec, TrainingRun,
-    TrainingRunSpec, ValidatorSet, ValidatorSetSpec, WalletSpec,
+    CredentialsSecretRef, ManifestConfigMapRef, ManifestSource, PullPolicy, StorageSpec,
+    TrainingRun, TrainingRunSpec, ValidatorSet, ValidatorSetSpec, WalletSpec, WorkloadSpec,
 };
 use subnet_operator::metrics::Metrics;
 use subnet_operator::{Context, ReconcilerConfig, Workload, reconcile};
@@ -33,41 +36,84 @@ pub fn storage() -> StorageSpec {
     }
 }
 
+/// The run manifest of the fixtures.
+pub fn manifest() -> RunManifest {
+    RunManifest::reference("fixture-run", "tiny")
+}
+
+/// An inline manifest source.
+pub fn inline(manifest: &RunManifest) -> ManifestSource {
+    ManifestSource {
+        config_map_ref: None,
+        inline: Some(serde_json::to_value(manifest).unwrap()),
+        sha256: None,
+    }
+}
+
+/// A source reading key `manifest.json` of ConfigMap `name`.
+pub fn from_config_map(name: &str) -> ManifestSource {
+    ManifestSource {
+        config_map_ref: Some(ManifestConfigMapRef {
+            name: name.into(),
+            key: "manifest.json".into(),
+        }),
+        inline: None,
+        sha256: None,
+    }
+}
+
+/// A ConfigMap in [`NS`] holding `text` under `manifest.json`.
+pub fn manifest_config_map(name: &str, text: &str) -> ConfigMap {
+    let mut cm = ConfigMap {
+        data: Some(BTreeMap::from([(
+            "manifest.json".to_owned(),
+            text.to_owned(),
+        )])),
+        ..ConfigMap::default()
+    };
+    cm.metadata.name = Some(name.into());
+    cm.metadata.namespace = Some(NS.into());
+    cm
+}
+
+fn workload(replicas: i32, wallet: WalletSpec) -> WorkloadSpec {
+    WorkloadSpec {
+        netuid: 3,
+        chain_endpoint: "ws://subtensor:9944".into(),
+        manifest: inline(&manifest()),
+        image: "ghcr.io/example/worker:1.0".into(),
+        image_pull_policy: PullPolicy::IfNotPresent,
+        image_pull_secrets: vec![],
+        replicas,
+        gpus_per_replica: 8,
+        resources: None,
+        storage: storage(),
+        wallet,
+        checkpoint: None,
+        node_selector: Default::default(),
+        tolerations: vec![],
+        affinity: None,
+        priority_class_name: None,
+        service_account_name: None,
+        extra_env: vec![],
+        extra_args: vec![],
+        suspend: false,
+    }
+}
+
 /// A valid TrainingRun with `replicas` miners using the hotkey template.
 pub fn training_run(name: &str, replicas: i32) -> TrainingRun {
+    let wallet = WalletSpec {
+        coldkey_secret: None,
+        coldkey_key: "coldkey".into(),
+        hotkey_secrets: None,
+        hotkey_secret_template: Some("miner-hotkey-{index}".into()),
+        hotkey_key: "hotkey".into(),
+    };
     let mut run = TrainingRun::new(
         name,
         TrainingRunSpec {
-            netuid: 3,
-            chain_endpoint: "ws://subtensor:9944".into(),
-            image: "ghcr.io/example/worker:1.0".into(),
-            image_pull_policy: PullPolicy::IfNotPresent,
-            image_pull_secrets: vec![],
-            replicas,
-            gpus_per_replica: 8,
-            resources: None,
-            model: ModelSpec {
-                preset: Some("llama-1b".into()),
-                ..ModelSpec::default()
-            },
-            hyperparameters: Hyperparameters::default(),
-            storage: storage(),
-            wallet: WalletSpec {
-                coldkey_secret: None,
-                coldkey_key: "coldkey".into(),
-                hotkey_secrets: None,
-                hotkey_secret_template: Some("miner-hotkey-{index}".into()),
-                hotkey_key: "hotkey".into(),
-            },
-            checkpoint: None,
-            node_selector: Default::default(),
-            tolerations: vec![],
-            affinity: None,
-            priority_class_name: None,
-            service_account_name: None,
-            extra_env: vec![],
-            extra_args: vec![],
-            suspend: false,
+            workload: workload(replicas, wallet),
         },
     );
     run.metadata.namespace = Some(NS.into());
@@ -76,46 +122,21 @@ pub fn training_run(name: &str, replicas: i32) -> TrainingRun {
 
 /// A valid ValidatorSet with `replicas` validators and listed hotkeys.
 pub fn validator_set(name: &str, replicas: i32) -> ValidatorSet {
-    let mut vs = ValidatorSet::new(
-        name,
-        ValidatorSetSpec {
-            netuid: 3,
-            chain_endpoint: "ws://subtensor:9944".into(),
-            image: "ghcr.io/example/worker:1.0".into(),
-            image_pull_policy: PullPolicy::Always,
-            image_pull_secrets: vec![],
-            replicas,
-            hotkeys: WalletSpec {
-                coldkey_secret: Some("validator-coldkey".into()),
-                coldkey_key: "coldkey".into(),
-                hotkey_secrets: Some(
-                    (0..replicas)
-                        .map(|i| format!("validator-hotkey-{i}"))
-                        .collect(),
-                ),
-                hotkey_secret_template: None,
-                hotkey_key: "hotkey".into(),
-            },
-            evaluation: Default::default(),
-            weight_interval_windows: 3,
-            gpus_per_replica: 1,
-            resources: None,
-            model: ModelSpec {
-                preset: Some("llama-1b".into()),
-                ..ModelSpec::default()
-            },
-            storage: storage(),
-            checkpoint: None,
-            node_selector: Default::default(),
-            tolerations: vec![],
-            affinity: None,
-            priority_class_name: None,
-            service_account_name: None,
-            extra_env: vec![],
-            extra_args: vec![],
-            suspend: false,
-        },
-    );
+    let wallet = WalletSpec {
+        coldkey_secret: Some("validator-coldkey".into()),
+        coldkey_key: "coldkey".into(),
+        hotkey_secrets: Some(
+            (0..replicas)
+                .map(|i| format!("validator-hotkey-{i}"))
+                .collect(),
+        ),
+        hotkey_secret_template: None,
+        hotkey_key: "hotkey".into(),
+    };
+    let mut spec = workload(replicas, wallet);
+    spec.image_pull_policy = PullPolicy::Always;
+    spec.gpus_per_replica = 1;
+    let mut vs = ValidatorSet::new(name, ValidatorSetSpec { workload: spec });
     vs.metadata.namespace = Some(NS.into());
     vs
 }

@@ -22,8 +22,8 @@ use worker_storage::{
 use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
-    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, resolve_peers,
-    upload_gradient, upload_sync_sample,
+    AggregationList, PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list,
+    resolve_peers, upload_gradient, upload_sync_sample,
 };
 use crate::miner::Miner;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
@@ -224,7 +224,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
 
     // The validator: registered first, staked so it holds a validator permit.
     let validator_key = Keypair::from_dev_name("validator");
-    chain
+    let validator_uid = chain
         .burned_register(DEVNET_NETUID, &owner, &validator_key.account_id())
         .await?;
     chain.add_stake(
@@ -378,7 +378,30 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
             .count();
-        publish_peer_list(&*validator_store, &layout, &manifest, &evaluation.peer_list).await?;
+        // The validator gathers its list (reserves replacing unavailable peers) and pins the
+        // digests of what it aggregates.
+        let candidates: Vec<PeerEndpoint> = evaluation
+            .peer_list
+            .all()
+            .filter_map(|uid| peers.iter().find(|p| p.uid == uid).cloned())
+            .collect();
+        let (mut gathered, _) = gather(
+            &candidates,
+            &layout,
+            window,
+            &policy,
+            &validator.replica,
+            &sr25519_verify,
+            None,
+        )
+        .await;
+        gathered.truncate(evaluation.peer_list.peers.len());
+        let published = AggregationList {
+            run_manifest: manifest.to_hex(),
+            list: evaluation.peer_list.clone(),
+            objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
+        };
+        publish_peer_list(&*validator_store, &layout, validator_uid, &published).await?;
         progress.inc(1);
         progress.set_message("aggregating");
 
@@ -401,36 +424,30 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         }
 
         // Everyone aggregates the listed peers and takes the outer step.
-        let list = read_peer_list(&*validator_store, &layout, &manifest, window)
+        let list = read_peer_list(&*validator_store, &layout, validator_uid, &manifest, window)
             .await?
             .ok_or_else(|| NodeError::Config(format!("peer list for window {window} vanished")))?;
-        let selected: Vec<PeerEndpoint> = peers
+        let aggregated = list.uids();
+        let selected: Vec<PeerEndpoint> = aggregated
             .iter()
-            .filter(|p| list.peers.contains(&p.uid))
-            .cloned()
+            .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
             .collect();
-        let (payloads, _) = gather(
-            &selected,
-            &layout,
-            window,
-            &policy,
-            &validator.replica,
-            &sr25519_verify,
-        )
-        .await;
+        let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
         validator.outer_step(&payloads)?;
         let reference = validator.replica.sync_sample()?;
         let mut in_sync = BTreeMap::new();
         for p in participants.iter_mut() {
-            let (payloads, _) = gather(
+            let (gathered, _) = gather(
                 &selected,
                 &layout,
                 window,
                 &policy,
                 &p.miner.replica,
                 &sr25519_verify,
+                Some(&list),
             )
             .await;
+            let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
             p.miner.replica.outer_step(&payloads, settings.outer_lr)?;
             in_sync.insert(p.miner.uid, p.miner.replica.sync_sample()? == reference);
         }
@@ -454,7 +471,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
                     compression_ratio: ratio,
                     score: scores.get(&uid).copied().unwrap_or(0.0),
                     weight: weights.get(&uid).copied().unwrap_or(0.0),
-                    in_peer_list: list.peers.contains(&uid),
+                    in_peer_list: list.list.peers.contains(&uid),
                     verdict: verdict(&evaluation.outcomes, uid),
                 }
             })
@@ -463,7 +480,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             window,
             block: chain.current_block().await?,
             eval_loss,
-            aggregated_peers: payloads.iter().map(|p| p.uid).collect(),
+            aggregated_peers: aggregated,
             weights_set,
             miners,
             seconds: window_started.elapsed().as_secs_f64(),

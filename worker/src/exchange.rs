@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use sha2::{Digest, Sha256};
+
 use bytes::Bytes;
 use worker_gauntlet::{Outcome, PeerList};
 use worker_sparseloco::GradientPayload;
@@ -60,48 +62,65 @@ pub async fn upload_sync_sample(
     Ok(())
 }
 
-/// A peer list as published: the list and the run manifest it was made under.
-#[derive(serde::Serialize, serde::Deserialize)]
-struct PublishedPeerList {
+/// A validator's aggregation list as published for a window: the Gauntlet's list, the run
+/// manifest it was made under, and the SHA-256 of every gradient object the validator
+/// aggregated, so everyone aggregates exactly the bytes it evaluated.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AggregationList {
     /// Hex SHA-256 of the run manifest.
-    run_manifest: String,
-    list: serde_json::Value,
+    pub run_manifest: String,
+    /// The Gauntlet's list (peers best first, then reserves).
+    pub list: PeerList,
+    /// Uid -> hex SHA-256 of the object aggregated for it, in aggregation order.
+    pub objects: Vec<(u16, String)>,
 }
 
-/// Publishes the validator's aggregation list for `window`, labelled with its run manifest.
+impl AggregationList {
+    /// The uids aggregated, in order.
+    pub fn uids(&self) -> Vec<u16> {
+        self.objects.iter().map(|(uid, _)| *uid).collect()
+    }
+
+    /// The pinned digest of `uid`'s object, if it is aggregated.
+    pub fn digest(&self, uid: u16) -> Option<&str> {
+        self.objects
+            .iter()
+            .find(|(u, _)| *u == uid)
+            .map(|(_, d)| d.as_str())
+    }
+}
+
+/// Publishes validator `validator`'s aggregation list, labelled with its run manifest.
 pub async fn publish_peer_list(
     store: &dyn ObjectStore,
     layout: &RunLayout,
-    manifest: &ManifestHash,
-    list: &PeerList,
+    validator: u16,
+    list: &AggregationList,
 ) -> Result<()> {
-    let published = PublishedPeerList {
-        run_manifest: manifest.to_hex(),
-        list: serde_json::from_str(&list.to_json()?)?,
-    };
     store
         .put(
-            &layout.peer_list(list.window),
-            Bytes::from(serde_json::to_vec(&published)?),
+            &layout.peer_list(list.list.window, validator),
+            Bytes::from(serde_json::to_vec(list)?),
         )
         .await?;
     Ok(())
 }
 
-/// Reads the validator's aggregation list for `window`, if it was published under
+/// Reads validator `validator`'s aggregation list for `window`, if it was published under
 /// `manifest` (a list of another run is refused with [`NodeError::ForeignManifest`]).
 pub async fn read_peer_list(
     store: &dyn ObjectStore,
     layout: &RunLayout,
+    validator: u16,
     manifest: &ManifestHash,
     window: u64,
-) -> Result<Option<PeerList>> {
+) -> Result<Option<AggregationList>> {
     match store
-        .get(&layout.peer_list(window), MAX_PEER_LIST_BYTES)
+        .get(&layout.peer_list(window, validator), MAX_PEER_LIST_BYTES)
         .await
     {
         Ok(object) => {
-            let published: PublishedPeerList = serde_json::from_slice(&object.body)?;
+            let published: AggregationList = serde_json::from_slice(&object.body)?;
             if published.run_manifest != manifest.to_hex() {
                 return Err(NodeError::ForeignManifest {
                     what: "peer list",
@@ -109,12 +128,37 @@ pub async fn read_peer_list(
                     ours: manifest.to_hex(),
                 });
             }
-            let list = PeerList::from_json(&published.list.to_string())?;
-            Ok((list.window == window).then_some(list))
+            // Re-check the Gauntlet list's own schema.
+            PeerList::from_json(&published.list.to_json()?)?;
+            Ok((published.list.window == window).then_some(published))
         }
         Err(worker_storage::StorageError::NotFound { .. }) => Ok(None),
         Err(err) => Err(err.into()),
     }
+}
+
+/// Why a gathered object was left out of the aggregate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rejection {
+    /// It failed a check the validator also applies (fetch, signature, decoding, ...).
+    Outcome(Outcome),
+    /// Its bytes are not the ones the aggregation list pinned.
+    DigestMismatch {
+        /// The digest in the list.
+        expected: String,
+        /// The digest of what was fetched.
+        actual: String,
+    },
+}
+
+/// One gathered, accepted gradient.
+pub struct Gathered {
+    /// The peer.
+    pub uid: u16,
+    /// Hex SHA-256 of its object.
+    pub digest: String,
+    /// The decoded payload.
+    pub payload: GradientPayload,
 }
 
 fn requests(peers: &[PeerEndpoint], key: impl Fn(u16) -> String) -> Vec<PeerFetch<usize>> {
@@ -166,8 +210,9 @@ pub async fn fetch_submissions(
         .collect()
 }
 
-/// Fetches, authenticates and decodes the gradients of the aggregation set; peers whose
-/// object fails any check are left out (and reported).
+/// Fetches, authenticates and decodes the gradients of `peers` (in order); an object whose
+/// SHA-256 differs from the one `pinned` lists for its uid is refused. Peers whose object
+/// fails any check are left out (and reported).
 pub async fn gather(
     peers: &[PeerEndpoint],
     layout: &RunLayout,
@@ -175,9 +220,13 @@ pub async fn gather(
     policy: &FetchPolicy,
     replica: &Replica,
     verify: &Verifier,
-) -> (Vec<GradientPayload>, Vec<(u16, Outcome)>) {
-    let fetched = fetch_peers(requests(peers, |uid| layout.gradient(window, uid)), policy).await;
-    let mut payloads = Vec::new();
+    pinned: Option<&AggregationList>,
+) -> (Vec<Gathered>, Vec<(u16, Rejection)>) {
+    let mut fetched =
+        fetch_peers(requests(peers, |uid| layout.gradient(window, uid)), policy).await;
+    // Aggregation order is the order of `peers`, whatever order the downloads finished in.
+    fetched.sort_by_key(|f| f.peer);
+    let mut accepted = Vec::new();
     let mut rejected = Vec::new();
     for result in fetched {
         let Some(peer) = peers.get(result.peer) else {
@@ -185,8 +234,17 @@ pub async fn gather(
         };
         let checked = result
             .result
-            .map_err(|err| crate::validator::fetch_outcome(&err))
+            .map_err(|err| Rejection::Outcome(crate::validator::fetch_outcome(&err)))
             .and_then(|object| {
+                let digest = hex::encode(Sha256::digest(&object.body));
+                if let Some(expected) = pinned.and_then(|list| list.digest(peer.uid))
+                    && expected != digest
+                {
+                    return Err(Rejection::DigestMismatch {
+                        expected: expected.to_owned(),
+                        actual: digest,
+                    });
+                }
                 accept(
                     &object,
                     window,
@@ -196,16 +254,22 @@ pub async fn gather(
                     policy.max_bytes as usize,
                     verify,
                 )
+                .map(|gradient| (digest, gradient))
+                .map_err(Rejection::Outcome)
             });
         match checked {
-            Ok(gradient) => payloads.push(gradient.payload),
-            Err(outcome) => {
-                tracing::warn!(uid = peer.uid, ?outcome, "peer left out of the aggregate");
-                rejected.push((peer.uid, outcome));
+            Ok((digest, gradient)) => accepted.push(Gathered {
+                uid: peer.uid,
+                digest,
+                payload: gradient.payload,
+            }),
+            Err(rejection) => {
+                tracing::warn!(uid = peer.uid, ?rejection, "peer left out of the aggregate");
+                rejected.push((peer.uid, rejection));
             }
         }
     }
-    (payloads, rejected)
+    (accepted, rejected)
 }
 
 /// Every neuron of `metagraph` whose on-chain commitment names a bucket, with the store that

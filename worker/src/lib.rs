@@ -9,6 +9,7 @@
 //! * [`devnet`]: a whole subnet in one process.
 
 pub mod behaviour;
+pub mod catch_up;
 pub mod cli;
 pub mod cli_common;
 pub mod cli_manifest;

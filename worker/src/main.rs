@@ -58,6 +58,29 @@ async fn connect_node(
     Ok(connect(chain, store, args, &run).await?)
 }
 
+/// Runs a role until it ends or the process gets SIGTERM / SIGINT. A role checkpoints
+/// atomically after every window, so stopping between awaits loses at most the window in
+/// flight (replayed after the restart); the process then exits 0 at once, well inside a
+/// pod's termination grace period (PID 1 in a container ignores signals it does not handle).
+async fn until_stopped(
+    role: impl std::future::Future<Output = worker::Result<()>>,
+) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        result = role => Ok(result?),
+        _ = terminate.recv() => {
+            tracing::info!("SIGTERM: stopping; the last checkpoint stands");
+            Ok(())
+        }
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted: stopping; the last checkpoint stands");
+            Ok(())
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -66,13 +89,19 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&cli.log_format, "info");
             let peer_endpoint = args.storage.peer_storage_endpoint.clone();
             let ctx = connect_node(args, true).await?;
-            run_miner(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
+            until_stopped(run_miner(ctx, &move |c| {
+                peer_s3_store(c, peer_endpoint.as_deref())
+            }))
+            .await?;
         }
         Command::Validator(args) => {
             init_tracing(&cli.log_format, "info");
             let peer_endpoint = args.node.storage.peer_storage_endpoint.clone();
             let ctx = connect_node(args.node.clone(), false).await?;
-            run_validator(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
+            until_stopped(run_validator(ctx, &move |c| {
+                peer_s3_store(c, peer_endpoint.as_deref())
+            }))
+            .await?;
         }
         Command::Devnet(args) => {
             // The devnet's tables already say who was penalised and why.

@@ -16,18 +16,20 @@ use worker_chain::wallet::load_keypair;
 use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
 use worker_model::{CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::{
-    BucketCredentials, FetchPolicy, ObjectStore, RunLayout, S3Config, S3Credentials, S3Store,
-    UploadWindow,
+    BucketCredentials, FetchPolicy, ObjectKind, ObjectStore, RunLayout, S3Config, S3Credentials,
+    S3Store, StorageError, UploadWindow, delete_old_windows,
 };
 
 use crate::behaviour::Behaviour;
+use crate::catch_up::{fetch_published_checkpoint, publish_checkpoint, replay};
 use crate::error::{NodeError, Result};
 use crate::exchange::{
-    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, resolve_peers,
-    upload_sync_sample,
+    AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, publish_peer_list,
+    read_peer_list, resolve_peers, upload_sync_sample,
 };
 use crate::manifest_source::publish_manifest;
 use crate::miner::Miner;
+use crate::replica::Replica;
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
 use crate::validator::{EvalSettings, Validator};
@@ -102,9 +104,12 @@ pub struct NodeArgs {
     /// Per-peer download timeout in seconds.
     #[arg(long, env = "PEER_TIMEOUT_SECS", default_value_t = 30)]
     pub peer_timeout_secs: u64,
-    /// Stop after this many completed windows (default: run until stopped).
+    /// Stop after this many windows (default: run until stopped).
     #[arg(long, env = "MAX_WINDOWS")]
     pub max_windows: Option<u64>,
+    /// Stop once the model holds this window's outer step (default: run until stopped).
+    #[arg(long, env = "UNTIL_WINDOW")]
+    pub until_window: Option<u64>,
     /// Largest accepted peer object in MiB.
     #[arg(long, env = "MAX_OBJECT_MIB", default_value_t = 1024)]
     pub max_object_mib: u64,
@@ -298,6 +303,135 @@ impl NodeContext {
     }
 }
 
+/// Windows kept in a node's own bucket (older gradients, samples and lists are deleted):
+/// the horizon within which a joining node can replay.
+pub const RETAINED_WINDOWS: u64 = 64;
+/// The lead validator publishes its model every this many windows.
+pub const CHECKPOINT_INTERVAL_WINDOWS: u64 = 10;
+
+impl NodeContext {
+    /// The lead validator's endpoint among `peers` (or this node's own bucket when it leads).
+    fn lead_endpoint(&self, metagraph: &Metagraph, peers: &[PeerEndpoint]) -> Option<PeerEndpoint> {
+        let lead = Self::lead_validator(metagraph)?;
+        if lead == self.uid {
+            return Some(PeerEndpoint {
+                uid: self.uid,
+                hotkey: self.hotkey.public_key(),
+                store: self.store.clone(),
+            });
+        }
+        peers.iter().find(|p| p.uid == lead).cloned()
+    }
+
+    /// Brings `replica` (which follows `done`) up to the window before the current one: the
+    /// lead's published checkpoint when it is newer, then a replay of the remaining windows
+    /// from the lead's lists. Returns the window the replica now follows and whether it is
+    /// still behind a window the lead has not settled yet (then it must not train: its
+    /// gradient would start from the wrong model).
+    async fn catch_up(
+        &self,
+        replica: &mut Replica,
+        done: Option<u64>,
+        resolve: &Resolver,
+    ) -> Result<(Option<u64>, bool)> {
+        let current = self.chain.current_block().await? / self.settings.blocks_per_window().max(1);
+        let behind = |done: Option<u64>| match done {
+            Some(d) => current.saturating_sub(d + 1),
+            None => current,
+        };
+        if behind(done) == 0 {
+            return Ok((done, false));
+        }
+        let metagraph = self.chain.metagraph(self.args.netuid).await?;
+        let peers = resolve_peers(&*self.chain, &metagraph, resolve).await?;
+        let Some(lead) = self.lead_endpoint(&metagraph, &peers) else {
+            tracing::warn!(behind = behind(done), "no lead validator to catch up from");
+            return Ok((done, false));
+        };
+        let mut done = done;
+        if lead.uid != self.uid
+            && let Some(dir) = &self.args.checkpoint_dir
+        {
+            let path = dir.join("lead-model.ckpt");
+            match fetch_published_checkpoint(
+                &*lead.store,
+                &self.layout,
+                done,
+                &path,
+                self.args.max_object_mib << 20,
+            )
+            .await
+            {
+                Ok(Some(window)) => {
+                    done = Some(replica.load_model(&path)?.max(window));
+                    tracing::info!(window, "loaded the lead's published checkpoint");
+                }
+                Ok(None) => {}
+                Err(err) => tracing::warn!(%err, "lead checkpoint unusable; replaying instead"),
+            }
+        }
+        let from = done.map_or(0, |d| d + 1);
+        let policy = FetchPolicy::new(
+            Duration::from_secs(self.args.peer_timeout_secs),
+            self.args.max_object_mib << 20,
+        );
+        let replayed = replay(
+            replica,
+            &lead,
+            &peers,
+            &self.layout,
+            from,
+            current,
+            &policy,
+            self.settings.outer_lr,
+        )
+        .await?;
+        if let Some(last) = replayed {
+            tracing::info!(from, to = last, "replayed missed windows");
+            done = Some(last);
+        }
+        // The lead itself never waits: the windows it has no list for are the ones it skipped.
+        Ok((done, lead.uid != self.uid && behind(done) > 0))
+    }
+
+    /// Waits a fraction of a block before the next catch-up attempt.
+    async fn pause(&self) {
+        let poll = self.chain.block_time() / 2;
+        tokio::time::sleep(poll.clamp(Duration::from_millis(50), Duration::from_secs(6))).await;
+    }
+
+    /// Whether the model holds `--until-window`'s outer step.
+    fn finished(&self, done: Option<u64>) -> bool {
+        matches!((self.args.until_window, done), (Some(until), Some(w)) if w >= until)
+    }
+
+    /// Deletes this node's objects older than the retention horizon (failures are logged).
+    async fn retain(&self, window: u64) {
+        for kind in [
+            ObjectKind::Gradient,
+            ObjectKind::SyncSample,
+            ObjectKind::PeerList,
+        ] {
+            if let Err(err) =
+                delete_old_windows(&*self.store, &self.layout, kind, window, RETAINED_WINDOWS).await
+            {
+                tracing::warn!(%err, ?kind, "retention failed");
+            }
+        }
+    }
+}
+
+/// Whether an error of one window should be logged and the loop go on (the node catches up
+/// at the next window) rather than stop the process.
+fn transient(err: &NodeError) -> bool {
+    match err {
+        NodeError::Storage(e) => !matches!(e, StorageError::InvalidKey { .. }),
+        NodeError::Chain(e) => e.class() == ErrorClass::Retryable,
+        NodeError::ForeignManifest { .. } | NodeError::Json(_) => true,
+        _ => false,
+    }
+}
+
 /// `worker miner`: trains every window until the process is stopped.
 pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let device = ctx.device()?;
@@ -313,108 +447,191 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         tracing::info!(window = ?done, "resumed from checkpoint");
     }
     let dataset = ctx.dataset(miner.replica.model.config().seq_len)?;
+    // `done`: the last window whose outer step the model holds; `attempted`: the last
+    // window this loop worked on (an abandoned one is replayed by the next catch-up).
+    let mut attempted = done;
     let mut completed = 0;
-    while ctx.args.max_windows.is_none_or(|max| completed < max) {
-        let (window, upload_window) = ctx.next_window(done).await?;
-        let span = tracing::info_span!("window", window, uid = ctx.uid);
-        let _guard = span.enter();
-        upload_sync_sample(
-            &*ctx.store,
-            &ctx.layout,
-            window,
-            ctx.uid,
-            &ctx.settings.manifest_hash(),
-            &miner.replica.sync_sample()?,
-        )
-        .await?;
-        let upload = miner.produce(window, &dataset, &ctx.hotkey, None)?;
-        let remaining = upload_window
-            .not_after()
-            .duration_since(SystemTime::now())
-            .unwrap_or_default();
-        match ctx
-            .store
-            .put_before(
-                &ctx.layout.gradient(window, ctx.uid),
-                upload.object.into(),
-                Instant::now() + remaining,
-            )
-            .await
-        {
-            Ok(()) => tracing::info!(
-                loss = upload.train_loss,
-                bytes = upload.payload_bytes,
-                "uploaded"
-            ),
-            Err(err) => tracing::warn!(%err, "upload missed the window"),
+    while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
+        match ctx.catch_up(&mut miner.replica, done, resolve).await {
+            Ok((caught_up, still_behind)) => {
+                done = caught_up;
+                if ctx.finished(done) {
+                    break;
+                }
+                if still_behind {
+                    tracing::info!(done = ?done, "behind the lead; waiting for its list");
+                    ctx.pause().await;
+                    continue;
+                }
+            }
+            Err(err) if transient(&err) => {
+                tracing::warn!(%err, "catch-up failed; retrying");
+                ctx.pause().await;
+                continue;
+            }
+            Err(err) => return Err(err),
         }
-        NodeContext::wait_deadline(&upload_window).await;
-
-        let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
-        let peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
-        let selected = select_peers(&ctx, &peers, &metagraph, window).await;
-        let (payloads, rejected) = gather(
-            &selected,
-            &ctx.layout,
-            window,
-            &ctx.policy(upload_window),
-            &miner.replica,
-            &sr25519_verify,
-        )
-        .await;
-        tracing::info!(
-            aggregated = payloads.len(),
-            rejected = rejected.len(),
-            "outer step"
-        );
-        miner.replica.outer_step(&payloads, ctx.settings.outer_lr)?;
+        let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
+        attempted = Some(window);
+        completed += 1;
+        match miner_window(&ctx, &mut miner, &dataset, window, upload_window, resolve).await {
+            Ok(()) => {}
+            Err(err) if transient(&err) => {
+                tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
+                continue;
+            }
+            Err(err) => return Err(err),
+        }
         if let Some(path) = &checkpoint {
             miner.save_checkpoint(path, window)?;
         }
+        ctx.retain(window).await;
         done = Some(window);
-        completed += 1;
     }
     Ok(())
 }
 
-/// The peers to aggregate: the lead validator's list for `window` if it is published
-/// before the next window starts, else every resolved peer (the gather still drops
-/// anything that fails authentication or decoding).
-async fn select_peers(
+/// One miner window: sync sample, training, signed upload before the deadline, the lead's
+/// aggregation list, gather, outer step.
+async fn miner_window(
     ctx: &NodeContext,
-    peers: &[PeerEndpoint],
-    metagraph: &Metagraph,
+    miner: &mut Miner,
+    dataset: &TokenDataset,
     window: u64,
-) -> Vec<PeerEndpoint> {
-    let lead = NodeContext::lead_validator(metagraph)
-        .and_then(|uid| peers.iter().find(|p| p.uid == uid).cloned());
-    if let Some(lead) = lead {
-        let next = (window + 1) * ctx.settings.blocks_per_window();
-        let manifest = ctx.settings.manifest_hash();
-        loop {
-            match read_peer_list(&*lead.store, &ctx.layout, &manifest, window).await {
-                Ok(Some(list)) => {
-                    return peers
-                        .iter()
-                        .filter(|p| list.peers.contains(&p.uid))
-                        .cloned()
-                        .collect();
-                }
-                Ok(None) => {}
-                Err(err) => tracing::warn!(%err, "unreadable peer list"),
-            }
-            if ctx.chain.current_block().await.map_or(true, |b| b >= next) {
-                break;
-            }
-            let poll = ctx.chain.block_time() / 4;
-            tokio::time::sleep(poll.clamp(Duration::from_millis(50), Duration::from_secs(3))).await;
-        }
-    }
-    tracing::warn!(
+    upload_window: UploadWindow,
+    resolve: &Resolver,
+) -> Result<()> {
+    let span = tracing::info_span!("window", window, uid = ctx.uid);
+    let _guard = span.enter();
+    upload_sync_sample(
+        &*ctx.store,
+        &ctx.layout,
         window,
-        "no peer list from the validator: aggregating every peer"
-    );
-    peers.to_vec()
+        ctx.uid,
+        &ctx.settings.manifest_hash(),
+        &miner.replica.sync_sample()?,
+    )
+    .await?;
+    let upload = miner.produce(window, dataset, &ctx.hotkey, None)?;
+    let remaining = upload_window
+        .not_after()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    match ctx
+        .store
+        .put_before(
+            &ctx.layout.gradient(window, ctx.uid),
+            upload.object.into(),
+            Instant::now() + remaining,
+        )
+        .await
+    {
+        Ok(()) => tracing::info!(
+            loss = upload.train_loss,
+            bytes = upload.payload_bytes,
+            "uploaded"
+        ),
+        Err(err) => tracing::warn!(%err, "upload missed the window"),
+    }
+    NodeContext::wait_deadline(&upload_window).await;
+
+    let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
+    let peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
+    let lead = ctx.lead_endpoint(&metagraph, &peers);
+    let list = match &lead {
+        Some(lead) => wait_for_list(ctx, lead, window).await,
+        None => None,
+    };
+    let Some(list) = list else {
+        // Without the lead's list nobody can know what the run aggregated: apply nothing
+        // and catch up from the lead's list later.
+        return Err(NodeError::Storage(StorageError::NotFound {
+            key: ctx.layout.peer_list(window, lead.map_or(0, |l| l.uid)),
+        }));
+    };
+    let selected: Vec<PeerEndpoint> = list
+        .uids()
+        .iter()
+        .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
+        .collect();
+    let (gathered, rejected) = gather(
+        &selected,
+        &ctx.layout,
+        window,
+        &ctx.policy(upload_window),
+        &miner.replica,
+        &sr25519_verify,
+        Some(&list),
+    )
+    .await;
+    if gathered.len() != list.objects.len() {
+        // A listed object failed to arrive intact: retry it once without the deadline (it
+        // was uploaded in time; only this fetch failed), else replay this window later.
+        let missing: Vec<PeerEndpoint> = selected
+            .iter()
+            .filter(|p| !gathered.iter().any(|g| g.uid == p.uid))
+            .cloned()
+            .collect();
+        tracing::warn!(
+            ?rejected,
+            retrying = missing.len(),
+            "listed objects missing"
+        );
+        let late_policy = FetchPolicy {
+            upload_window: None,
+            ..ctx.policy(upload_window)
+        };
+        let (late, still) = gather(
+            &missing,
+            &ctx.layout,
+            window,
+            &late_policy,
+            &miner.replica,
+            &sr25519_verify,
+            Some(&list),
+        )
+        .await;
+        if !still.is_empty() {
+            return Err(NodeError::Storage(StorageError::NotFound {
+                key: format!("{} listed objects of window {window}", still.len()),
+            }));
+        }
+        let mut all = gathered;
+        all.extend(late);
+        let order = list.uids();
+        all.sort_by_key(|g| order.iter().position(|u| *u == g.uid));
+        return apply(ctx, &mut miner.replica, all);
+    }
+    apply(ctx, &mut miner.replica, gathered)
+}
+
+fn apply(ctx: &NodeContext, replica: &mut Replica, gathered: Vec<Gathered>) -> Result<()> {
+    tracing::info!(aggregated = gathered.len(), "outer step");
+    let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
+    replica.outer_step(&payloads, ctx.settings.outer_lr)
+}
+
+/// The lead's aggregation list for `window`, polled until the next window starts.
+async fn wait_for_list(
+    ctx: &NodeContext,
+    lead: &PeerEndpoint,
+    window: u64,
+) -> Option<AggregationList> {
+    let next = (window + 1) * ctx.settings.blocks_per_window();
+    let manifest = ctx.settings.manifest_hash();
+    loop {
+        match read_peer_list(&*lead.store, &ctx.layout, lead.uid, &manifest, window).await {
+            Ok(Some(list)) => return Some(list),
+            Ok(None) => {}
+            Err(err) => tracing::warn!(%err, "unreadable aggregation list"),
+        }
+        if ctx.chain.current_block().await.map_or(true, |b| b >= next) {
+            tracing::warn!(window, lead = lead.uid, "no aggregation list from the lead");
+            return None;
+        }
+        let poll = ctx.chain.block_time() / 4;
+        tokio::time::sleep(poll.clamp(Duration::from_millis(50), Duration::from_secs(3))).await;
+    }
 }
 
 /// `worker validator`: scores every window and sets weights until the process is stopped.
@@ -436,11 +653,22 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         gauntlet.clone(),
         device,
     )?;
+    // The model and the Gauntlet state are checkpointed together after every window.
+    let model_path = ctx
+        .args
+        .checkpoint_dir
+        .as_ref()
+        .map(|d| d.join("validator.ckpt"));
     let state_path = ctx
         .args
         .checkpoint_dir
         .as_ref()
         .map(|d| d.join("gauntlet.json"));
+    let mut done = None;
+    if let Some(path) = model_path.as_ref().filter(|p| p.exists()) {
+        done = Some(validator.replica.load_model(path)?);
+        tracing::info!(window = ?done, "resumed the model from its checkpoint");
+    }
     if let Some(path) = state_path.as_ref().filter(|p| p.exists()) {
         let json = std::fs::read_to_string(path)?;
         validator.gauntlet = worker_gauntlet::Gauntlet::from_json(gauntlet, &json)?;
@@ -448,77 +676,216 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     }
     let dataset = ctx.dataset(validator.replica.model.config().seq_len)?;
     let sync_len = validator.replica.sync_len();
-    let mut done = validator.gauntlet.state().last_window;
     let manifest = settings.manifest_hash();
+    let mut attempted = done;
     let mut completed = 0;
-    while ctx.args.max_windows.is_none_or(|max| completed < max) {
-        let (window, upload_window) = ctx.next_window(done).await?;
-        NodeContext::wait_deadline(&upload_window).await;
-        let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
-        let peers: Vec<PeerEndpoint> = resolve_peers(&*ctx.chain, &metagraph, resolve)
-            .await?
-            .into_iter()
-            .filter(|p| p.uid != ctx.uid)
-            .collect();
-        let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
-        let sampled = validator.sample(window, &active);
-        let to_fetch: Vec<PeerEndpoint> = peers
-            .iter()
-            .filter(|p| sampled.contains(&p.uid))
-            .cloned()
-            .collect();
-        let policy = ctx.policy(upload_window);
-        let submissions =
-            fetch_submissions(&to_fetch, &ctx.layout, window, &policy, &manifest, sync_len).await;
-        let evaluation =
-            validator.evaluate_window(window, submissions, &dataset, &sr25519_verify)?;
-        publish_peer_list(&*ctx.store, &ctx.layout, &manifest, &evaluation.peer_list).await?;
+    while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
+        let before = done;
+        match ctx.catch_up(&mut validator.replica, done, resolve).await {
+            Ok((caught_up, still_behind)) => {
+                done = caught_up;
+                if ctx.finished(done) {
+                    break;
+                }
+                if still_behind {
+                    tracing::info!(done = ?done, "behind the lead; waiting for its list");
+                    ctx.pause().await;
+                    continue;
+                }
+            }
+            Err(err) if transient(&err) => {
+                tracing::warn!(%err, "catch-up failed; retrying");
+                ctx.pause().await;
+                continue;
+            }
+            Err(err) => return Err(err),
+        }
+        if done != before {
+            validator.sync.push(validator.replica.sync_sample()?);
+        }
+        let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
+        attempted = Some(window);
+        completed += 1;
+        let result = validator_window(
+            &ctx,
+            &mut validator,
+            &dataset,
+            window,
+            upload_window,
+            sync_len,
+            &manifest,
+            resolve,
+        )
+        .await;
+        match result {
+            Ok(()) => {}
+            Err(err) if transient(&err) => {
+                tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
+                continue;
+            }
+            Err(err) => return Err(err),
+        }
+        if let Some(path) = &model_path {
+            validator.replica.save_model(path, window)?;
+        }
         if let Some(path) = &state_path {
             let tmp = path.with_extension("json.tmp");
             std::fs::write(&tmp, validator.gauntlet.to_json()?)?;
             std::fs::rename(&tmp, path)?;
         }
         if (window + 1) % weight_interval.max(1) == 0 {
-            let (uids, weights): (Vec<u16>, Vec<f32>) =
-                validator.gauntlet.weights().into_iter().unzip();
-            if weights.iter().any(|w| *w > 0.0) {
-                // set_weights or a timelocked commit, as the subnet requires; a refusal is
-                // logged by class and the loop goes on (only a fatal error stops it).
-                match ctx
-                    .chain
-                    .submit_weights(ctx.args.netuid, &ctx.hotkey, &uids, &weights, version_key)
-                    .await
-                {
-                    Ok(submission) => tracing::info!(window, %submission, "weights submitted"),
-                    Err(err) => match err.class() {
-                        ErrorClass::Retryable => {
-                            tracing::warn!(%err, class = %err.class(), "weights not submitted; next interval retries")
-                        }
-                        ErrorClass::RefusedByRule => {
-                            tracing::error!(%err, class = %err.class(), "weights refused by the subnet")
-                        }
-                        ErrorClass::Fatal => return Err(err.into()),
-                    },
-                }
-            }
+            submit_weights(&ctx, &validator, window, version_key).await?;
         }
-        let selected: Vec<PeerEndpoint> = peers
-            .iter()
-            .filter(|p| evaluation.peer_list.peers.contains(&p.uid))
-            .cloned()
-            .collect();
-        let (payloads, _) = gather(
-            &selected,
-            &ctx.layout,
-            window,
-            &policy,
-            &validator.replica,
-            &sr25519_verify,
-        )
-        .await;
-        validator.outer_step(&payloads)?;
+        ctx.retain(window).await;
         done = Some(window);
-        completed += 1;
+    }
+    Ok(())
+}
+
+/// One validator window: score the sampled peers, gather the list it makes, publish it with
+/// the digests of what it aggregated, and take the outer step the lead's list prescribes.
+#[allow(clippy::too_many_arguments)]
+async fn validator_window(
+    ctx: &NodeContext,
+    validator: &mut Validator,
+    dataset: &TokenDataset,
+    window: u64,
+    upload_window: UploadWindow,
+    sync_len: usize,
+    manifest: &run_manifest::ManifestHash,
+    resolve: &Resolver,
+) -> Result<()> {
+    NodeContext::wait_deadline(&upload_window).await;
+    let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
+    let all_peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
+    let peers: Vec<PeerEndpoint> = all_peers
+        .iter()
+        .filter(|p| p.uid != ctx.uid)
+        .cloned()
+        .collect();
+    let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
+    validator.gauntlet.mark_seen(window, &active);
+    let sampled = validator.sample(window, &active);
+    let to_fetch: Vec<PeerEndpoint> = peers
+        .iter()
+        .filter(|p| sampled.contains(&p.uid))
+        .cloned()
+        .collect();
+    let policy = ctx.policy(upload_window);
+    let submissions =
+        fetch_submissions(&to_fetch, &ctx.layout, window, &policy, manifest, sync_len).await;
+    let evaluation = validator.evaluate_window(window, submissions, dataset, &sr25519_verify)?;
+
+    // Gather the list (peers, then reserves replacing unavailable ones) and pin its bytes.
+    let list = &evaluation.peer_list;
+    let candidates: Vec<PeerEndpoint> = list
+        .all()
+        .filter_map(|uid| peers.iter().find(|p| p.uid == uid).cloned())
+        .collect();
+    let (mut gathered, _) = gather(
+        &candidates,
+        &ctx.layout,
+        window,
+        &policy,
+        &validator.replica,
+        &sr25519_verify,
+        None,
+    )
+    .await;
+    gathered.truncate(list.peers.len());
+    let own = AggregationList {
+        run_manifest: manifest.to_hex(),
+        list: list.clone(),
+        objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
+    };
+    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own).await?;
+
+    // Every validator's model follows the lead's list, so all stay in lockstep with miners.
+    let lead = ctx.lead_endpoint(&metagraph, &peers);
+    let gathered = match lead.filter(|l| l.uid != ctx.uid) {
+        None => gathered,
+        Some(lead) => {
+            let Some(lead_list) = wait_for_list(ctx, &lead, window).await else {
+                return Err(NodeError::Storage(StorageError::NotFound {
+                    key: ctx.layout.peer_list(window, lead.uid),
+                }));
+            };
+            let selected: Vec<PeerEndpoint> = lead_list
+                .uids()
+                .iter()
+                .filter_map(|uid| all_peers.iter().find(|p| p.uid == *uid).cloned())
+                .collect();
+            let late_policy = FetchPolicy {
+                upload_window: None,
+                ..policy
+            };
+            let (lead_gathered, rejected) = gather(
+                &selected,
+                &ctx.layout,
+                window,
+                &late_policy,
+                &validator.replica,
+                &sr25519_verify,
+                Some(&lead_list),
+            )
+            .await;
+            if lead_gathered.len() != lead_list.objects.len() {
+                tracing::warn!(?rejected, "objects of the lead's list missing");
+                return Err(NodeError::Storage(StorageError::NotFound {
+                    key: format!("objects of the lead's list for window {window}"),
+                }));
+            }
+            lead_gathered
+        }
+    };
+    let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
+    validator.outer_step(&payloads)?;
+    if ctx
+        .lead_endpoint(&metagraph, &peers)
+        .is_some_and(|l| l.uid == ctx.uid)
+        && (window + 1).is_multiple_of(CHECKPOINT_INTERVAL_WINDOWS)
+        && let Some(dir) = &ctx.args.checkpoint_dir
+    {
+        let pointer = publish_checkpoint(
+            &*ctx.store,
+            &ctx.layout,
+            &validator.replica,
+            window,
+            &dir.join("published-model.ckpt"),
+        )
+        .await?;
+        tracing::info!(window, bytes = pointer.size, "published checkpoint");
+    }
+    Ok(())
+}
+
+/// Submits the Gauntlet's weights (set or timelocked commit, as the subnet requires); a
+/// refusal is logged by class and the loop goes on (only a fatal error stops it).
+async fn submit_weights(
+    ctx: &NodeContext,
+    validator: &Validator,
+    window: u64,
+    version_key: u64,
+) -> Result<()> {
+    let (uids, weights): (Vec<u16>, Vec<f32>) = validator.gauntlet.weights().into_iter().unzip();
+    if !weights.iter().any(|w| *w > 0.0) {
+        return Ok(());
+    }
+    match ctx
+        .chain
+        .submit_weights(ctx.args.netuid, &ctx.hotkey, &uids, &weights, version_key)
+        .await
+    {
+        Ok(submission) => tracing::info!(window, %submission, "weights submitted"),
+        Err(err) => match err.class() {
+            ErrorClass::Retryable => {
+                tracing::warn!(%err, class = %err.class(), "weights not submitted; next interval retries")
+            }
+            ErrorClass::RefusedByRule => {
+                tracing::error!(%err, class = %err.class(), "weights refused by the subnet")
+            }
+            ErrorClass::Fatal => return Err(err.into()),
+        },
     }
     Ok(())
 }

@@ -1,8 +1,10 @@
 //! The model replica every participant keeps in lockstep: same initial weights, same
 //! aggregated outer updates.
 
+use std::path::Path;
+
 use tch::{Device, Tensor};
-use worker_model::{Llama, LlamaConfig};
+use worker_model::{Llama, LlamaConfig, load_checkpoint, save_checkpoint};
 use worker_sparseloco::{GradientPayload, ParamSpec, SparseLocoConfig, aggregate_with_config};
 
 use run_manifest::ManifestHash;
@@ -88,6 +90,18 @@ impl Replica {
         Ok(self
             .model
             .parameter_sample(SYNC_SAMPLE_SEED, SYNC_VALUES_PER_TENSOR)?)
+    }
+
+    /// Writes the model (atomic, checksummed) as the state after `window`'s outer step.
+    pub fn save_model(&self, path: &Path, window: u64) -> Result<()> {
+        save_checkpoint(path, window, &self.model, None, &[])?;
+        Ok(())
+    }
+
+    /// Loads a model checkpoint (a node's own or the lead's published one); returns the
+    /// window whose outer step it follows. The model is untouched when the file is refused.
+    pub fn load_model(&mut self, path: &Path) -> Result<u64> {
+        Ok(load_checkpoint(path, &mut self.model, None)?.window)
     }
 
     /// Length of [`Replica::sync_sample`].

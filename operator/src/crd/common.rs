@@ -149,39 +149,54 @@ pub fn default_checkpoint_mount_path() -> String {
     "/checkpoints".to_owned()
 }
 
-/// LLaMA-style model shape: a named preset, or explicit fields.
+/// Where the run manifest comes from: exactly one of a ConfigMap key or an inline document,
+/// optionally pinned to its SHA-256.
+///
+/// It is validated by the `run-manifest` crate, exactly as the worker validates it.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "has(self.preset) || (has(self.hiddenSize) && has(self.numLayers) && has(self.numHeads) && has(self.intermediateSize) && has(self.vocabSize))",
-     "message": "set model.preset or all of hiddenSize, numLayers, numHeads, intermediateSize and vocabSize"},
-    {"rule": "!has(self.preset) || !(has(self.hiddenSize) || has(self.numLayers) || has(self.numHeads) || has(self.numKvHeads) || has(self.intermediateSize) || has(self.vocabSize))",
-     "message": "model.preset and explicit model dimensions are mutually exclusive"}
+    {"rule": "has(self.configMapRef) != has(self.inline)",
+     "message": "set exactly one of manifest.configMapRef or manifest.inline"},
+    {"rule": "!has(self.sha256) || self.sha256.matches('^(sha256:)?[0-9a-fA-F]{64}$')",
+     "message": "manifest.sha256 must be 64 hex digits, optionally prefixed with sha256:"}
 ]))]
-pub struct ModelSpec {
-    /// Named preset understood by the worker (e.g. `tiny`, `llama-1b`, `llama-8b`).
+pub struct ManifestSource {
+    /// A key of a ConfigMap in the namespace of the custom resource.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 63))]
-    pub preset: Option<String>,
-    /// Hidden size.
+    pub config_map_ref: Option<ManifestConfigMapRef>,
+    /// The manifest document itself (JSON object, camelCase, as `worker manifest template` writes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hidden_size: Option<u32>,
-    /// Number of transformer layers.
+    #[schemars(schema_with = "inline_manifest_schema")]
+    pub inline: Option<serde_json::Value>,
+    /// Expected SHA-256 of the manifest's canonical encoding (hex, optionally `sha256:`-prefixed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_layers: Option<u32>,
-    /// Number of attention heads.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_heads: Option<u32>,
-    /// Number of key/value heads (grouped-query attention); defaults to `numHeads`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub num_kv_heads: Option<u32>,
-    /// MLP intermediate size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intermediate_size: Option<u32>,
-    /// Vocabulary size.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub vocab_size: Option<u32>,
-    /// Training sequence length.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_seq_len: Option<u32>,
+    #[schemars(length(max = 71))]
+    pub sha256: Option<String>,
+}
+
+fn inline_manifest_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "The run manifest document (validated by the operator, not by the API server).",
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// A key of a ConfigMap holding the run manifest.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManifestConfigMapRef {
+    /// ConfigMap name (same namespace as the custom resource).
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the manifest inside the ConfigMap.
+    #[serde(default = "default_manifest_key")]
+    #[schemars(length(max = 253))]
+    pub key: String,
+}
+
+/// Default ConfigMap key of a run manifest.
+pub fn default_manifest_key() -> String {
+    "manifest.json".to_owned()
 }

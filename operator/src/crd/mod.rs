@@ -4,16 +4,19 @@ pub mod common;
 pub mod status;
 pub mod training_run;
 pub mod validator_set;
+pub mod workload_spec;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
 pub use common::{
-    CheckpointSpec, CredentialsSecretRef, ModelSpec, PullPolicy, StorageSpec, WalletSpec,
+    CheckpointSpec, CredentialsSecretRef, ManifestConfigMapRef, ManifestSource, PullPolicy,
+    StorageSpec, WalletSpec,
 };
 pub use status::{Phase, ReplicaPhase, ReplicaStatus, WorkloadStatus};
-pub use training_run::{Hyperparameters, TrainingRun, TrainingRunSpec};
-pub use validator_set::{EvaluationSpec, ValidatorSet, ValidatorSetSpec};
+pub use training_run::{TrainingRun, TrainingRunSpec};
+pub use validator_set::{ValidatorSet, ValidatorSetSpec};
+pub use workload_spec::WorkloadSpec;
 
 /// API group of every custom resource of the operator.
 pub const GROUP: &str = "subnet.templar.dev";

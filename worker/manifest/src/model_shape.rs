@@ -218,9 +218,10 @@ impl LlamaConfig {
             ));
         }
         if !(self.rms_norm_eps > 0.0 && self.rope_theta > 0.0 && self.initializer_range > 0.0) {
-            let field = if !(self.rms_norm_eps > 0.0) {
+            let positive = |v: f64| v > 0.0;
+            let field = if !positive(self.rms_norm_eps) {
                 "rms_norm_eps"
-            } else if !(self.rope_theta > 0.0) {
+            } else if !positive(self.rope_theta) {
                 "rope_theta"
             } else {
                 "initializer_range"

@@ -164,7 +164,9 @@ fn check_training(c: &mut Checker, manifest: &RunManifest) {
         "must be > 0".into()
     });
     c.require(
-        t.batch_size > 0 && t.micro_batch_size > 0 && t.batch_size % t.micro_batch_size == 0,
+        t.batch_size > 0
+            && t.micro_batch_size > 0
+            && t.batch_size.is_multiple_of(t.micro_batch_size),
         "training.batchSize",
         || {
             format!(

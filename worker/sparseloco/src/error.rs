@@ -158,6 +158,27 @@ pub enum WireError {
         /// Field name.
         field: &'static str,
     },
+    /// A coded field (v2: Rice parameter, index or code stream, code frequencies) is not
+    /// in the one form the encoder writes for the entries it decodes to.
+    #[error("tensor {name}: {field} is not canonically encoded")]
+    NonCanonical {
+        /// Parameter name.
+        name: String,
+        /// Field name.
+        field: &'static str,
+    },
+    /// A variable length field is longer than any canonical encoding of it can be.
+    #[error("tensor {name}: {field} is {actual}, at most {max} allowed")]
+    LengthOutOfBounds {
+        /// Parameter name.
+        name: String,
+        /// Field name.
+        field: &'static str,
+        /// Largest length the geometry allows.
+        max: u64,
+        /// Length found.
+        actual: u64,
+    },
     /// Shift or centroids are NaN or infinite.
     #[error("tensor {name}: quantization parameters are not finite")]
     NonFiniteQuantParams {

@@ -94,3 +94,47 @@ where
             .collect()
     })
 }
+
+/// Maps `items` with `work` on up to [`kernel_threads`] threads, each taking a contiguous
+/// run of items of about equal total `weight`. Results come back in item order.
+pub(crate) fn par_map_weighted<T, R, F>(
+    items: &[T],
+    weight: impl Fn(&T) -> usize,
+    work: F,
+) -> Vec<R>
+where
+    T: Sync,
+    R: Send,
+    F: Fn(&T) -> R + Sync,
+{
+    let threads = kernel_threads().min(items.len()).max(1);
+    let total: usize = items.iter().map(&weight).sum();
+    // Small inputs are not worth a thread.
+    if threads == 1 || total < 1 << 16 {
+        return items.iter().map(work).collect();
+    }
+    let mut groups: Vec<&[T]> = Vec::with_capacity(threads);
+    let (mut start, mut acc) = (0, 0usize);
+    for (i, item) in items.iter().enumerate() {
+        acc += weight(item);
+        if acc * threads >= total * (groups.len() + 1) && groups.len() + 1 < threads {
+            groups.push(&items[start..=i]);
+            start = i + 1;
+        }
+    }
+    groups.push(&items[start..]);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = groups
+            .into_iter()
+            .map(|group| scope.spawn(move || group.iter().map(work).collect::<Vec<R>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| {
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}

@@ -5,7 +5,8 @@
 //!    weights, 64 for vectors) keep the 64 largest-magnitude entries; quantize them to
 //!    2 bits per tensor; `e <- e - dequantized`.
 //! 2. [`encode`] a [`GradientPayload`] (window, uid, tensors) into the versioned wire
-//!    format: 12-bit indices, 2-bit codes, CRC32 trailer (146x smaller than fp32).
+//!    format v2: Golomb-Rice coded index gaps, rANS coded 2-bit codes, CRC32 trailer
+//!    (about 240x smaller than fp32; v1, 12-bit indices and packed codes, stays readable).
 //! 3. [`decode`] untrusted bytes against the expected [`ParamSpec`]s (typed
 //!    [`WireError`]s, never a panic), [`aggregate`] the peers (median-norm clipping,
 //!    per-coordinate mean) and apply [`outer_step`] (`p <- p - 0.4 * agg`).
@@ -36,6 +37,7 @@
 //! ```
 
 mod aggregate;
+mod bitio;
 mod bitpack;
 mod compressed;
 mod config;
@@ -45,6 +47,8 @@ mod geometry;
 mod host;
 mod layout;
 mod quant;
+mod rans;
+mod rice;
 mod select;
 mod validate;
 mod wire;
@@ -60,8 +64,10 @@ pub use error::{SparseLocoError, WireError};
 pub use error_feedback::ErrorFeedback;
 pub use geometry::{ChunkGeometry, MAX_NUMEL, largest_divisor_at_most};
 pub use quant::{NUM_BINS, QuantParams};
+pub use rans::FREQ_BITS;
+pub use rice::MAX_RICE_PARAM;
 pub use validate::validate_payload;
 pub use wire::{
-    MAGIC, WIRE_VERSION, compression_ratio, decode, decode_with_config, dense_bytes, encode,
-    encoded_len,
+    MAGIC, WIRE_VERSION, WireVersion, compression_ratio, decode, decode_with_config, dense_bytes,
+    encode, encode_as, encoded_len, encoded_len_as, wire_version,
 };

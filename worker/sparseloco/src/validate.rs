@@ -111,9 +111,19 @@ pub(crate) fn check_entries(
     name: &str,
     geom: &ChunkGeometry,
 ) -> Result<(), WireError> {
+    check_indices(&t.indices, name, geom)?;
+    check_quant(t, name)
+}
+
+/// Indices below the chunk size and strictly increasing per chunk.
+pub(crate) fn check_indices(
+    indices: &[u16],
+    name: &str,
+    geom: &ChunkGeometry,
+) -> Result<(), WireError> {
     let limit = geom.chunk_elems();
     let k = geom.k().max(1);
-    for (chunk, indices) in t.indices.chunks(k).enumerate() {
+    for (chunk, indices) in indices.chunks(k).enumerate() {
         let mut previous: Option<u16> = None;
         for &index in indices {
             if usize::from(index) >= limit {
@@ -133,6 +143,11 @@ pub(crate) fn check_entries(
             previous = Some(index);
         }
     }
+    Ok(())
+}
+
+/// Finite shift and centroids, centroids in non-decreasing order.
+pub(crate) fn check_quant(t: &CompressedTensor, name: &str) -> Result<(), WireError> {
     if !t.quant.is_finite() {
         return Err(WireError::NonFiniteQuantParams {
             name: name.to_owned(),

@@ -1,5 +1,5 @@
-//! The decoder never panics on arbitrary or mutated bytes, and whatever it accepts is
-//! canonical (re-encodes to the same bytes).
+//! The decoder never panics on arbitrary or mutated bytes (v1 and v2 seeds), and whatever
+//! it accepts is canonical (re-encodes to the same bytes in the same version).
 
 mod common;
 
@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 use common::{RawPayload, RawTensor, refresh_crc, small_specs, strided_pick};
 use proptest::prelude::*;
-use worker_sparseloco::{ParamSpec, decode, encode};
+use tch::Device;
+use worker_sparseloco::{
+    ErrorFeedback, GradientPayload, ParamSpec, WireVersion, decode, encode_as, wire_version,
+};
 
 fn specs() -> &'static [ParamSpec] {
     static SPECS: OnceLock<Vec<ParamSpec>> = OnceLock::new();
@@ -16,7 +19,42 @@ fn specs() -> &'static [ParamSpec] {
 
 fn valid_bytes() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| crafted(RawPayload::new))
+}
+
+/// A crafted v2 payload (independent writer) with several code values.
+fn valid_v2_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
+    BYTES.get_or_init(|| crafted(RawPayload::new_v2))
+}
+
+/// A v2 payload of real compressed gradients (irregular gaps, skewed codes).
+fn compressed_v2_bytes() -> &'static [u8] {
+    static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
+        let mut ef = ErrorFeedback::new(specs(), Device::Cpu).unwrap();
+        let tensors = ef.compress(&common::random_tensors(specs(), 21)).unwrap();
+        encode_as(
+            &GradientPayload {
+                window: 77,
+                uid: 3,
+                tensors,
+            },
+            WireVersion::V2,
+        )
+    })
+}
+
+fn seed(which: u8) -> &'static [u8] {
+    match which % 3 {
+        0 => valid_bytes(),
+        1 => valid_v2_bytes(),
+        _ => compressed_v2_bytes(),
+    }
+}
+
+fn crafted(new: fn(u64, u16, Vec<RawTensor>) -> RawPayload) -> Vec<u8> {
+    {
         let tensors = specs()
             .iter()
             .map(|s| {
@@ -26,8 +64,8 @@ fn valid_bytes() -> &'static [u8] {
                 RawTensor::valid(s, strided_pick(1, k), |e| (e * 5 % 4) as u8)
             })
             .collect();
-        RawPayload::new(77, 3, tensors).to_bytes()
-    })
+        new(77, 3, tensors).to_bytes()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -84,7 +122,8 @@ fn apply(bytes: &mut Vec<u8>, m: &Mutation) {
 /// Decoding must return (never panic); an accepted payload must be canonical.
 fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
     if let Ok(payload) = decode(bytes, specs()) {
-        prop_assert_eq!(encode(&payload), bytes.to_vec());
+        let version = wire_version(bytes).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(encode_as(&payload, version), bytes.to_vec());
     }
     Ok(())
 }
@@ -98,16 +137,16 @@ proptest! {
     }
 
     #[test]
-    fn random_bytes_after_a_valid_header_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048)) {
-        let mut bytes = valid_bytes()[..20].to_vec();
+    fn random_bytes_after_a_valid_header_never_panic(body in proptest::collection::vec(any::<u8>(), 0..2048), which: u8) {
+        let mut bytes = seed(which)[..20].to_vec();
         bytes.extend_from_slice(&body);
         refresh_crc(&mut bytes);
         check(&bytes)?;
     }
 
     #[test]
-    fn mutated_payloads_never_panic(mutations in proptest::collection::vec(mutation(), 1..4), fix_crc: bool) {
-        let mut bytes = valid_bytes().to_vec();
+    fn mutated_payloads_never_panic(mutations in proptest::collection::vec(mutation(), 1..4), fix_crc: bool, which: u8) {
+        let mut bytes = seed(which).to_vec();
         for m in &mutations {
             apply(&mut bytes, m);
         }
@@ -119,7 +158,15 @@ proptest! {
 }
 
 #[test]
-fn the_fuzzing_seed_is_valid() {
-    let payload = decode(valid_bytes(), specs()).unwrap();
-    assert_eq!(encode(&payload), valid_bytes());
+fn the_fuzzing_seeds_are_valid() {
+    for (which, version) in [
+        (0, WireVersion::V1),
+        (1, WireVersion::V2),
+        (2, WireVersion::V2),
+    ] {
+        let bytes = seed(which);
+        assert_eq!(wire_version(bytes), Ok(version));
+        let payload = decode(bytes, specs()).unwrap();
+        assert_eq!(encode_as(&payload, version), bytes);
+    }
 }

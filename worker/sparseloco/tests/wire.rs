@@ -1,12 +1,13 @@
-//! Wire format: round trips, exact size, and typed rejection of malformed payloads.
+//! Wire format: round trips, exact size, and typed rejection of malformed payloads (v1
+//! crafted records; v2 has its own file).
 
 mod common;
 
 use common::{RawPayload, RawTensor, random_tensors, refresh_crc, small_specs, strided_pick};
 use tch::{Device, Kind, Tensor};
 use worker_sparseloco::{
-    ErrorFeedback, GradientPayload, ParamSpec, WireError, compression_ratio, decode, decompress,
-    encode, encoded_len, index_overlap, validate_payload,
+    ErrorFeedback, GradientPayload, ParamSpec, WireError, WireVersion, decode, decompress,
+    dense_bytes, encode, encode_as, encoded_len, encoded_len_as, index_overlap, validate_payload,
 };
 
 fn payload(specs: &[ParamSpec], seed: i64) -> GradientPayload {
@@ -97,7 +98,7 @@ fn decoded_entries_are_the_dequantized_top_k() {
 }
 
 #[test]
-fn exact_wire_ratio_of_a_4096_square_tensor_is_at_least_146() {
+fn exact_v1_wire_ratio_of_a_4096_square_tensor_is_at_least_146() {
     let specs = vec![ParamSpec::new("model.layers.0.mlp.w", [4096, 4096])];
     tch::manual_seed(3);
     let g = Tensor::randn([4096, 4096], (Kind::Float, Device::Cpu));
@@ -108,7 +109,7 @@ fn exact_wire_ratio_of_a_4096_square_tensor_is_at_least_146() {
         uid: 0,
         tensors,
     };
-    let bytes = encode(&p);
+    let bytes = encode_as(&p, WireVersion::V1);
     // 4096 chunks x 64 entries x (12 + 2) bits, plus framing: header 20, name length 2,
     // name, ndim 1, dims 16, block/k 6, three counts 12, shift + centroids 20, CRC 4.
     let name_len = specs[0].name.len();
@@ -116,7 +117,7 @@ fn exact_wire_ratio_of_a_4096_square_tensor_is_at_least_146() {
         bytes.len(),
         4096 * 64 * 14 / 8 + 20 + 2 + name_len + 1 + 16 + 6 + 12 + 20 + 4
     );
-    let ratio = compression_ratio(&p, &specs);
+    let ratio = dense_bytes(&specs, 4) as f64 / encoded_len_as(&p, WireVersion::V1) as f64;
     assert!(ratio >= 146.0, "ratio {ratio}");
     assert!(ratio < 146.3, "ratio {ratio}");
 }
@@ -127,7 +128,7 @@ fn independent_writer_produces_the_same_bytes() {
     let raw = raw_valid(&specs);
     let bytes = raw.to_bytes();
     let decoded = decode(&bytes, &specs).unwrap();
-    assert_eq!(encode(&decoded), bytes);
+    assert_eq!(encode_as(&decoded, WireVersion::V1), bytes);
     assert_eq!(decoded.tensors[2].indices()[..4], [3, 4, 5, 6]);
 }
 
@@ -165,10 +166,10 @@ fn header_errors() {
         Err(WireError::BadMagic(_))
     ));
     let mut bad = good.clone();
-    bad.version = 2;
+    bad.version = 3;
     assert_eq!(
         decode(&bad.to_bytes(), &specs),
-        Err(WireError::UnsupportedVersion(2))
+        Err(WireError::UnsupportedVersion(3))
     );
     let mut bytes = good.to_bytes();
     let middle = bytes.len() / 2;

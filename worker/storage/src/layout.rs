@@ -3,9 +3,10 @@
 //! ```text
 //! {run}/gradients/{window:010}/{uid:05}.slc      compressed pseudo-gradient of a miner
 //! {run}/sync/{window:010}/{uid:05}.bin           parameter sample for the sync check (debug)
-//! {run}/peers/{window:010}/peers.json            validator's aggregation peer list
+//! {run}/peers/{window:010}/{uid:05}.json         aggregation peer list of validator `uid`
 //! {run}/aggregates/{window:010}/aggregate.slc    validator's aggregated update
 //! {run}/checkpoints/{window:010}/{file}          checkpoint files
+//! {run}/checkpoints/latest.json                  the newest published checkpoint
 //! ```
 //!
 //! Windows are zero-padded so that keys sort by window and a window is a listable prefix.
@@ -63,7 +64,7 @@ pub struct ParsedKey {
     pub window: u64,
     /// The file name within the window directory (`00007.slc`, `peers.json`, ...).
     pub name: String,
-    /// The miner uid for gradients and sync samples.
+    /// The miner uid for gradients and sync samples, the validator uid for peer lists.
     pub uid: Option<u16>,
 }
 
@@ -106,12 +107,18 @@ impl RunLayout {
         )
     }
 
-    /// `{run}/peers/{window:010}/peers.json`
-    pub fn peer_list(&self, window: u64) -> String {
+    /// `{run}/peers/{window:010}/{validator:05}.json`: one list per validator, so validators
+    /// sharing a bucket never overwrite each other's.
+    pub fn peer_list(&self, window: u64, validator: u16) -> String {
         format!(
-            "{}peers.json",
+            "{}{validator:05}.json",
             self.window_prefix(ObjectKind::PeerList, window)
         )
+    }
+
+    /// `{run}/checkpoints/latest.json`: which published checkpoint is the newest.
+    pub fn latest_checkpoint(&self) -> String {
+        format!("{}latest.json", self.kind_prefix(ObjectKind::Checkpoint))
     }
 
     /// `{run}/aggregates/{window:010}/aggregate.slc`
@@ -167,6 +174,7 @@ impl RunLayout {
         let uid = match kind {
             ObjectKind::Gradient => Some(parse_uid(name, ".slc")?),
             ObjectKind::SyncSample => Some(parse_uid(name, ".bin")?),
+            ObjectKind::PeerList => Some(parse_uid(name, ".json")?),
             _ => None,
         };
         Some(ParsedKey {
@@ -201,7 +209,9 @@ mod tests {
             layout.sync_sample(42, 65535),
             "run-7/sync/0000000042/65535.bin"
         );
-        assert_eq!(layout.peer_list(1), "run-7/peers/0000000001/peers.json");
+        assert_eq!(layout.peer_list(1, 4), "run-7/peers/0000000001/00004.json");
+        assert_eq!(layout.latest_checkpoint(), "run-7/checkpoints/latest.json");
+        assert_eq!(layout.parse(&layout.latest_checkpoint()), None);
         assert_eq!(
             layout.aggregate(1),
             "run-7/aggregates/0000000001/aggregate.slc"
@@ -214,7 +224,7 @@ mod tests {
         assert!(layout.checkpoint(9, "a/b").is_err());
         for key in [
             layout.gradient(u64::MAX, u16::MAX),
-            layout.peer_list(0),
+            layout.peer_list(0, 0),
             layout.aggregate(5),
         ] {
             assert!(validate_key(&key).is_ok(), "{key}");
@@ -241,10 +251,10 @@ mod tests {
                 uid: Some(34),
             }
         );
-        let parsed = layout.parse(&layout.peer_list(7)).unwrap();
+        let parsed = layout.parse(&layout.peer_list(7, 2)).unwrap();
         assert_eq!(
             (parsed.kind, parsed.window, parsed.uid),
-            (ObjectKind::PeerList, 7, None)
+            (ObjectKind::PeerList, 7, Some(2))
         );
         assert_eq!(
             layout.parse(&layout.gradient(u64::MAX, 1)).unwrap().window,

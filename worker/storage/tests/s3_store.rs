@@ -13,7 +13,7 @@ use worker_storage::{
 const MIB: usize = 1024 * 1024;
 
 /// The shared server, or `None` (test skipped, reason printed) when `weed` is not installed.
-fn server() -> Option<&'static SeaweedFs> {
+fn server() -> &'static SeaweedFs {
     SeaweedFs::shared()
 }
 
@@ -59,7 +59,8 @@ async fn pending_uploads(store: &S3Store, key: &str) -> usize {
 }
 
 async fn wait_for_uploads(store: &S3Store, key: &str, want: impl Fn(usize) -> bool) -> usize {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Generous: the background abort runs on a fresh connection, slow on a loaded machine.
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let count = pending_uploads(store, key).await;
         if want(count) || Instant::now() > deadline {
@@ -71,7 +72,7 @@ async fn wait_for_uploads(store: &S3Store, key: &str, want: impl Fn(usize) -> bo
 
 #[tokio::test]
 async fn put_get_head_list_delete_round_trip() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     store.ensure_bucket().await.unwrap();
     let before = SystemTime::now() - Duration::from_secs(2);
@@ -117,7 +118,7 @@ async fn put_get_head_list_delete_round_trip() {
 
 #[tokio::test]
 async fn invalid_keys_are_rejected_before_any_request() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     for key in ["../escape", "/abs", "a//b", ""] {
         assert!(matches!(
@@ -129,7 +130,7 @@ async fn invalid_keys_are_rejected_before_any_request() {
 
 #[tokio::test]
 async fn large_objects_use_multipart_and_round_trip() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |c| {
         c.multipart_threshold = 6 * MIB as u64;
         c.part_size = 5 * MIB as u64;
@@ -167,7 +168,7 @@ async fn large_objects_use_multipart_and_round_trip() {
 
 #[tokio::test]
 async fn dropped_multipart_upload_leaves_nothing_readable() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |c| {
         c.multipart_threshold = 6 * MIB as u64;
         c.part_size = 5 * MIB as u64;
@@ -197,7 +198,7 @@ async fn dropped_multipart_upload_leaves_nothing_readable() {
 
 #[tokio::test]
 async fn multipart_upload_past_its_deadline_is_aborted() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |c| {
         c.multipart_threshold = 6 * MIB as u64;
         c.part_size = 5 * MIB as u64;
@@ -226,7 +227,7 @@ async fn multipart_upload_past_its_deadline_is_aborted() {
 
 #[tokio::test]
 async fn interrupted_single_put_publishes_nothing() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     let proxy = TestProxy::start(server.s3_addr(), ProxyMode::StallAfter(256 * 1024))
         .await
@@ -252,7 +253,7 @@ async fn interrupted_single_put_publishes_nothing() {
 
 #[tokio::test]
 async fn missing_bucket_is_reported() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = S3Store::new(server.s3_config(&unique_name("missing"))).unwrap();
     assert!(matches!(
         store.put("k", Bytes::from_static(b"x")).await,
@@ -270,7 +271,7 @@ async fn missing_bucket_is_reported() {
 
 #[tokio::test]
 async fn wrong_credentials_are_denied_and_readers_cannot_write() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     store.put("k", Bytes::from_static(b"data")).await.unwrap();
 
@@ -307,7 +308,7 @@ async fn wrong_credentials_are_denied_and_readers_cannot_write() {
 
 #[tokio::test]
 async fn oversized_object_is_refused_before_download() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     let size = 32 * MIB;
     store.put("huge.slc", payload(size, 7)).await.unwrap();
@@ -341,7 +342,7 @@ async fn oversized_object_is_refused_before_download() {
 
 #[tokio::test]
 async fn objects_without_or_with_wrong_checksum_are_rejected() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     let raw_put = |key: &'static str, metadata: Option<String>| {
         let mut request = store
@@ -383,7 +384,7 @@ async fn objects_without_or_with_wrong_checksum_are_rejected() {
 
 #[tokio::test]
 async fn upload_window_is_checked_against_last_modified() {
-    let Some(server) = server() else { return };
+    let server = server();
     let store = fresh_store(server, |_| {}).await;
     store.put("g.slc", payload(100, 8)).await.unwrap();
     let modified = store.head("g.slc").await.unwrap().last_modified;

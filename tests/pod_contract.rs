@@ -1,0 +1,246 @@
+//! The seam operator -> pod -> worker, with the real code on both sides: for every example
+//! in manifests/examples and a table of edge cases, the operator renders the desired pods,
+//! their mounted files are written to a temp dir, and exactly that command, environment and
+//! those files are parsed by the worker's own CLI (`worker::cli::Cli`) and manifest loader.
+//! Everything the operator accepts, the worker starts with (up to the chain connection);
+//! everything the worker would refuse, the operator reports as invalid, naming the field.
+
+use std::path::{Path, PathBuf};
+
+use clap::{CommandFactory, Parser};
+use k8s_openapi::api::core::v1::ConfigMap;
+use run_manifest::{ManifestHash, RunManifest};
+use subnet_operator::crd::{TrainingRun, ValidatorSet};
+use subnet_operator::rendered::{RenderError, RenderedPod, rendered_files};
+use worker::cli::{Cli, Command};
+use worker::manifest_source::manifest_from_args;
+use worker::network::NodeArgs;
+use worker::settings::TrainingSettings;
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../manifests/examples")
+}
+
+fn read<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let text = std::fs::read_to_string(examples().join(file)).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|err| panic!("{file}: {err}"))
+}
+
+fn config_maps() -> Vec<ConfigMap> {
+    vec![read("run-manifest.yaml")]
+}
+
+/// The worker's view of a rendered pod: its files under `root`, its env turned into the
+/// flags the worker's CLI reads those variables into, parsed by that CLI.
+fn parse_pod(rendered: &RenderedPod, root: &Path) -> Result<Cli, clap::Error> {
+    let mut env = rendered.env.clone();
+    for (path, contents) in &rendered.files {
+        let local = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(local.parent().unwrap()).unwrap();
+        std::fs::write(&local, contents).unwrap();
+        // Variables that point at a mounted file point at its copy.
+        for value in env.values_mut() {
+            if value == path {
+                *value = local.display().to_string();
+            }
+        }
+    }
+    let mut argv: Vec<String> = rendered.command.clone();
+    argv.extend(rendered.args.iter().cloned());
+    let subcommand = argv.get(1).cloned().unwrap_or_default();
+    let cli = Cli::command();
+    let sub = cli
+        .find_subcommand(&subcommand)
+        .unwrap_or_else(|| panic!("pod runs unknown subcommand {subcommand:?}"));
+    // Exactly the variables the CLI declares; anything else the pod sets is the container's.
+    for arg in sub.get_arguments() {
+        let (Some(name), Some(long)) = (arg.get_env(), arg.get_long()) else {
+            continue;
+        };
+        let Some(value) = env.get(name.to_str().unwrap()) else {
+            continue;
+        };
+        if matches!(arg.get_action(), clap::ArgAction::SetTrue) {
+            if value == "true" {
+                argv.push(format!("--{long}"));
+            }
+        } else {
+            argv.push(format!("--{long}"));
+            argv.push(value.clone());
+        }
+    }
+    Cli::try_parse_from(argv)
+}
+
+fn node_args(cli: Cli) -> NodeArgs {
+    match cli.command {
+        Command::Miner(args) => args,
+        Command::Validator(args) => args.node,
+        other => panic!("pod runs {other:?}"),
+    }
+}
+
+/// Renders replica 0 and starts the worker on it as far as it goes without a chain.
+fn start(rendered: &RenderedPod) -> TrainingSettings {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = parse_pod(rendered, dir.path()).expect("the worker parses the pod");
+    let args = node_args(cli);
+    let run = manifest_from_args(&args)
+        .expect("the worker loads the mounted manifest")
+        .expect("the pod names a manifest");
+    assert_eq!(
+        Some(run.hash().to_hex()),
+        rendered.env.get("RUN_MANIFEST_SHA256").cloned(),
+        "the pinned hash is the manifest's"
+    );
+    TrainingSettings::from_manifest(&run)
+}
+
+#[test]
+fn example_pods_start_and_miners_and_validators_agree_on_every_protocol_number() {
+    let maps = config_maps();
+    let miners: TrainingRun = read("trainingrun.yaml");
+    let validators: ValidatorSet = read("validatorset.yaml");
+    let miner = start(&rendered_files(&miners, 0, &maps).unwrap());
+    let validator = start(&rendered_files(&validators, 0, &maps).unwrap());
+    // One manifest: the same run, the same identity, the same protocol numbers.
+    assert_eq!(miner.manifest_hash(), validator.manifest_hash());
+    assert_eq!(miner.manifest().manifest(), validator.manifest().manifest());
+    assert_eq!(miner.samples_per_window(), validator.samples_per_window());
+    assert_eq!(miner.sparseloco(), validator.sparseloco());
+    assert_eq!(miner.model_config(), validator.model_config());
+    // And it is the ConfigMap's manifest, as the worker's loader reads it.
+    let text = maps[0].data.as_ref().unwrap()["manifest.json"].clone();
+    let expected = run_manifest::parse(&text, "example", None).unwrap();
+    assert_eq!(miner.manifest_hash(), expected.hash());
+    assert_ne!(miner.run_id, "devnet", "the run id reaches the pods");
+}
+
+fn manifest_text() -> String {
+    config_maps()[0].data.as_ref().unwrap()["manifest.json"].clone()
+}
+
+fn with_manifest(change: impl Fn(&mut serde_json::Value)) -> Vec<ConfigMap> {
+    let mut value: serde_json::Value = serde_json::from_str(&manifest_text()).unwrap();
+    change(&mut value);
+    let mut maps = config_maps();
+    maps[0]
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("manifest.json".into(), value.to_string());
+    maps
+}
+
+/// What the worker's own loader says about a manifest text.
+fn worker_verdict(text: &str) -> Result<ManifestHash, String> {
+    run_manifest::parse(text, "pod", None)
+        .map(|run| run.hash())
+        .map_err(|err| err.to_string())
+}
+
+#[test]
+fn what_the_worker_refuses_the_operator_refuses_naming_the_field() {
+    let miners: TrainingRun = read("trainingrun.yaml");
+    type Change = Box<dyn Fn(&mut serde_json::Value)>;
+    let cases: Vec<(&str, Change)> = vec![
+        (
+            "model.preset",
+            Box::new(|m| m["model"]["preset"] = "llama-1b".into()),
+        ),
+        (
+            "sparseloco.chunk",
+            Box::new(|m| m["sparseloco"]["chunk"] = 128.into()),
+        ),
+        (
+            "sparseloco.quantizationBits",
+            Box::new(|m| m["sparseloco"]["quantizationBits"] = 4.into()),
+        ),
+        (
+            "training.batchSize",
+            Box::new(|m| m["training"]["batchSize"] = 0.into()),
+        ),
+        (
+            "sparseloco.topkk",
+            Box::new(|m| m["sparseloco"]["topkk"] = 1.into()),
+        ),
+        ("runId", Box::new(|m| m["runId"] = "a/b".into())),
+    ];
+    for (field, change) in cases {
+        let maps = with_manifest(change);
+        let text = maps[0].data.as_ref().unwrap()["manifest.json"].clone();
+        let worker = worker_verdict(&text).expect_err("the worker refuses it");
+        assert!(
+            worker.contains(field),
+            "worker message for {field}: {worker}"
+        );
+        match rendered_files(&miners, 0, &maps) {
+            Err(RenderError::Rejected(rejection)) => {
+                let message = rejection.message();
+                assert!(
+                    message.contains(field),
+                    "operator message for {field}: {message}"
+                );
+                assert_eq!(rejection.reason, "InvalidSpec");
+            }
+            other => panic!("operator accepted what the worker refuses ({field}): {other:?}"),
+        }
+    }
+
+    // Deployment settings follow the same rules on both sides.
+    let mut https = miners.clone();
+    https.spec.workload.chain_endpoint = "https://entrypoint-finney.opentensor.ai".into();
+    match rendered_files(&https, 0, &config_maps()) {
+        Err(RenderError::Rejected(rejection)) => {
+            assert!(
+                rejection.message().contains("chainEndpoint"),
+                "{}",
+                rejection.message()
+            )
+        }
+        other => panic!("operator accepted an https chain endpoint: {other:?}"),
+    }
+    let ok = rendered_files(&miners, 0, &config_maps()).unwrap();
+    let mut bad = ok.clone();
+    bad.env.insert(
+        "CHAIN_ENDPOINT".into(),
+        "https://entrypoint-finney.opentensor.ai".into(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        parse_pod(&bad, dir.path()).is_err(),
+        "the worker refuses it too"
+    );
+
+    // A pinned hash that does not match is refused by both.
+    let mut pinned = miners.clone();
+    pinned.spec.workload.manifest.sha256 = Some("00".repeat(32));
+    assert!(matches!(
+        rendered_files(&pinned, 0, &config_maps()),
+        Err(RenderError::Rejected(_))
+    ));
+    let mut wrong_pin = ok.clone();
+    wrong_pin
+        .env
+        .insert("RUN_MANIFEST_SHA256".into(), "00".repeat(32));
+    let dir = tempfile::tempdir().unwrap();
+    let args = node_args(parse_pod(&wrong_pin, dir.path()).unwrap());
+    let err = manifest_from_args(&args).unwrap_err().to_string();
+    assert!(err.contains("pinned"), "{err}");
+}
+
+#[test]
+fn every_reference_manifest_the_worker_writes_the_operator_accepts() {
+    let miners: TrainingRun = read("trainingrun.yaml");
+    for preset in run_manifest::PRESET_NAMES {
+        let manifest = RunManifest::reference("contract", preset);
+        let maps = with_manifest(|m| *m = serde_json::to_value(&manifest).unwrap());
+        let rendered = rendered_files(&miners, 0, &maps)
+            .unwrap_or_else(|err| panic!("{preset}: operator refused the template: {err}"));
+        let settings = start(&rendered);
+        assert_eq!(
+            settings.model_config(),
+            run_manifest::LlamaConfig::preset(preset).unwrap()
+        );
+    }
+}
