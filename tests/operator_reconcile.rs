@@ -214,7 +214,7 @@ async fn status_is_server_side_applied_and_tracks_readiness() {
         .api
         .requests()
         .into_iter()
-        .find(|r| r.path.ends_with("/trainingruns/run/status"))
+        .find(|r| r.method == Method::PATCH && r.path.ends_with("/trainingruns/run/status"))
         .expect("status patch");
     assert_eq!(apply.method, Method::PATCH);
     assert_eq!(
@@ -263,13 +263,15 @@ async fn status_is_server_side_applied_and_tracks_readiness() {
             .all(|r| r.ready && r.phase == ReplicaPhase::Running)
     );
 
-    // Nothing changed: no writes; the rendered manifest is read and the pods listed.
+    // Nothing changed: no writes; the object is re-read (read-your-writes: the backoff state
+    // lives in its status), the rendered manifest is read and the pods listed.
     h.api.clear_requests();
     h.reconcile::<TrainingRun>("run").await.unwrap();
     let reqs = h.api.requests();
-    assert_eq!(reqs.len(), 2, "steady state only reads: {reqs:?}");
+    assert_eq!(reqs.len(), 3, "steady state only reads: {reqs:?}");
     assert!(reqs.iter().all(|r| r.method == Method::GET), "{reqs:?}");
-    assert!(reqs[0].path.ends_with("/configmaps/run-run-manifest"));
+    assert!(reqs[0].path.ends_with("/trainingruns/run/status"));
+    assert!(reqs[1].path.ends_with("/configmaps/run-run-manifest"));
 }
 
 #[tokio::test]
@@ -710,15 +712,16 @@ async fn api_failure_fails_the_reconcile_and_bumps_the_failure_metric() {
     h.settle::<TrainingRun>("run").await;
     h.api.fail_next(Method::GET, "/pods", 500, 1);
     let err = h.reconcile::<TrainingRun>("run").await.unwrap_err();
-    let action = error_policy(std::sync::Arc::new(run), &err, h.ctx.clone());
-    assert_eq!(
-        action,
-        kube::runtime::controller::Action::requeue(Duration::from_secs(15))
-    );
-    assert_eq!(h.ctx.metrics.failures("TrainingRun", "api_500"), 1);
+    let run = std::sync::Arc::new(run);
+    let requeue = |secs| kube::runtime::controller::Action::requeue(Duration::from_secs(secs));
+    // Per-object exponential backoff: 1 s, then 2 s for the next error in a row.
+    assert_eq!(error_policy(run.clone(), &err, h.ctx.clone()), requeue(1));
+    assert_eq!(error_policy(run.clone(), &err, h.ctx.clone()), requeue(2));
+    assert_eq!(h.ctx.metrics.failures("TrainingRun", "api_500"), 2);
     assert_eq!(h.ctx.metrics.reconciles("TrainingRun"), 3);
-    // Recovers on the next pass.
+    // Recovers on the next pass, which resets the backoff.
     h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert_eq!(error_policy(run, &err, h.ctx.clone()), requeue(1));
 }
 
 #[tokio::test]

@@ -92,6 +92,13 @@ pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -
             reason: "AllReplicasReady",
             message: ready_msg,
         }
+    } else if let Some((index, why)) = plan.unschedulable.first() {
+        ConditionSpec {
+            type_: READY,
+            status: false,
+            reason: "Unschedulable",
+            message: format!("{ready_msg}; replica {index} cannot be scheduled: {why}"),
+        }
     } else {
         ConditionSpec {
             type_: READY,
@@ -256,6 +263,31 @@ mod tests {
         };
         assert_eq!(phase_of(&failing, false), Phase::Degraded);
         assert_eq!(phase_of(&failing, true), Phase::Suspended);
+    }
+
+    #[test]
+    fn ready_says_why_a_replica_cannot_be_scheduled() {
+        let ctx = StatusContext {
+            previous: None,
+            generation: Some(1),
+            selector: "s",
+            now: t0(),
+        };
+        let plan = Plan {
+            counts: counts(3, 3, 2, 3),
+            unschedulable: vec![(
+                2,
+                "0/3 nodes are available: 1 Insufficient nvidia.com/gpu.".into(),
+            )],
+            ..Plan::default()
+        };
+        let status = status_from_plan(&ctx, &plan, false);
+        let ready = status.condition(READY).unwrap();
+        assert_eq!(ready.reason, "Unschedulable");
+        assert_eq!(
+            ready.message,
+            "2/3 replicas ready; replica 2 cannot be scheduled: 0/3 nodes are available: 1 Insufficient nvidia.com/gpu."
+        );
     }
 
     #[test]

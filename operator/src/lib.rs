@@ -15,6 +15,7 @@ pub mod contract;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod error_backoff;
 pub mod events;
 pub mod http_server;
 pub mod leader;

@@ -70,6 +70,9 @@ pub struct ObservedPod {
     pub started_at: Option<Timestamp>,
     /// Why the pod stopped, when it did.
     pub failure: Option<String>,
+    /// The scheduler's message while the pod cannot be placed (`PodScheduled=False`,
+    /// reason `Unschedulable`), e.g. `0/3 nodes are available: 3 Insufficient nvidia.com/gpu.`
+    pub unschedulable: Option<String>,
     /// Worker-reported values.
     pub report: WorkerReport,
 }
@@ -105,6 +108,16 @@ pub fn observe(pod: &Pod) -> ObservedPod {
         config_hash: annotation(CONFIG_HASH_ANNOTATION).cloned(),
         started_at: status.and_then(|s| s.start_time.as_ref()).map(|t| t.0),
         failure: phase.is_terminal().then(|| failure_reason(pod)),
+        unschedulable: status
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| {
+                cs.iter().find(|c| {
+                    c.type_ == "PodScheduled"
+                        && c.status == "False"
+                        && c.reason.as_deref() == Some("Unschedulable")
+                })
+            })
+            .map(|c| c.message.clone().unwrap_or_default()),
         report: WorkerReport {
             uid: annotation(REPORT_UID_ANNOTATION).and_then(|v| v.trim().parse().ok()),
             last_window: annotation(REPORT_WINDOW_ANNOTATION).and_then(|v| v.trim().parse().ok()),
@@ -186,6 +199,26 @@ mod tests {
             }
         );
         assert!(p.failure.is_none());
+    }
+
+    #[test]
+    fn keeps_the_schedulers_message_while_unschedulable() {
+        let p = observe(&pod(serde_json::json!({
+            "metadata": {"name": "r-miner-0"},
+            "status": {"phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                "message": "0/3 nodes are available: 2 Insufficient nvidia.com/gpu.",
+            }]},
+        })));
+        assert_eq!(
+            p.unschedulable.as_deref(),
+            Some("0/3 nodes are available: 2 Insufficient nvidia.com/gpu.")
+        );
+        let scheduled = observe(&pod(serde_json::json!({
+            "metadata": {"name": "r-miner-0"},
+            "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}]},
+        })));
+        assert!(scheduled.unschedulable.is_none());
     }
 
     #[test]

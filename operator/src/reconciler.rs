@@ -17,6 +17,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::conditions::{self, StatusContext};
 use crate::crd::{Phase, WorkloadStatus};
 use crate::error::Error;
+use crate::error_backoff::ErrorBackoff;
 use crate::events;
 use crate::manifest::referenced_config_map;
 use crate::metrics::Metrics;
@@ -39,8 +40,11 @@ pub struct ReconcilerConfig {
     pub backoff: BackoffPolicy,
     /// Periodic re-check of a healthy workload.
     pub resync: Duration,
-    /// Retry delay after a reconcile error.
+    /// Retry delay after a reconcile error; it doubles with each consecutive error of the
+    /// same object, up to `error_requeue_max`.
     pub error_requeue: Duration,
+    /// Largest retry delay after reconcile errors.
+    pub error_requeue_max: Duration,
 }
 
 impl Default for ReconcilerConfig {
@@ -48,7 +52,8 @@ impl Default for ReconcilerConfig {
         Self {
             backoff: BackoffPolicy::default(),
             resync: Duration::from_secs(300),
-            error_requeue: Duration::from_secs(15),
+            error_requeue: Duration::from_secs(1),
+            error_requeue_max: Duration::from_secs(300),
         }
     }
 }
@@ -65,6 +70,8 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Tunables.
     pub config: ReconcilerConfig,
+    /// Consecutive reconcile errors per object (the error policy's backoff).
+    pub errors: ErrorBackoff,
 }
 
 impl Context {
@@ -77,6 +84,10 @@ impl Context {
             metrics,
             clock: Arc::new(SystemClock),
             config: ReconcilerConfig::default(),
+            errors: ErrorBackoff::new(
+                ReconcilerConfig::default().error_requeue,
+                ReconcilerConfig::default().error_requeue_max,
+            ),
         }
     }
 
@@ -89,6 +100,7 @@ impl Context {
     /// Replaces the tunables.
     pub fn with_config(mut self, config: ReconcilerConfig) -> Self {
         self.config = config;
+        self.errors = ErrorBackoff::new(config.error_requeue, config.error_requeue_max);
         self
     }
 
@@ -106,6 +118,7 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let started = Instant::now();
     ctx.metrics.reconcile_started(&kind);
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+    let name = obj.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, obj, |event| async {
         match event {
@@ -116,15 +129,27 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.reconcile_finished(&kind, started.elapsed());
+    if result.is_ok() {
+        ctx.errors.succeeded(&obj_key(&kind, &ns, &name));
+    }
     result
 }
 
-/// What the controller does after a failed reconcile: count it, retry soon.
+fn obj_key(kind: &str, ns: &str, name: &str) -> String {
+    format!("{kind}/{ns}/{name}")
+}
+
+/// What the controller does after a failed reconcile: count it, retry after this object's
+/// exponential backoff (`error_requeue · 2^(n-1)` for its n-th error in a row, at most
+/// `error_requeue_max`; a success resets it).
 pub fn error_policy<K: Workload>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let kind = K::kind(&());
-    warn!(%kind, name = %obj.name_any(), %error, "reconcile failed");
+    let name = obj.name_any();
+    let ns = obj.namespace().unwrap_or_default();
+    let delay = ctx.errors.failed(&obj_key(&kind, &ns, &name));
+    warn!(%kind, %name, %error, retry_in = ?delay, "reconcile failed");
     ctx.metrics.reconcile_failed(&kind, &error.metric_label());
-    Action::requeue(ctx.config.error_requeue)
+    Action::requeue(delay)
 }
 
 fn owned_by(pod: &Pod, uid: Option<&str>) -> bool {
@@ -237,10 +262,21 @@ async fn write_manifest_config_map(
     Ok(())
 }
 
-async fn apply<K: Workload>(obj: &K, ctx: &Context) -> Result<Action, Error> {
-    let name = obj.name_any();
-    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
+async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> {
+    let name = cached.name_any();
+    let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
+    // Read-your-writes: restarts and backoff (`nextRetry`) live in the status, and the object
+    // handed in comes from the informer cache, which can predate this operator's last status
+    // write (the pod watch that triggered this pass is a different stream). Planning from a
+    // stale status would erase the recorded failure and recreate the replica at once, so the
+    // plan starts from a quorum read of the object.
+    let fresh = match api.get_status(&name).await {
+        Ok(fresh) => fresh,
+        Err(kube::Error::Api(status)) if status.code == 404 => return Ok(Action::await_change()),
+        Err(err) => return Err(err.into()),
+    };
+    let obj = &fresh;
     let selector = selector_string(K::OWNER_LABEL, &name);
     let previous = obj.workload_status();
     let status_ctx = StatusContext {

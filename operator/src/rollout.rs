@@ -131,6 +131,8 @@ pub struct Plan {
     pub counts: Counts,
     /// When to look again even if nothing changes (backoff expiry, stability reset).
     pub requeue_after: Option<Duration>,
+    /// Replicas whose pod the scheduler cannot place, with its message.
+    pub unschedulable: Vec<(i32, String)>,
 }
 
 impl Plan {
@@ -286,6 +288,9 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     };
                     st.ready = pod.is_ready();
                     st.next_retry = None;
+                    if let Some(message) = &pod.unschedulable {
+                        out.unschedulable.push((index, message.clone()));
+                    }
                     if st.ready {
                         out.counts.ready += 1;
                         if st.consecutive_failures > 0 {
@@ -373,6 +378,7 @@ mod tests {
             config_hash: Some(format!("{hash}{i}")),
             started_at: Some(now()),
             failure: None,
+            unschedulable: None,
             report: WorkerReport::default(),
         }
     }

@@ -297,6 +297,8 @@ impl ControlPlane {
             "serviceaccount-token-controller",
             "persistentvolume-binder-controller",
             "pod-garbage-collector-controller",
+            "persistentvolumeclaim-protection-controller",
+            "persistentvolume-protection-controller",
             "root-ca-certificate-publisher-controller",
         ];
         processes.push(Process::spawn(

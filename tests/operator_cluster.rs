@@ -1,0 +1,807 @@
+//! The operator against a real control plane (tests/kube-harness: etcd, kube-apiserver,
+//! controller-manager, scheduler, kwok GPU nodes), built by scripts/setup-k8s.sh. These tests
+//! fail, never skip, when the control plane cannot start.
+//!
+//! - the CRDs from crds/ install, become Established and serve status + scale;
+//! - the apiserver itself rejects invalid resources with the CRDs' documented messages (CEL) and
+//!   applies the schema defaults;
+//! - the operator, authenticated as the chart's ServiceAccount (so the chart's RBAC is what is
+//!   exercised), reconciles manifests/examples onto the kwok GPU nodes: owner references,
+//!   scheduling, `Insufficient nvidia.com/gpu` in the status, the scale subresource, deletion
+//!   with garbage collection by the controller-manager;
+//! - a pod that fails (kwok exit stage) is recreated only after its recorded backoff, even when
+//!   the reconcile is handed a stale cached object (the race of issue 15).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
+};
+use kube::{Client, Resource, ResourceExt};
+use kube_harness::{Cluster, POOL_LABEL, TestNamespace, poll};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subnet_operator::backoff::BackoffPolicy;
+use subnet_operator::controller::{ControllerOptions, run_controllers};
+use subnet_operator::crd::{ReplicaPhase, TrainingRun, ValidatorSet, WorkloadStatus};
+use subnet_operator::metrics::Metrics;
+use subnet_operator::{Context, ReconcilerConfig, Workload, reconcile};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+async fn cluster() -> Cluster {
+    let cluster = kube_harness::cluster()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .install_crds(&root().join("crds"))
+        .await
+        .unwrap_or_else(|e| panic!("installing crds/: {e}"));
+    cluster
+}
+
+async fn namespace(cluster: &Cluster, prefix: &str) -> TestNamespace {
+    cluster
+        .namespace(prefix)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The documents of manifests/examples/<file>, moved into `ns` and pinned to its node pool.
+fn example(file: &str, ns: &TestNamespace) -> Vec<Value> {
+    let text = std::fs::read_to_string(root().join("manifests/examples").join(file)).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .map(|v| {
+            let mut doc: Value = serde_json::to_value(v).unwrap();
+            doc["metadata"]["namespace"] = json!(ns.name);
+            if doc["spec"].is_object() && doc["kind"] != "Secret" && doc["kind"] != "ConfigMap" {
+                doc["spec"]["nodeSelector"][POOL_LABEL] = json!(ns.name);
+            }
+            doc
+        })
+        .collect()
+}
+
+fn example_doc(file: &str, kind: &str, ns: &TestNamespace) -> Value {
+    example(file, ns)
+        .into_iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} in {file}"))
+}
+
+fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
+    ApiResource::erase::<K>(&())
+}
+
+async fn create_raw(
+    client: &Client,
+    ns: &str,
+    ar: &ApiResource,
+    doc: &Value,
+) -> Result<DynamicObject, kube::Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
+    let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
+    api.create(&PostParams::default(), &obj).await
+}
+
+/// Creates every object of the examples (ConfigMap, Secrets, workloads) as admin.
+async fn create_examples(ns: &TestNamespace, files: &[&str]) {
+    let admin = ns.admin().await.unwrap();
+    let docs: Vec<DynamicObject> = files
+        .iter()
+        .flat_map(|f| example(f, ns))
+        .map(|d| serde_json::from_value(d).unwrap())
+        .collect();
+    kube_harness::apply_documents(&admin, &ns.name, &docs)
+        .await
+        .unwrap_or_else(|e| panic!("applying {files:?}: {e}"));
+}
+
+/// Renders charts/subnet-operator for a namespace-scoped install, applies everything but the
+/// CRDs (as `helm install` would) and returns a client holding a token of the chart's
+/// ServiceAccount.
+async fn install_chart(ns: &TestNamespace) -> Client {
+    let release = ns.name.clone();
+    let docs = kube_harness::render_chart(
+        &root().join("charts/subnet-operator"),
+        &json!({"watchNamespace": ns.name}),
+        &ns.name,
+        &release,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let docs: Vec<DynamicObject> = docs
+        .into_iter()
+        .filter(|d| {
+            d.types
+                .as_ref()
+                .is_some_and(|t| t.kind != "CustomResourceDefinition")
+        })
+        .collect();
+    let admin = ns.admin().await.unwrap();
+    let applied = kube_harness::apply_documents(&admin, &ns.name, &docs)
+        .await
+        .unwrap_or_else(|e| panic!("installing the chart: {e}"));
+    let account = applied
+        .iter()
+        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "ServiceAccount"))
+        .map(|o| o.name_any())
+        .expect("the chart creates a ServiceAccount");
+    ns.service_account_client(&account)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The operator's controllers running in this process, stopped on drop.
+struct Operator(tokio::task::JoinHandle<()>);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn quick_config() -> ReconcilerConfig {
+    ReconcilerConfig {
+        backoff: BackoffPolicy {
+            initial: Duration::from_secs(4),
+            max: Duration::from_secs(30),
+            stable_after: Duration::from_secs(600),
+        },
+        ..ReconcilerConfig::default()
+    }
+}
+
+fn start_operator(client: Client, ns: &TestNamespace) -> Operator {
+    let ctx =
+        Arc::new(Context::new(client.clone(), Metrics::default()).with_config(quick_config()));
+    let options = ControllerOptions {
+        namespace: Some(ns.name.clone()),
+        concurrency: 4,
+    };
+    Operator(tokio::spawn(run_controllers(client, ctx, options)))
+}
+
+async fn pods_of(client: &Client, ns: &str, selector: &str) -> Vec<Pod> {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .list(&ListParams::default().labels(selector))
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+}
+
+fn phase(p: &Pod) -> &str {
+    p.status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("")
+}
+
+fn live(pods: Vec<Pod>) -> Vec<Pod> {
+    pods.into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .collect()
+}
+
+async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    poll(what, WAIT, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+async fn status_of<K>(api: &Api<K>, name: &str) -> Option<WorkloadStatus>
+where
+    K: Workload,
+{
+    api.get(name).await.ok()?.workload_status().cloned()
+}
+
+fn selector_for<K: Workload>(name: &str) -> String {
+    format!("{}={name}", K::OWNER_LABEL)
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn crds_install_become_established_and_serve_status_and_scale() {
+    let cluster = kube_harness::cluster()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let crds = cluster
+        .install_crds(&root().join("crds"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut names: Vec<String> = crds.iter().map(|c| c.name_any()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "trainingruns.subnet.templar.dev",
+            "validatorsets.subnet.templar.dev"
+        ]
+    );
+    for crd in &crds {
+        let status = crd.status.as_ref().unwrap();
+        let established = status
+            .conditions
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|c| c.type_ == "Established")
+            .unwrap();
+        assert_eq!(established.status, "True", "{}", crd.name_any());
+        let served = crd.spec.versions.iter().find(|v| v.served).unwrap();
+        let sub = served.subresources.as_ref().unwrap();
+        assert!(sub.status.is_some(), "{}", crd.name_any());
+        let scale = sub.scale.as_ref().unwrap();
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    }
+}
+
+#[tokio::test]
+async fn the_apiserver_rejects_invalid_runs_with_the_documented_messages() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "invalid").await;
+    let admin = ns.admin().await.unwrap();
+    let ar = resource::<TrainingRun>();
+    let base = example_doc("trainingrun.yaml", "TrainingRun", &ns);
+
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "negative replicas",
+            json!({"spec": {"replicas": -1}}),
+            "replicas must be >= 0",
+        ),
+        (
+            "empty image",
+            json!({"spec": {"image": ""}}),
+            "image must not be empty",
+        ),
+        (
+            "negative GPUs",
+            json!({"spec": {"gpusPerReplica": -1}}),
+            "gpusPerReplica must be >= 0",
+        ),
+        (
+            "template without {index}",
+            json!({"spec": {"wallet": {"hotkeySecretTemplate": "miner-hotkey"}}}),
+            "wallet.hotkeySecretTemplate must contain the {index} placeholder",
+        ),
+        (
+            "two hotkey sources",
+            json!({"spec": {"wallet": {"hotkeySecrets": ["a", "b"]}}}),
+            "set exactly one of wallet.hotkeySecrets or wallet.hotkeySecretTemplate",
+        ),
+        (
+            "hotkey list shorter than replicas",
+            json!({"spec": {"wallet": {"hotkeySecretTemplate": null, "hotkeySecrets": ["a"]}}}),
+            "wallet.hotkeySecrets must list exactly one Secret per replica",
+        ),
+        (
+            "no manifest source",
+            json!({"spec": {"manifest": {"configMapRef": null}}}),
+            "set exactly one of manifest.configMapRef or manifest.inline",
+        ),
+        (
+            "two checkpoint sources",
+            json!({"spec": {"checkpoint": {"existingClaim": "shared"}}}),
+            "checkpoint.existingClaim and checkpoint.claimTemplate are mutually exclusive",
+        ),
+        (
+            "empty bucket",
+            json!({"spec": {"storage": {"bucket": ""}}}),
+            "storage.bucket must not be empty",
+        ),
+    ];
+    for (i, (what, change, message)) in cases.iter().enumerate() {
+        let mut doc = base.clone();
+        json_patch::merge(&mut doc, change);
+        doc["metadata"]["name"] = json!(format!("invalid-{i}"));
+        match create_raw(&admin, &ns.name, &ar, &doc).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{what}: {status:?}");
+                assert!(
+                    status.message.contains(message),
+                    "{what}: expected {message:?} in {:?}",
+                    status.message
+                );
+            }
+            other => panic!("{what}: the apiserver accepted it: {other:?}"),
+        }
+    }
+    // The unchanged example is accepted.
+    create_raw(&admin, &ns.name, &ar, &base).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_apiserver_applies_schema_defaults() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "defaults").await;
+    let admin = ns.admin().await.unwrap();
+    let mut doc = example_doc("trainingrun.yaml", "TrainingRun", &ns);
+    let spec = doc["spec"].as_object_mut().unwrap();
+    for field in ["gpusPerReplica", "imagePullPolicy", "suspend"] {
+        spec.remove(field);
+    }
+    spec["checkpoint"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mountPath");
+    spec["storage"].as_object_mut().unwrap().remove("region");
+    spec["manifest"]["configMapRef"]
+        .as_object_mut()
+        .unwrap()
+        .remove("key");
+    create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &doc)
+        .await
+        .unwrap();
+    let stored: Value = serde_json::to_value(
+        Api::<DynamicObject>::namespaced_with(admin, &ns.name, &resource::<TrainingRun>())
+            .get("miners")
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let spec = &stored["spec"];
+    assert_eq!(spec["gpusPerReplica"], 1);
+    assert_eq!(spec["imagePullPolicy"], "IfNotPresent");
+    assert_eq!(spec["suspend"], false);
+    assert_eq!(spec["checkpoint"]["mountPath"], "/checkpoints");
+    assert_eq!(spec["storage"]["region"], "auto");
+    assert_eq!(
+        spec["storage"]["credentialsSecret"]["accessKeyIdKey"],
+        "accessKeyId"
+    );
+    assert_eq!(spec["wallet"]["hotkeyKey"], "hotkey");
+    assert_eq!(spec["manifest"]["configMapRef"]["key"], "manifest.json");
+}
+
+#[tokio::test]
+async fn the_operator_with_the_charts_rbac_runs_the_examples_on_gpu_nodes() {
+    let cluster = cluster().await;
+    // 3 × 8 GPUs: the run's 2 × 8 and the validator's 1 fit; the reserved node is tainted.
+    let mut groups = kube_harness::default_groups();
+    groups[0].count = 3;
+    let ns = cluster
+        .namespace_with_nodes("examples", &groups)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let operator_client = install_chart(&ns).await;
+    let _operator = start_operator(operator_client, &ns);
+    let claims: Vec<String> = (0..2).map(|i| format!("miners-checkpoint-{i}")).collect();
+    ns.provision_volumes(&claims, "1Ti").await.unwrap();
+    create_examples(
+        &ns,
+        &[
+            "run-manifest.yaml",
+            "secrets.yaml",
+            "trainingrun.yaml",
+            "validatorset.yaml",
+        ],
+    )
+    .await;
+
+    let admin = ns.admin().await.unwrap();
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    let validators: Api<ValidatorSet> = Api::namespaced(admin.clone(), &ns.name);
+    let run = runs.get("miners").await.unwrap();
+    let vs = validators.get("gauntlet").await.unwrap();
+    for (owner_uid, selector, want) in [
+        (run.uid().unwrap(), selector_for::<TrainingRun>("miners"), 2),
+        (
+            vs.uid().unwrap(),
+            selector_for::<ValidatorSet>("gauntlet"),
+            1,
+        ),
+    ] {
+        let pods = wait_for(&format!("{want} running pods of {selector}"), || {
+            let admin = admin.clone();
+            let selector = selector.clone();
+            let ns = ns.name.clone();
+            async move {
+                let pods = pods_of(&admin, &ns, &selector).await;
+                (pods.len() == want && pods.iter().all(|p| phase(p) == "Running")).then_some(pods)
+            }
+        })
+        .await;
+        for pod in &pods {
+            let owner = pod
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true))
+                .unwrap_or_else(|| panic!("{} has no controller reference", pod.name_any()));
+            assert_eq!(owner.uid, owner_uid, "{}", pod.name_any());
+            let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+            assert!(
+                node.starts_with(&format!("{}-gpu-", ns.name)),
+                "{} ran on {node}",
+                pod.name_any()
+            );
+        }
+    }
+    // Two 8-GPU miners never share an 8-GPU node.
+    let miners = pods_of(&admin, &ns.name, &selector_for::<TrainingRun>("miners")).await;
+    let nodes: std::collections::BTreeSet<_> = miners
+        .iter()
+        .filter_map(|p| p.spec.as_ref()?.node_name.clone())
+        .collect();
+    assert_eq!(nodes.len(), 2);
+
+    let status = wait_for("the run's status to say Running", || {
+        let runs = runs.clone();
+        async move {
+            let s = status_of(&runs, "miners").await?;
+            (s.ready_replicas == 2 && s.phase.map(|p| p.as_str()) == Some("Running")).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(status.replicas, 2);
+    assert!(status.replica_statuses.iter().all(|r| r.ready));
+    // Claim templates became bound claims owned by the run.
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns.name);
+    for claim in &claims {
+        let pvc = claims_api.get(claim).await.unwrap();
+        assert!(
+            pvc.owner_references()
+                .iter()
+                .any(|o| o.uid == run.uid().unwrap())
+        );
+    }
+}
+
+#[tokio::test]
+async fn more_gpus_than_exist_stay_pending_and_the_status_says_why() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "insufficient").await;
+    let operator_client = install_chart(&ns).await;
+    let _operator = start_operator(operator_client, &ns);
+    let admin = ns.admin().await.unwrap();
+    create_examples(&ns, &["run-manifest.yaml"]).await;
+    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
+    // Three 8-GPU replicas, two untainted 8-GPU nodes.
+    run["spec"]["replicas"] = json!(3);
+    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
+        .await
+        .unwrap();
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    let ready = wait_for("the Ready condition to name the missing GPUs", || {
+        let runs = runs.clone();
+        async move {
+            let s = status_of(&runs, "miners").await?;
+            let ready = s.condition("Ready")?.clone();
+            (ready.reason == "Unschedulable" && s.ready_replicas == 2).then_some(ready)
+        }
+    })
+    .await;
+    assert!(
+        ready.message.contains("Insufficient nvidia.com/gpu"),
+        "{}",
+        ready.message
+    );
+    let pods = pods_of(&admin, &ns.name, &selector_for::<TrainingRun>("miners")).await;
+    let pending: Vec<_> = pods.iter().filter(|p| phase(p) == "Pending").collect();
+    assert_eq!(pending.len(), 1, "one replica cannot be placed");
+    assert!(pending[0].spec.as_ref().unwrap().node_name.is_none());
+}
+
+#[tokio::test]
+async fn scale_subresource_then_delete_garbage_collects_pods_and_claims() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "scale").await;
+    let operator_client = install_chart(&ns).await;
+    let _operator = start_operator(operator_client, &ns);
+    let admin = ns.admin().await.unwrap();
+    let claims: Vec<String> = (0..2).map(|i| format!("miners-checkpoint-{i}")).collect();
+    ns.provision_volumes(&claims, "1Ti").await.unwrap();
+    create_examples(&ns, &["run-manifest.yaml", "trainingrun.yaml"]).await;
+    let selector = selector_for::<TrainingRun>("miners");
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    let count_running = |want: usize| {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        move || {
+            let admin = admin.clone();
+            let selector = selector.clone();
+            let ns = ns.clone();
+            async move {
+                let pods = live(pods_of(&admin, &ns, &selector).await);
+                (pods.len() == want && pods.iter().all(|p| phase(p) == "Running")).then_some(())
+            }
+        }
+    };
+    wait_for("2 running miners", count_running(2)).await;
+
+    // `kubectl scale tr/miners --replicas=1` is a patch of the scale subresource.
+    runs.patch_scale(
+        "miners",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"replicas": 1}})),
+    )
+    .await
+    .unwrap();
+    wait_for("1 running miner", count_running(1)).await;
+    let remaining = live(pods_of(&admin, &ns.name, &selector).await);
+    assert_eq!(
+        remaining[0].name_any(),
+        "miners-miner-0",
+        "scale-down removes the highest index"
+    );
+    let scale = wait_for("the scale subresource to report 1", || {
+        let runs = runs.clone();
+        async move {
+            let scale = runs.get_scale("miners").await.ok()?;
+            (scale.status.as_ref()?.replicas == 1).then_some(scale)
+        }
+    })
+    .await;
+    let scale_selector = scale.status.unwrap().selector.unwrap_or_default();
+    assert!(
+        scale_selector.split(',').any(|term| term == selector),
+        "{scale_selector}"
+    );
+
+    // Deleting the run: pods and the claim-template PVCs go (the PVCs only through the
+    // controller-manager's garbage collector: the operator never deletes claims).
+    runs.delete("miners", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    let claims_api: Api<PersistentVolumeClaim> = Api::namespaced(admin.clone(), &ns.name);
+    wait_for("the run, its pods and its claims to be gone", || {
+        let runs = runs.clone();
+        let claims_api = claims_api.clone();
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        async move {
+            let run_gone = runs.get_opt("miners").await.ok()?.is_none();
+            let pods_gone = pods_of(&admin, &ns, &selector).await.is_empty();
+            let claims_gone = claims_api
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .is_empty();
+            (run_gone && pods_gone && claims_gone).then_some(())
+        }
+    })
+    .await;
+}
+
+/// Marks a pod so kwok's exit stage terminates its container with `code`.
+async fn make_pod_exit(client: &Client, ns: &str, pod: &str, code: i32) {
+    Api::<Pod>::namespaced(client.clone(), ns)
+        .patch(
+            pod,
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"kube-harness/exit-code": code.to_string()}}}),
+            ),
+        )
+        .await
+        .unwrap();
+}
+
+fn one_replica_run(ns: &TestNamespace) -> Value {
+    let mut run = example_doc("trainingrun.yaml", "TrainingRun", ns);
+    run["spec"]["replicas"] = json!(1);
+    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    run
+}
+
+/// The race of issue 15, step by step with the real reconciler against the real apiserver:
+/// the reconcile after a pod failure is handed the object as the informer cached it before the
+/// failure was recorded. Planning from that stale status erased `restarts` / `nextRetry` and
+/// recreated the replica at once; the reconciler now plans from a fresh read.
+#[tokio::test]
+async fn a_stale_cached_object_never_erases_the_recorded_backoff() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "race").await;
+    let operator_client = install_chart(&ns).await;
+    let ctx = Arc::new(
+        Context::new(operator_client.clone(), Metrics::default()).with_config(quick_config()),
+    );
+    let admin = ns.admin().await.unwrap();
+    create_examples(&ns, &["run-manifest.yaml"]).await;
+    create_raw(
+        &admin,
+        &ns.name,
+        &resource::<TrainingRun>(),
+        &one_replica_run(&ns),
+    )
+    .await
+    .unwrap();
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    let selector = selector_for::<TrainingRun>("miners");
+    let pass = |obj: TrainingRun| {
+        let ctx = ctx.clone();
+        async move { reconcile(Arc::new(obj), ctx).await.unwrap() }
+    };
+
+    // Reconcile until the replica runs (finalizer, create, status).
+    let stale = wait_for("the replica to run", || {
+        let runs = runs.clone();
+        let pass = &pass;
+        async move {
+            let run = runs.get("miners").await.ok()?;
+            pass(run).await;
+            let run = runs.get("miners").await.ok()?;
+            let running = run.workload_status()?.replica(0)?.phase == ReplicaPhase::Running;
+            running.then_some(run)
+        }
+    })
+    .await;
+    assert_eq!(
+        stale
+            .workload_status()
+            .unwrap()
+            .replica(0)
+            .unwrap()
+            .restarts,
+        0
+    );
+
+    // The pod fails; a reconcile with a fresh object records it and deletes the pod.
+    make_pod_exit(&admin, &ns.name, "miners-miner-0", 1).await;
+    wait_for("the pod to fail", || {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        async move {
+            pods_of(&admin, &ns, &selector)
+                .await
+                .iter()
+                .any(|p| phase(p) == "Failed")
+                .then_some(())
+        }
+    })
+    .await;
+    pass(runs.get("miners").await.unwrap()).await;
+    let recorded = runs.get("miners").await.unwrap();
+    let replica = recorded
+        .workload_status()
+        .unwrap()
+        .replica(0)
+        .unwrap()
+        .clone();
+    assert_eq!(replica.restarts, 1);
+    let next_retry = replica.next_retry.clone().expect("nextRetry recorded").0;
+    wait_for("the failed pod to be deleted", || {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        async move {
+            pods_of(&admin, &ns, &selector)
+                .await
+                .is_empty()
+                .then_some(())
+        }
+    })
+    .await;
+
+    // The next pass gets the pre-failure object from the cache.
+    pass(stale.clone()).await;
+    let after = runs.get("miners").await.unwrap();
+    let status = after.workload_status().unwrap();
+    let replica = status.replica(0).unwrap();
+    assert_eq!(
+        replica.restarts, 1,
+        "the restart count survives a stale cache"
+    );
+    assert_eq!(replica.next_retry.as_ref().map(|t| t.0), Some(next_retry));
+    assert_eq!(replica.phase, ReplicaPhase::BackOff);
+    assert!(
+        pods_of(&admin, &ns.name, &selector).await.is_empty(),
+        "the replica must not be recreated before its backoff"
+    );
+    let degraded = status.condition("Degraded").unwrap();
+    assert_eq!(
+        (degraded.status.as_str(), degraded.reason.as_str()),
+        ("True", "ReplicaFailed")
+    );
+
+    // Once the backoff has passed the replica comes back, one restart recorded.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    pass(stale).await;
+    let pods = pods_of(&admin, &ns.name, &selector).await;
+    assert_eq!(pods.len(), 1);
+    let created = pods[0].metadata.creation_timestamp.as_ref().unwrap().0;
+    // creationTimestamp has second resolution.
+    assert!(
+        created.as_second() >= next_retry.as_second(),
+        "{created} < {next_retry}"
+    );
+    let replica = runs
+        .get("miners")
+        .await
+        .unwrap()
+        .workload_status()
+        .unwrap()
+        .replica(0)
+        .unwrap()
+        .clone();
+    assert_eq!(replica.restarts, 1);
+}
+
+/// The same through the real controller: watches, informer cache and requeues.
+#[tokio::test]
+async fn the_controller_recreates_a_failed_pod_after_its_backoff() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "backoff").await;
+    let operator_client = install_chart(&ns).await;
+    let _operator = start_operator(operator_client, &ns);
+    let admin = ns.admin().await.unwrap();
+    create_examples(&ns, &["run-manifest.yaml"]).await;
+    create_raw(
+        &admin,
+        &ns.name,
+        &resource::<TrainingRun>(),
+        &one_replica_run(&ns),
+    )
+    .await
+    .unwrap();
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    let selector = selector_for::<TrainingRun>("miners");
+    let first = wait_for("the first pod to run", || {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        async move {
+            pods_of(&admin, &ns, &selector)
+                .await
+                .into_iter()
+                .find(|p| phase(p) == "Running")
+        }
+    })
+    .await;
+    let failed_at = k8s_openapi::jiff::Timestamp::now();
+    make_pod_exit(&admin, &ns.name, "miners-miner-0", 2).await;
+    let second = wait_for("a new pod", || {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        let old = first.uid();
+        async move {
+            pods_of(&admin, &ns, &selector)
+                .await
+                .into_iter()
+                .find(|p| p.uid() != old && p.metadata.deletion_timestamp.is_none())
+        }
+    })
+    .await;
+    let status = runs
+        .get("miners")
+        .await
+        .unwrap()
+        .workload_status()
+        .unwrap()
+        .clone();
+    let replica = status.replica(0).unwrap();
+    assert_eq!(replica.restarts, 1);
+    assert!(
+        replica.last_failure.as_deref().unwrap_or("").contains('2'),
+        "{:?}",
+        replica.last_failure
+    );
+    // The new pod was created no earlier than the failure plus the initial backoff (4 s;
+    // creationTimestamp has second resolution).
+    let created = second.metadata.creation_timestamp.unwrap().0;
+    assert!(
+        created.as_second() - failed_at.as_second() >= 3,
+        "recreated {}s after the failure",
+        created.as_second() - failed_at.as_second()
+    );
+}
