@@ -805,3 +805,128 @@ async fn the_controller_recreates_a_failed_pod_after_its_backoff() {
         created.as_second() - failed_at.as_second()
     );
 }
+
+fn ready(p: &Pod) -> bool {
+    phase(p) == "Running"
+        && p.metadata.deletion_timestamp.is_none()
+        && p.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+fn image(p: &Pod) -> &str {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "rollout").await;
+    let operator_client = install_chart(&ns).await;
+    let _operator = start_operator(operator_client, &ns);
+    let admin = ns.admin().await.unwrap();
+    create_examples(&ns, &["run-manifest.yaml"]).await;
+    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
+    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    run["spec"]["gpusPerReplica"] = json!(4);
+    run["spec"]["replicas"] = json!(3);
+    create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
+        .await
+        .unwrap();
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    let selector = selector_for::<TrainingRun>("miners");
+    let all_ready_with = |want: &'static str| {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        move || {
+            let admin = admin.clone();
+            let selector = selector.clone();
+            let ns = ns.clone();
+            async move {
+                let pods = pods_of(&admin, &ns, &selector).await;
+                (pods.len() == 3 && pods.iter().all(|p| ready(p) && image(p) == want)).then_some(())
+            }
+        }
+    };
+    let old_image = "ghcr.io/templar/subnet-worker:0.1.0";
+    let new_image = "ghcr.io/templar/subnet-worker:0.2.0";
+    wait_for("3 ready replicas", all_ready_with(old_image)).await;
+
+    runs.patch(
+        "miners",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"image": new_image}})),
+    )
+    .await
+    .unwrap();
+    // Sample the rollout: never more than one replica down.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut replaced_seen = std::collections::BTreeSet::new();
+    loop {
+        let pods = pods_of(&admin, &ns.name, &selector).await;
+        let up = pods.iter().filter(|p| ready(p)).count();
+        assert!(
+            up >= 2,
+            "two replicas down at once: {:?}",
+            pods.iter()
+                .map(|p| (p.name_any(), phase(p).to_owned(), image(p).to_owned()))
+                .collect::<Vec<_>>()
+        );
+        for p in pods.iter().filter(|p| image(p) == new_image) {
+            replaced_seen.insert(p.name_any());
+        }
+        if pods.len() == 3 && pods.iter().all(|p| ready(p) && image(p) == new_image) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "rollout did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(replaced_seen.len(), 3);
+    let status = wait_for("updatedReplicas 3", || {
+        let runs = runs.clone();
+        async move {
+            let s = status_of(&runs, "miners").await?;
+            (s.updated_replicas == 3 && s.ready_replicas == 3).then_some(s)
+        }
+    })
+    .await;
+    assert_eq!(status.condition("Progressing").unwrap().reason, "Complete");
+
+    // Suspend deletes every pod and says so; resume brings them back.
+    runs.patch(
+        "miners",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": true}})),
+    )
+    .await
+    .unwrap();
+    wait_for("suspended with no pods", || {
+        let runs = runs.clone();
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        async move {
+            let s = status_of(&runs, "miners").await?;
+            let suspended = s.phase.map(|p| p.as_str()) == Some("Suspended");
+            (suspended && pods_of(&admin, &ns, &selector).await.is_empty()).then_some(())
+        }
+    })
+    .await;
+    runs.patch(
+        "miners",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"suspend": false}})),
+    )
+    .await
+    .unwrap();
+    wait_for("3 ready replicas after resume", all_ready_with(new_image)).await;
+}

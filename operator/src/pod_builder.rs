@@ -163,6 +163,11 @@ fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
     }
 }
 
+/// Directory of replica `index` inside a shared `existingClaim`.
+pub fn checkpoint_sub_path(index: i32) -> String {
+    format!("replica-{index}")
+}
+
 fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.to_owned(),
@@ -364,7 +369,16 @@ pub fn desired_pod<K: Workload>(
         },
         None => empty_dir(VOLUME_CHECKPOINTS, None),
     });
-    mounts.push(mount(VOLUME_CHECKPOINTS, &checkpoint_dir, false));
+    let mut checkpoint_mount = mount(VOLUME_CHECKPOINTS, &checkpoint_dir, false);
+    if p.checkpoint
+        .as_ref()
+        .is_some_and(|c| c.existing_claim.is_some())
+    {
+        // A claim shared by every replica: each gets its own directory in it, so replicas
+        // never overwrite each other's checkpoints.
+        checkpoint_mount.sub_path = Some(checkpoint_sub_path(index));
+    }
+    mounts.push(checkpoint_mount);
 
     let mut args = vec![K::ROLE.as_str().to_owned()];
     args.extend(p.extra_args.iter().cloned());
@@ -778,15 +792,42 @@ mod tests {
             mount_path: "/ckpt".into(),
         });
         let pod = desired_pod(&r, 1, &verified()).unwrap().pod;
-        let vol = pod
-            .spec
-            .unwrap()
+        let spec = pod.spec.unwrap();
+        let vol = spec
             .volumes
             .unwrap()
             .into_iter()
             .find(|v| v.name == VOLUME_CHECKPOINTS)
             .unwrap();
         assert_eq!(vol.persistent_volume_claim.unwrap().claim_name, "shared");
+        let sub_paths: Vec<_> = [0, 1]
+            .iter()
+            .map(|&i| {
+                let pod = desired_pod(&r, i, &verified()).unwrap().pod;
+                pod.spec.unwrap().containers[0]
+                    .volume_mounts
+                    .as_ref()
+                    .unwrap()
+                    .iter()
+                    .find(|m| m.name == VOLUME_CHECKPOINTS)
+                    .unwrap()
+                    .sub_path
+                    .clone()
+            })
+            .collect();
+        // Each replica writes into its own directory of the shared claim.
+        assert_eq!(
+            sub_paths,
+            [Some("replica-0".to_owned()), Some("replica-1".to_owned())]
+        );
+        assert!(
+            spec.containers[0]
+                .volume_mounts
+                .as_ref()
+                .unwrap()
+                .iter()
+                .any(|m| m.name == VOLUME_CHECKPOINTS && m.mount_path == "/ckpt")
+        );
         r.spec.workload.checkpoint = Some(crate::crd::CheckpointSpec {
             existing_claim: None,
             claim_template: Some(Default::default()),

@@ -232,6 +232,16 @@ fn storage_errors(s: &StorageSpec) -> Vec<SpecError> {
             format!("must be an http:// or https:// URL, got {:?}", s.endpoint),
         ));
     }
+    // The read credentials are published on chain in clear: the very Secret keys holding the
+    // write credentials must never be handed out as them. (The operator cannot read Secrets,
+    // so two different Secrets with the same values are the user's responsibility.)
+    if s.read_credentials_secret.as_ref() == Some(&s.credentials_secret) {
+        errors.push(SpecError::new(
+            "spec.storage.readCredentialsSecret",
+            "names the same Secret and keys as credentialsSecret; the read credentials are \
+             published on chain, so they must be a separate read-only key pair",
+        ));
+    }
     let refs = std::iter::once(("credentialsSecret", &s.credentials_secret)).chain(
         s.read_credentials_secret
             .iter()
@@ -415,6 +425,24 @@ mod tests {
 
     fn messages<K: Workload>(obj: &K) -> String {
         validate(obj).map_or_else(|e| describe(&e), |()| String::new())
+    }
+
+    #[test]
+    fn read_credentials_equal_to_the_write_credentials_are_refused() {
+        let mut r = run(1);
+        r.spec.workload.storage.read_credentials_secret =
+            Some(r.spec.workload.storage.credentials_secret.clone());
+        assert!(
+            messages(&r).contains("spec.storage.readCredentialsSecret: names the same Secret"),
+            "{}",
+            messages(&r)
+        );
+        // Same Secret, other keys: a separate pair stored next to the write pair.
+        let mut other_keys = r.spec.workload.storage.credentials_secret.clone();
+        other_keys.access_key_id_key = "readAccessKeyId".into();
+        other_keys.secret_access_key_key = "readSecretAccessKey".into();
+        r.spec.workload.storage.read_credentials_secret = Some(other_keys);
+        assert_eq!(messages(&r), "");
     }
 
     #[test]
