@@ -32,7 +32,7 @@ use crate::miner::Miner;
 use crate::replica::Replica;
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
-use crate::validator::{EvalSettings, Validator};
+use crate::validator::{EvalSettings, Validator, WindowEvaluation};
 
 /// This node's bucket (write credentials) and the read credentials it publishes on chain.
 #[derive(Debug, Clone, Args)]
@@ -776,34 +776,23 @@ async fn validator_window(
         fetch_submissions(&to_fetch, &ctx.layout, window, &policy, manifest, sync_len).await;
     let evaluation = validator.evaluate_window(window, submissions, dataset, &sr25519_verify)?;
 
-    // Gather the list (peers, then reserves replacing unavailable ones) and pin its bytes.
-    let list = &evaluation.peer_list;
-    let candidates: Vec<PeerEndpoint> = list
-        .all()
-        .filter_map(|uid| peers.iter().find(|p| p.uid == uid).cloned())
-        .collect();
-    let (mut gathered, _) = gather(
-        &candidates,
+    // Aggregate only what this window evaluated, pinned to the evaluated bytes.
+    let own = pin_evaluated(
         &ctx.layout,
+        manifest,
+        validator,
+        &evaluation,
+        &peers,
         window,
         &policy,
-        &validator.replica,
-        &sr25519_verify,
-        None,
     )
     .await;
-    gathered.truncate(list.peers.len());
-    let own = AggregationList {
-        run_manifest: manifest.to_hex(),
-        list: list.clone(),
-        objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
-    };
-    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own).await?;
+    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own.0).await?;
 
     // Every validator's model follows the lead's list, so all stay in lockstep with miners.
     let lead = ctx.lead_endpoint(&metagraph, &peers);
     let gathered = match lead.filter(|l| l.uid != ctx.uid) {
-        None => gathered,
+        None => own.1,
         Some(lead) => {
             let Some(lead_list) = wait_for_list(ctx, &lead, window).await else {
                 return Err(NodeError::Storage(StorageError::NotFound {
@@ -857,6 +846,50 @@ async fn validator_window(
         tracing::info!(window, bytes = pointer.size, "published checkpoint");
     }
     Ok(())
+}
+
+/// Gathers a window's aggregation candidates (evaluated, improving, pinned to the evaluated
+/// bytes) and returns the list to publish with what was gathered.
+pub async fn pin_evaluated(
+    layout: &RunLayout,
+    manifest: &run_manifest::ManifestHash,
+    validator: &Validator,
+    evaluation: &WindowEvaluation,
+    peers: &[PeerEndpoint],
+    window: u64,
+    policy: &FetchPolicy,
+) -> (AggregationList, Vec<Gathered>) {
+    let pinned = AggregationList {
+        run_manifest: manifest.to_hex(),
+        list: evaluation.peer_list.clone(),
+        objects: evaluation.aggregation_candidates(),
+    };
+    let candidates: Vec<PeerEndpoint> = pinned
+        .uids()
+        .iter()
+        .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
+        .collect();
+    let (gathered, rejected) = gather(
+        &candidates,
+        layout,
+        window,
+        policy,
+        &validator.replica,
+        &sr25519_verify,
+        Some(&pinned),
+    )
+    .await;
+    if !rejected.is_empty() {
+        tracing::warn!(
+            ?rejected,
+            "evaluated objects changed or vanished after evaluation"
+        );
+    }
+    let published = AggregationList {
+        objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
+        ..pinned
+    };
+    (published, gathered)
 }
 
 /// Submits the Gauntlet's weights (set or timelocked commit, as the subnet requires); a
