@@ -372,6 +372,11 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .collect();
         let submissions =
             fetch_submissions(&to_fetch, &layout, window, &policy, &manifest, sync_len).await;
+        let hotkeys: Vec<(u16, String)> = peers
+            .iter()
+            .map(|p| (p.uid, hex::encode(p.hotkey)))
+            .collect();
+        validator.gauntlet.bind_hotkeys(window, &hotkeys);
         validator.gauntlet.mark_seen(window, &active);
         let evaluation = validator.evaluate_window(window, submissions, &train, &sr25519_verify)?;
         decoded += evaluation

@@ -764,6 +764,14 @@ async fn validator_window(
         .cloned()
         .collect();
     let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
+    let hotkeys: Vec<(u16, String)> = peers
+        .iter()
+        .map(|p| (p.uid, hex::encode(p.hotkey)))
+        .collect();
+    let reset = validator.gauntlet.bind_hotkeys(window, &hotkeys);
+    if !reset.is_empty() {
+        tracing::warn!(?reset, "uids taken by new hotkeys start with a fresh state");
+    }
     validator.gauntlet.mark_seen(window, &active);
     let sampled = validator.sample(window, &active);
     let to_fetch: Vec<PeerEndpoint> = peers
