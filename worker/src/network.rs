@@ -394,6 +394,36 @@ impl NodeContext {
         Ok((done, lead.uid != self.uid && behind(done) > 0))
     }
 
+    /// Catches `replica` up (see [`NodeContext::catch_up`]) and says whether the loop may
+    /// work on the next window, must wait (behind, or a transient failure), or is done.
+    async fn settle(
+        &self,
+        replica: &mut Replica,
+        done: &mut Option<u64>,
+        resolve: &Resolver,
+    ) -> Result<Settled> {
+        match self.catch_up(replica, *done, resolve).await {
+            Ok((caught_up, still_behind)) => {
+                *done = caught_up;
+                if self.finished(*done) {
+                    return Ok(Settled::Finished);
+                }
+                if still_behind {
+                    tracing::info!(done = ?*done, "behind the lead; waiting for its list");
+                    self.pause().await;
+                    return Ok(Settled::Wait);
+                }
+                Ok(Settled::Ready)
+            }
+            Err(err) if transient(&err) => {
+                tracing::warn!(%err, "catch-up failed; retrying");
+                self.pause().await;
+                Ok(Settled::Wait)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Waits a fraction of a block before the next catch-up attempt.
     async fn pause(&self) {
         let poll = self.chain.block_time() / 2;
@@ -419,6 +449,16 @@ impl NodeContext {
             }
         }
     }
+}
+
+/// What a role loop does after a catch-up attempt.
+enum Settled {
+    /// Work on the next window.
+    Ready,
+    /// Try again shortly.
+    Wait,
+    /// `--until-window` is reached.
+    Finished,
 }
 
 /// Whether an error of one window should be logged and the loop go on (the node catches up
@@ -452,24 +492,10 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let mut attempted = done;
     let mut completed = 0;
     while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
-        match ctx.catch_up(&mut miner.replica, done, resolve).await {
-            Ok((caught_up, still_behind)) => {
-                done = caught_up;
-                if ctx.finished(done) {
-                    break;
-                }
-                if still_behind {
-                    tracing::info!(done = ?done, "behind the lead; waiting for its list");
-                    ctx.pause().await;
-                    continue;
-                }
-            }
-            Err(err) if transient(&err) => {
-                tracing::warn!(%err, "catch-up failed; retrying");
-                ctx.pause().await;
-                continue;
-            }
-            Err(err) => return Err(err),
+        match ctx.settle(&mut miner.replica, &mut done, resolve).await? {
+            Settled::Ready => {}
+            Settled::Wait => continue,
+            Settled::Finished => break,
         }
         let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
         attempted = Some(window);
@@ -681,27 +707,17 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let mut completed = 0;
     while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
         let before = done;
-        match ctx.catch_up(&mut validator.replica, done, resolve).await {
-            Ok((caught_up, still_behind)) => {
-                done = caught_up;
-                if ctx.finished(done) {
-                    break;
-                }
-                if still_behind {
-                    tracing::info!(done = ?done, "behind the lead; waiting for its list");
-                    ctx.pause().await;
-                    continue;
-                }
-            }
-            Err(err) if transient(&err) => {
-                tracing::warn!(%err, "catch-up failed; retrying");
-                ctx.pause().await;
-                continue;
-            }
-            Err(err) => return Err(err),
-        }
+        let settled = ctx
+            .settle(&mut validator.replica, &mut done, resolve)
+            .await?;
         if done != before {
+            // Replayed windows: the sync check compares peers with the state now held.
             validator.sync.push(validator.replica.sync_sample()?);
+        }
+        match settled {
+            Settled::Ready => {}
+            Settled::Wait => continue,
+            Settled::Finished => break,
         }
         let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
         attempted = Some(window);

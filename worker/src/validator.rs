@@ -189,13 +189,7 @@ impl Validator {
         gauntlet: GauntletConfig,
         device: Device,
     ) -> Result<Self> {
-        let replica = Replica::new(
-            settings.model_config(),
-            device,
-            settings.model_seed,
-            settings.sparseloco(),
-            settings.manifest_hash(),
-        )?;
+        let replica = Replica::for_run(settings, device)?;
         let mut sync = SyncHistory::default();
         sync.push(replica.sync_sample()?);
         Ok(Self {
