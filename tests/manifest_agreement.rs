@@ -21,6 +21,8 @@ fn manifest() -> RunManifest {
     m.training.inner_steps = 2;
     m.training.micro_batch_size = 2;
     m.training.batch_size = 4;
+    m.training.inner_lr = 3e-3;
+    m.training.warmup_steps = 2;
     m.gauntlet.eval_batches = 1;
     m
 }
@@ -100,4 +102,103 @@ fn objects_of_another_manifest_are_refused_as_foreign() {
         // Not decoded, not penalised as invalid: no contribution to this run.
         assert_eq!(judge(&theirs, &ours), Outcome::Missing);
     }
+}
+
+/// Only what a validator evaluated in a window is aggregated, and only those exact bytes: an
+/// object swapped after evaluation is refused by digest, an unevaluated peer is not listed.
+#[tokio::test]
+async fn only_evaluated_bytes_are_aggregated() {
+    use std::sync::Arc;
+    use worker::exchange::{PeerEndpoint, Rejection};
+    use worker::network::pin_evaluated;
+    use worker_storage::{FetchPolicy, LocalStore, ObjectStore, RunLayout};
+
+    let s = settings(manifest());
+    let layout = RunLayout::new(s.run_id.clone()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = open_bundled(CorpusSplit::Train, 64).unwrap();
+    let mut validator = validator(&s);
+    let mut peers = Vec::new();
+    let mut submissions = Vec::new();
+    for uid in [1u16, 2] {
+        let key = Keypair::from_dev_name(&format!("agg-{uid}"));
+        let mut miner = Miner::new(uid, Behaviour::Honest, &s, tch::Device::Cpu).unwrap();
+        let sample = miner.replica.sync_sample().unwrap();
+        let upload = miner.produce(0, &dataset, &key, None).unwrap();
+        let store: Arc<dyn ObjectStore> =
+            Arc::new(LocalStore::open(dir.path().join(format!("b{uid}"))).unwrap());
+        store
+            .put(&layout.gradient(0, uid), Bytes::from(upload.object.clone()))
+            .await
+            .unwrap();
+        peers.push(PeerEndpoint {
+            uid,
+            hotkey: key.public_key(),
+            store,
+        });
+        // Only uid 1 is evaluated this window.
+        if uid == 1 {
+            submissions.push(Submission {
+                uid,
+                hotkey: key.public_key(),
+                object: Ok(StoredObject {
+                    size: upload.object.len() as u64,
+                    body: Bytes::from(upload.object),
+                    last_modified: SystemTime::now(),
+                }),
+                sync_sample: Some(sample),
+            });
+        }
+    }
+    let evaluation = validator
+        .evaluate_window(0, submissions, &dataset, &sr25519_verify)
+        .unwrap();
+    let policy = FetchPolicy::new(std::time::Duration::from_secs(10), 1 << 26);
+    let (list, gathered) = pin_evaluated(
+        &layout,
+        &s.manifest_hash(),
+        &validator,
+        &evaluation,
+        &peers,
+        0,
+        &policy,
+    )
+    .await;
+    // The unevaluated uid 2 is never aggregated, whatever the Gauntlet's list says; the
+    // evaluated, improving uid 1 is.
+    assert_eq!(
+        list.uids(),
+        [1],
+        "evaluated {:?}, list {:?}",
+        evaluation.evaluated,
+        evaluation.peer_list
+    );
+    assert!(gathered.iter().all(|g| g.uid == 1));
+
+    // uid 1 swaps its object after evaluation: the pinned digest refuses it.
+    let key = Keypair::from_dev_name("agg-1");
+    let mut other = Miner::new(1, Behaviour::Poisoner, &s, tch::Device::Cpu).unwrap();
+    let swapped = other.produce(0, &dataset, &key, None).unwrap();
+    peers[0]
+        .store
+        .put(&layout.gradient(0, 1), Bytes::from(swapped.object))
+        .await
+        .unwrap();
+    let pinned = worker::exchange::AggregationList {
+        run_manifest: s.manifest_hash().to_hex(),
+        list: evaluation.peer_list.clone(),
+        objects: evaluation.aggregation_candidates(),
+    };
+    let (gathered, rejected) = worker::exchange::gather(
+        &peers[..1],
+        &layout,
+        0,
+        &policy,
+        &validator.replica,
+        &sr25519_verify,
+        Some(&pinned),
+    )
+    .await;
+    assert!(gathered.is_empty());
+    assert!(matches!(rejected[0].1, Rejection::DigestMismatch { .. }));
 }

@@ -173,13 +173,19 @@ fn malformed_objects_are_invalid_not_fatal() {
             .map(|o| o.outcome.clone())
             .unwrap()
     };
-    for uid in 1..=4 {
+    for uid in 1..=3 {
         assert!(
             matches!(outcome(uid), Outcome::Invalid { .. }),
             "uid {uid}: {:?}",
             outcome(uid)
         );
     }
+    // A checksum mismatch is a transport fault: soft (no gradient), never a strike.
+    assert_eq!(outcome(4), Outcome::Missing);
     assert_eq!(outcome(5), Outcome::Missing);
+    assert!(
+        evaluation.evaluated.is_empty(),
+        "nothing malformed is aggregated"
+    );
     assert!(validator.gauntlet.weights().iter().all(|(_, w)| *w == 0.0));
 }

@@ -22,10 +22,11 @@ use worker_storage::{
 use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
-    AggregationList, PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list,
-    resolve_peers, upload_gradient, upload_sync_sample,
+    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, resolve_peers,
+    upload_gradient, upload_sync_sample,
 };
 use crate::miner::Miner;
+use crate::network::pin_evaluated;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
@@ -371,6 +372,11 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .collect();
         let submissions =
             fetch_submissions(&to_fetch, &layout, window, &policy, &manifest, sync_len).await;
+        let hotkeys: Vec<(u16, String)> = peers
+            .iter()
+            .map(|p| (p.uid, hex::encode(p.hotkey)))
+            .collect();
+        validator.gauntlet.bind_hotkeys(window, &hotkeys);
         validator.gauntlet.mark_seen(window, &active);
         let evaluation = validator.evaluate_window(window, submissions, &train, &sr25519_verify)?;
         decoded += evaluation
@@ -378,29 +384,17 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
             .count();
-        // The validator gathers its list (reserves replacing unavailable peers) and pins the
-        // digests of what it aggregates.
-        let candidates: Vec<PeerEndpoint> = evaluation
-            .peer_list
-            .all()
-            .filter_map(|uid| peers.iter().find(|p| p.uid == uid).cloned())
-            .collect();
-        let (mut gathered, _) = gather(
-            &candidates,
+        // The validator aggregates what it evaluated, pinned to the evaluated bytes.
+        let (published, gathered) = pin_evaluated(
             &layout,
+            &manifest,
+            &validator,
+            &evaluation,
+            &peers,
             window,
             &policy,
-            &validator.replica,
-            &sr25519_verify,
-            None,
         )
         .await;
-        gathered.truncate(evaluation.peer_list.peers.len());
-        let published = AggregationList {
-            run_manifest: manifest.to_hex(),
-            list: evaluation.peer_list.clone(),
-            objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
-        };
         publish_peer_list(&*validator_store, &layout, validator_uid, &published).await?;
         progress.inc(1);
         progress.set_message("aggregating");

@@ -69,13 +69,7 @@ impl Miner {
         settings: &TrainingSettings,
         device: Device,
     ) -> Result<Self> {
-        let replica = Replica::new(
-            settings.model_config(),
-            device,
-            settings.model_seed,
-            settings.sparseloco(),
-            settings.manifest_hash(),
-        )?;
+        let replica = Replica::for_run(settings, device)?;
         let trainer = InnerTrainer::new(settings.adamw(), &replica.model)?;
         let feedback = ErrorFeedback::with_config(replica.specs(), settings.sparseloco(), device)?;
         Ok(Self {

@@ -32,7 +32,7 @@ use crate::miner::Miner;
 use crate::replica::Replica;
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
-use crate::validator::{EvalSettings, Validator};
+use crate::validator::{EvalSettings, Validator, WindowEvaluation};
 
 /// This node's bucket (write credentials) and the read credentials it publishes on chain.
 #[derive(Debug, Clone, Args)]
@@ -394,6 +394,36 @@ impl NodeContext {
         Ok((done, lead.uid != self.uid && behind(done) > 0))
     }
 
+    /// Catches `replica` up (see [`NodeContext::catch_up`]) and says whether the loop may
+    /// work on the next window, must wait (behind, or a transient failure), or is done.
+    async fn settle(
+        &self,
+        replica: &mut Replica,
+        done: &mut Option<u64>,
+        resolve: &Resolver,
+    ) -> Result<Settled> {
+        match self.catch_up(replica, *done, resolve).await {
+            Ok((caught_up, still_behind)) => {
+                *done = caught_up;
+                if self.finished(*done) {
+                    return Ok(Settled::Finished);
+                }
+                if still_behind {
+                    tracing::info!(done = ?*done, "behind the lead; waiting for its list");
+                    self.pause().await;
+                    return Ok(Settled::Wait);
+                }
+                Ok(Settled::Ready)
+            }
+            Err(err) if transient(&err) => {
+                tracing::warn!(%err, "catch-up failed; retrying");
+                self.pause().await;
+                Ok(Settled::Wait)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Waits a fraction of a block before the next catch-up attempt.
     async fn pause(&self) {
         let poll = self.chain.block_time() / 2;
@@ -419,6 +449,16 @@ impl NodeContext {
             }
         }
     }
+}
+
+/// What a role loop does after a catch-up attempt.
+enum Settled {
+    /// Work on the next window.
+    Ready,
+    /// Try again shortly.
+    Wait,
+    /// `--until-window` is reached.
+    Finished,
 }
 
 /// Whether an error of one window should be logged and the loop go on (the node catches up
@@ -452,24 +492,10 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let mut attempted = done;
     let mut completed = 0;
     while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
-        match ctx.catch_up(&mut miner.replica, done, resolve).await {
-            Ok((caught_up, still_behind)) => {
-                done = caught_up;
-                if ctx.finished(done) {
-                    break;
-                }
-                if still_behind {
-                    tracing::info!(done = ?done, "behind the lead; waiting for its list");
-                    ctx.pause().await;
-                    continue;
-                }
-            }
-            Err(err) if transient(&err) => {
-                tracing::warn!(%err, "catch-up failed; retrying");
-                ctx.pause().await;
-                continue;
-            }
-            Err(err) => return Err(err),
+        match ctx.settle(&mut miner.replica, &mut done, resolve).await? {
+            Settled::Ready => {}
+            Settled::Wait => continue,
+            Settled::Finished => break,
         }
         let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
         attempted = Some(window);
@@ -681,27 +707,17 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let mut completed = 0;
     while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
         let before = done;
-        match ctx.catch_up(&mut validator.replica, done, resolve).await {
-            Ok((caught_up, still_behind)) => {
-                done = caught_up;
-                if ctx.finished(done) {
-                    break;
-                }
-                if still_behind {
-                    tracing::info!(done = ?done, "behind the lead; waiting for its list");
-                    ctx.pause().await;
-                    continue;
-                }
-            }
-            Err(err) if transient(&err) => {
-                tracing::warn!(%err, "catch-up failed; retrying");
-                ctx.pause().await;
-                continue;
-            }
-            Err(err) => return Err(err),
-        }
+        let settled = ctx
+            .settle(&mut validator.replica, &mut done, resolve)
+            .await?;
         if done != before {
+            // Replayed windows: the sync check compares peers with the state now held.
             validator.sync.push(validator.replica.sync_sample()?);
+        }
+        match settled {
+            Settled::Ready => {}
+            Settled::Wait => continue,
+            Settled::Finished => break,
         }
         let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
         attempted = Some(window);
@@ -764,6 +780,14 @@ async fn validator_window(
         .cloned()
         .collect();
     let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
+    let hotkeys: Vec<(u16, String)> = peers
+        .iter()
+        .map(|p| (p.uid, hex::encode(p.hotkey)))
+        .collect();
+    let reset = validator.gauntlet.bind_hotkeys(window, &hotkeys);
+    if !reset.is_empty() {
+        tracing::warn!(?reset, "uids taken by new hotkeys start with a fresh state");
+    }
     validator.gauntlet.mark_seen(window, &active);
     let sampled = validator.sample(window, &active);
     let to_fetch: Vec<PeerEndpoint> = peers
@@ -776,34 +800,23 @@ async fn validator_window(
         fetch_submissions(&to_fetch, &ctx.layout, window, &policy, manifest, sync_len).await;
     let evaluation = validator.evaluate_window(window, submissions, dataset, &sr25519_verify)?;
 
-    // Gather the list (peers, then reserves replacing unavailable ones) and pin its bytes.
-    let list = &evaluation.peer_list;
-    let candidates: Vec<PeerEndpoint> = list
-        .all()
-        .filter_map(|uid| peers.iter().find(|p| p.uid == uid).cloned())
-        .collect();
-    let (mut gathered, _) = gather(
-        &candidates,
+    // Aggregate only what this window evaluated, pinned to the evaluated bytes.
+    let own = pin_evaluated(
         &ctx.layout,
+        manifest,
+        validator,
+        &evaluation,
+        &peers,
         window,
         &policy,
-        &validator.replica,
-        &sr25519_verify,
-        None,
     )
     .await;
-    gathered.truncate(list.peers.len());
-    let own = AggregationList {
-        run_manifest: manifest.to_hex(),
-        list: list.clone(),
-        objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
-    };
-    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own).await?;
+    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own.0).await?;
 
     // Every validator's model follows the lead's list, so all stay in lockstep with miners.
     let lead = ctx.lead_endpoint(&metagraph, &peers);
     let gathered = match lead.filter(|l| l.uid != ctx.uid) {
-        None => gathered,
+        None => own.1,
         Some(lead) => {
             let Some(lead_list) = wait_for_list(ctx, &lead, window).await else {
                 return Err(NodeError::Storage(StorageError::NotFound {
@@ -857,6 +870,50 @@ async fn validator_window(
         tracing::info!(window, bytes = pointer.size, "published checkpoint");
     }
     Ok(())
+}
+
+/// Gathers a window's aggregation candidates (evaluated, improving, pinned to the evaluated
+/// bytes) and returns the list to publish with what was gathered.
+pub async fn pin_evaluated(
+    layout: &RunLayout,
+    manifest: &run_manifest::ManifestHash,
+    validator: &Validator,
+    evaluation: &WindowEvaluation,
+    peers: &[PeerEndpoint],
+    window: u64,
+    policy: &FetchPolicy,
+) -> (AggregationList, Vec<Gathered>) {
+    let pinned = AggregationList {
+        run_manifest: manifest.to_hex(),
+        list: evaluation.peer_list.clone(),
+        objects: evaluation.aggregation_candidates(),
+    };
+    let candidates: Vec<PeerEndpoint> = pinned
+        .uids()
+        .iter()
+        .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
+        .collect();
+    let (gathered, rejected) = gather(
+        &candidates,
+        layout,
+        window,
+        policy,
+        &validator.replica,
+        &sr25519_verify,
+        Some(&pinned),
+    )
+    .await;
+    if !rejected.is_empty() {
+        tracing::warn!(
+            ?rejected,
+            "evaluated objects changed or vanished after evaluation"
+        );
+    }
+    let published = AggregationList {
+        objects: gathered.iter().map(|g| (g.uid, g.digest.clone())).collect(),
+        ..pinned
+    };
+    (published, gathered)
 }
 
 /// Submits the Gauntlet's weights (set or timelocked commit, as the subnet requires); a

@@ -47,6 +47,18 @@ impl Replica {
         })
     }
 
+    /// A fresh replica of the run `settings` describe (its model, seed, compression and
+    /// manifest).
+    pub fn for_run(settings: &crate::settings::TrainingSettings, device: Device) -> Result<Self> {
+        Self::new(
+            settings.model_config(),
+            device,
+            settings.model_seed,
+            settings.sparseloco(),
+            settings.manifest_hash(),
+        )
+    }
+
     /// The parameter names and shapes every payload is validated against.
     pub fn specs(&self) -> &[ParamSpec] {
         &self.specs

@@ -2,6 +2,8 @@
 //! sampled peer's gradient, detect copies, update the scores, choose the aggregation set.
 
 use std::collections::BTreeMap;
+
+use sha2::{Digest, Sha256};
 use std::time::UNIX_EPOCH;
 
 use tch::Device;
@@ -127,7 +129,9 @@ fn invalid(err: impl std::fmt::Display) -> Outcome {
 pub fn fetch_outcome(err: &StorageError) -> Outcome {
     match err {
         StorageError::TooLate { .. } | StorageError::TooEarly { .. } => Outcome::Late,
-        StorageError::TooLarge { .. } | StorageError::Checksum { .. } => invalid(err),
+        StorageError::TooLarge { .. } => invalid(err),
+        // A checksum mismatch is what a transport fault looks like: no gradient, no strike.
+        StorageError::Checksum { .. } => Outcome::Missing,
         _ => Outcome::Missing,
     }
 }
@@ -139,6 +143,33 @@ pub struct WindowEvaluation {
     pub outcomes: Vec<PeerOutcome>,
     pub copies: Vec<CopyFlag>,
     pub peer_list: PeerList,
+    /// Peers evaluated in this window whose update lowered the loss on random data, with
+    /// the SHA-256 of the exact object evaluated.
+    pub evaluated: Vec<(u16, String)>,
+}
+
+impl WindowEvaluation {
+    /// What this window may aggregate: the Gauntlet's list (peers best first, then reserves)
+    /// restricted to peers evaluated *in this window* with an improving update, pinned to
+    /// the bytes evaluated, at most as many as the list has peers. A peer that behaves only
+    /// when it expects to be evaluated gains nothing: what is not evaluated is not applied,
+    /// and a swapped object no longer matches its pinned digest.
+    pub fn aggregation_candidates(&self) -> Vec<(u16, String)> {
+        self.peer_list
+            .all()
+            .filter_map(|uid| self.evaluated.iter().find(|(u, _)| *u == uid).cloned())
+            .take(self.peer_list.peers.len())
+            .collect()
+    }
+}
+
+/// Whether an outcome is an evaluation whose update lowered the random-data loss.
+fn improves_random_loss(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Evaluated { loss_before_random, loss_after_random, .. }
+            if loss_after_random < loss_before_random
+    )
 }
 
 /// A validator: a model replica in lockstep with the miners plus the Gauntlet state.
@@ -158,13 +189,7 @@ impl Validator {
         gauntlet: GauntletConfig,
         device: Device,
     ) -> Result<Self> {
-        let replica = Replica::new(
-            settings.model_config(),
-            device,
-            settings.model_seed,
-            settings.sparseloco(),
-            settings.manifest_hash(),
-        )?;
+        let replica = Replica::for_run(settings, device)?;
         let mut sync = SyncHistory::default();
         sync.push(replica.sync_sample()?);
         Ok(Self {
@@ -192,7 +217,12 @@ impl Validator {
     ) -> Result<WindowEvaluation> {
         let mut outcomes = Vec::with_capacity(submissions.len());
         let mut accepted: Vec<(u16, AcceptedGradient, Option<Vec<f32>>)> = Vec::new();
+        // SHA-256 of the exact bytes evaluated, so only those bytes can be aggregated.
+        let mut evaluated_digests = BTreeMap::new();
         for sub in submissions {
+            if let Ok(obj) = &sub.object {
+                evaluated_digests.insert(sub.uid, hex::encode(Sha256::digest(&obj.body)));
+            }
             let checked = sub.object.as_ref().map_err(fetch_outcome).and_then(|obj| {
                 accept(
                     obj,
@@ -268,11 +298,17 @@ impl Validator {
         apply_copy_flags(&mut outcomes, &copies);
         let report = self.gauntlet.record_window(window, outcomes.clone())?;
         let peer_list = self.gauntlet.peer_list(window);
+        let evaluated = outcomes
+            .iter()
+            .filter(|o| improves_random_loss(&o.outcome))
+            .filter_map(|o| Some((o.uid, evaluated_digests.get(&o.uid)?.clone())))
+            .collect();
         Ok(WindowEvaluation {
             report,
             outcomes,
             copies,
             peer_list,
+            evaluated,
         })
     }
 

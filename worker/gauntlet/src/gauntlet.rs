@@ -205,6 +205,31 @@ impl Gauntlet {
         sampling::sample_peers(&self.state.peers, window, active_uids, seed, &self.config)
     }
 
+    /// Binds each uid's state to the hotkey registered for it now (hex account id). A uid
+    /// whose hotkey changed (deregistered and taken by someone else) loses its old state:
+    /// the newcomer starts fresh instead of inheriting its predecessor's rating, strikes or
+    /// ban. Returns the uids that were reset.
+    pub fn bind_hotkeys(&mut self, window: u64, hotkeys: &[(u16, String)]) -> Vec<u16> {
+        let mut reset = Vec::new();
+        for (uid, hotkey) in hotkeys {
+            let state = self
+                .state
+                .peers
+                .entry(*uid)
+                .or_insert_with(|| PeerState::new(window, &self.config));
+            match &state.hotkey {
+                Some(known) if known != hotkey => {
+                    *state = PeerState::new(window, &self.config);
+                    state.hotkey = Some(hotkey.clone());
+                    reset.push(*uid);
+                }
+                Some(_) => {}
+                None => state.hotkey = Some(hotkey.clone()),
+            }
+        }
+        reset
+    }
+
     /// Notes that `uids` showed activity in `window` (e.g. a gradient exists
     /// for them) even if they were not evaluated, so they are not dropped as
     /// inactive. Unknown uids get a fresh state.

@@ -58,6 +58,10 @@ pub struct PeerState {
     pub banned_until: u64,
     /// The most recent penalty.
     pub last_penalty: Option<PenaltyRecord>,
+    /// The hotkey (hex account id) this state belongs to, once known: a uid recycled to
+    /// another hotkey starts afresh instead of inheriting this rating, strikes or ban.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hotkey: Option<String>,
 }
 
 impl PeerState {
@@ -78,6 +82,7 @@ impl PeerState {
             zeroed_until: 0,
             banned_until: 0,
             last_penalty: None,
+            hotkey: None,
         }
     }
 

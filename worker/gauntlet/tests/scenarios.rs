@@ -628,3 +628,40 @@ fn state_round_trips_and_resumes_identically() {
         Err(GauntletError::UnsupportedSchema { found: 9, .. })
     ));
 }
+
+#[test]
+fn a_recycled_uid_does_not_inherit_its_predecessors_state() {
+    let mut g = Gauntlet::new(GauntletConfig::default()).unwrap();
+    let old = "aa".repeat(32);
+    let new = "bb".repeat(32);
+    assert!(g.bind_hotkeys(0, &[(7, old.clone())]).is_empty());
+    // The old hotkey is struck (invalid gradients) until banned.
+    for window in 0..GauntletConfig::default().max_strikes as u64 {
+        g.record_window(
+            window,
+            vec![PeerOutcome::new(
+                7,
+                Outcome::Invalid {
+                    reason: "bad".into(),
+                },
+            )],
+        )
+        .unwrap();
+    }
+    let struck = g.peer(7).unwrap().clone();
+    assert!(struck.banned_until > 0, "{struck:?}");
+    // Same hotkey again: nothing changes.
+    assert!(g.bind_hotkeys(5, &[(7, old)]).is_empty());
+    assert_eq!(g.peer(7).unwrap().strikes, struck.strikes);
+    // The uid is re-registered by another hotkey: a fresh state, no ban, no strikes.
+    assert_eq!(g.bind_hotkeys(6, &[(7, new.clone())]), [7]);
+    let fresh = g.peer(7).unwrap();
+    assert_eq!((fresh.strikes, fresh.banned_until), (0, 0));
+    assert_eq!(fresh.hotkey.as_deref(), Some(new.as_str()));
+    // And the binding survives a restart of the validator.
+    let restored = Gauntlet::from_json(GauntletConfig::default(), &g.to_json().unwrap()).unwrap();
+    assert_eq!(
+        restored.peer(7).unwrap().hotkey.as_deref(),
+        Some(new.as_str())
+    );
+}
