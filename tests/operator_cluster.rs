@@ -1031,3 +1031,121 @@ async fn namespace_deletion_with_the_operator_down(role_binding_in_the_namespace
     })
     .await;
 }
+
+/// Two operator replicas with leader election (the chart's lease Role): only the leader
+/// reconciles; stopping it hands over to the standby, which carries on (a rollout) without
+/// ever creating a second pod for a replica.
+#[tokio::test]
+async fn a_standby_replica_takes_over_when_the_leader_stops() {
+    use subnet_operator::leader::{LeaderConfig, acquire};
+    let cluster = cluster().await;
+    let ns = namespace(&cluster, "leader").await;
+    let client = install_chart_with(
+        &ns,
+        &json!({"watchNamespace": ns.name, "replicaCount": 2, "leaderElection": {"enabled": true}}),
+    )
+    .await;
+    let replica = |identity: &'static str| {
+        let client = client.clone();
+        let namespace = ns.name.clone();
+        Operator(tokio::spawn(async move {
+            let config = LeaderConfig {
+                lease_name: "subnet-operator-leader".into(),
+                namespace: namespace.clone(),
+                identity: identity.into(),
+                duration_secs: 4,
+                grace_secs: 1,
+            };
+            let Ok(leadership) = acquire(client.clone(), &config).await else {
+                return;
+            };
+            let ctx = Arc::new(
+                Context::new(client.clone(), Metrics::default()).with_config(quick_config()),
+            );
+            let options = ControllerOptions {
+                namespace: Some(namespace),
+                concurrency: 4,
+            };
+            tokio::select! {
+                () = run_controllers(client, ctx, options) => {}
+                () = leadership.lost() => {}
+            }
+        }))
+    };
+    let admin = ns.admin().await.unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(admin.clone(), &ns.name);
+    let holder = |want: &'static str| {
+        let leases = leases.clone();
+        move || {
+            let leases = leases.clone();
+            async move {
+                let lease = leases.get_opt("subnet-operator-leader").await.ok()??;
+                let h = lease.spec?.holder_identity?;
+                (h == want).then_some(())
+            }
+        }
+    };
+    let first = replica("first");
+    wait_for("the first replica to lead", holder("first")).await;
+    let _second = replica("second");
+
+    create_examples(&ns, &["run-manifest.yaml"]).await;
+    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
+    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
+        .await
+        .unwrap();
+    let selector = selector_for::<TrainingRun>("miners");
+    let all_ready_with = |want: &'static str| {
+        let admin = admin.clone();
+        let selector = selector.clone();
+        let ns = ns.name.clone();
+        move || {
+            let admin = admin.clone();
+            let selector = selector.clone();
+            let ns = ns.clone();
+            async move {
+                let pods = pods_of(&admin, &ns, &selector).await;
+                (pods.len() == 2 && pods.iter().all(|p| ready(p) && image(p) == want)).then_some(())
+            }
+        }
+    };
+    wait_for(
+        "2 ready miners",
+        all_ready_with("ghcr.io/templar/subnet-worker:0.1.0"),
+    )
+    .await;
+
+    drop(first);
+    wait_for("the standby to take the lease", holder("second")).await;
+    let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
+    runs.patch(
+        "miners",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"image": "ghcr.io/templar/subnet-worker:0.2.0"}})),
+    )
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let pods = live(pods_of(&admin, &ns.name, &selector).await);
+        assert!(
+            pods.len() <= 2,
+            "a replica has two pods: {:?}",
+            pods.iter().map(|p| p.name_any()).collect::<Vec<_>>()
+        );
+        if pods.len() == 2
+            && pods
+                .iter()
+                .all(|p| ready(p) && image(p) == "ghcr.io/templar/subnet-worker:0.2.0")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the new leader did not roll the pods"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
