@@ -72,6 +72,8 @@ fn init_tracing(format: LogFormat) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // With both ring and aws-lc-rs compiled in (a workspace build), rustls will not pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     init_tracing(args.log_format);
 

@@ -83,6 +83,9 @@ async fn until_stopped(
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // Both ring and aws-lc-rs are compiled in (subxt's and the S3 SDK's TLS); rustls will not
+    // pick a process-wide provider by itself then.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
         Command::Miner(args) => {

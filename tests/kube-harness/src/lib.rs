@@ -46,9 +46,17 @@ pub const WAIT: Duration = Duration::from_secs(60);
 
 static SHARED: OnceLock<Result<Endpoint, String>> = OnceLock::new();
 
+/// Selects rustls's process-wide crypto provider. In a whole-workspace build both `ring`
+/// (kube) and `aws-lc-rs` (the S3 SDK) are compiled in, and rustls then refuses to choose.
+pub fn install_crypto_provider() {
+    // Already installed (by an earlier call or the code under test) is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// Starts the control plane on a thread that lives as long as the test binary (its children
 /// get SIGKILL when that thread ends, i.e. when the process exits).
 fn start_shared() -> Result<Endpoint, String> {
+    install_crypto_provider();
     let bins = Binaries::locate().map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
