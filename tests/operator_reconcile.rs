@@ -46,31 +46,39 @@ fn uid(pod: &Pod) -> String {
 }
 
 #[tokio::test]
-async fn first_reconcile_only_adds_the_finalizer() {
+async fn no_finalizer_is_added_and_a_legacy_one_is_released() {
     let h = Harness::new();
     h.api.create(&training_run("run", 2));
     h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert!(h.get::<TrainingRun>("run").finalizers().is_empty());
+    assert_eq!(
+        h.pod_names().len(),
+        2,
+        "the first pass already creates the pods"
+    );
 
+    // An object of an earlier version still carries the finalizer: one merge patch, guarded
+    // by its resourceVersion, removes it.
+    h.api.edit::<TrainingRun>(NS, "run", |r| {
+        r["metadata"]["finalizers"] = serde_json::json!([FINALIZER, "example.com/other"]);
+    });
+    h.api.clear_requests();
+    h.reconcile::<TrainingRun>("run").await.unwrap();
     assert_eq!(
         h.get::<TrainingRun>("run").finalizers(),
-        [FINALIZER.to_owned()]
+        ["example.com/other".to_owned()]
     );
-    assert!(h.pod_names().is_empty());
-    let reqs = h.api.requests();
+    let patch = h
+        .api
+        .requests()
+        .into_iter()
+        .find(|r| r.method == Method::PATCH && r.path.ends_with("/trainingruns/run"))
+        .expect("finalizer patch");
     assert_eq!(
-        reqs.len(),
-        1,
-        "one JSON patch adding the finalizer: {reqs:?}"
+        patch.content_type.as_deref(),
+        Some("application/merge-patch+json")
     );
-    assert_eq!(reqs[0].method, Method::PATCH);
-    assert_eq!(
-        reqs[0].path,
-        "/apis/subnet.templar.dev/v1alpha1/namespaces/subnet/trainingruns/run"
-    );
-    assert_eq!(
-        reqs[0].content_type.as_deref(),
-        Some("application/json-patch+json")
-    );
+    assert!(patch.body.unwrap()["metadata"]["resourceVersion"].is_string());
 }
 
 #[tokio::test]
@@ -507,29 +515,16 @@ async fn spec_change_rolls_pods_one_at_a_time() {
 }
 
 #[tokio::test]
-async fn deletion_cleans_up_pods_and_removes_the_finalizer() {
+async fn deletion_leaves_the_pods_to_the_garbage_collector() {
     let h = Harness::new();
     h.api.create(&training_run("run", 2));
     h.settle::<TrainingRun>("run").await;
     assert_eq!(h.pod_names().len(), 2);
 
+    // No finalizer: the object goes at once and its pods follow their owner reference.
     h.api.delete::<TrainingRun>(NS, "run");
-    assert!(
-        h.get::<TrainingRun>("run")
-            .metadata
-            .deletion_timestamp
-            .is_some()
-    );
-    h.reconcile::<TrainingRun>("run").await.unwrap();
+    assert!(h.api.get::<TrainingRun>(NS, "run").is_none());
     assert!(h.pod_names().is_empty());
-    assert!(
-        h.api.get::<TrainingRun>(NS, "run").is_none(),
-        "finalizer removed, object gone"
-    );
-    assert_eq!(
-        h.event_notes("Cleanup"),
-        ["workload deleted; removed 2 pod(s)"]
-    );
 }
 
 #[tokio::test]
@@ -701,7 +696,6 @@ async fn claim_template_creates_one_checkpoint_claim_per_replica() {
 
     // Claims survive pod recreation and are garbage-collected with the run.
     h.api.delete::<TrainingRun>(NS, "run");
-    h.reconcile::<TrainingRun>("run").await.unwrap();
     assert_eq!(h.api.count("persistentvolumeclaims"), 0);
 }
 
@@ -815,7 +809,7 @@ async fn controllers_react_to_workload_and_pod_watch_events() {
     h.api.delete::<TrainingRun>(NS, "waiting");
 
     h.api.delete::<TrainingRun>(NS, "run");
-    eventually("finalizer clean-up", || {
+    eventually("deletion and garbage collection", || {
         h.api.get::<TrainingRun>(NS, "run").is_none()
             && h.api.get::<TrainingRun>(NS, "waiting").is_none()
             && h.pod_names().is_empty()

@@ -112,7 +112,6 @@ async fn main() {
     );
     let start = Instant::now();
     let mut reconciles = 0;
-    reconciles += pass(&h, &names, "1. add finalizer").await;
     reconciles += pass(&h, &names, "2. create pods + status + events").await;
     assert_eq!(h.api.count("pods"), runs * replicas as usize);
     h.api.set_all_pods_phase(NS, "Running", true);

@@ -8,9 +8,6 @@ pub enum Error {
     /// A Kubernetes API call failed.
     #[error("kubernetes API call failed: {0}")]
     Kube(#[from] kube::Error),
-    /// Adding / removing the finalizer or the wrapped reconcile failed.
-    #[error("finalizer: {0}")]
-    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// The object has no namespace (the kinds are namespaced, so the API never sends this).
     #[error("object has no namespace")]
     MissingNamespace,
@@ -25,15 +22,6 @@ impl Error {
         match self {
             Error::Kube(kube::Error::Api(status)) => format!("api_{}", status.code),
             Error::Kube(_) => "kube".to_owned(),
-            Error::Finalizer(inner) => match inner.as_ref() {
-                kube::runtime::finalizer::Error::ApplyFailed(e)
-                | kube::runtime::finalizer::Error::CleanupFailed(e) => e.metric_label(),
-                kube::runtime::finalizer::Error::AddFinalizer(_)
-                | kube::runtime::finalizer::Error::RemoveFinalizer(_) => {
-                    "finalizer_patch".to_owned()
-                }
-                _ => "finalizer".to_owned(),
-            },
             Error::MissingNamespace => "missing_namespace".to_owned(),
             Error::Build(_) => "build".to_owned(),
         }

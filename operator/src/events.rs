@@ -175,17 +175,6 @@ pub fn rejected_event(reason: &str, message: &str) -> Event {
     )
 }
 
-/// Event of finalizer clean-up.
-pub fn cleanup_event(deleted: usize) -> Event {
-    event(
-        EventType::Normal,
-        "Cleanup",
-        "Delete",
-        format!("workload deleted; removed {deleted} pod(s)"),
-        None,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

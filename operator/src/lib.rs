@@ -2,7 +2,7 @@
 //!
 //! `TrainingRun` (miners) and `ValidatorSet` (validators) custom resources are reconciled into
 //! one GPU pod per replica with stable names, exponential-backoff recreation of exited pods,
-//! one-at-a-time rolling updates, suspend, finalizer clean-up, events, server-side-applied
+//! one-at-a-time rolling updates, suspend, owner-reference clean-up, events, server-side-applied
 //! status, Prometheus metrics and optional Lease-based leader election.
 //!
 //! Pure building blocks (`validation`, `pod_builder`, `rollout`, `backoff`, `conditions`,

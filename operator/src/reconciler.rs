@@ -8,7 +8,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, Recorder, Reporter};
-use kube::runtime::finalizer::{Event as FinalizerEvent, finalizer};
 use kube::{Client, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -28,7 +27,7 @@ use crate::rollout::{self, PlanInput, ReplicaTarget};
 use crate::validation;
 use crate::workload::Workload;
 
-/// Finalizer the operator puts on every workload.
+/// Finalizer earlier versions put on every workload; this version removes it.
 pub const FINALIZER: &str = "subnet.templar.dev/cleanup";
 /// Field manager of the operator's server-side applies.
 pub const FIELD_MANAGER: &str = "subnet-operator";
@@ -120,14 +119,15 @@ pub async fn reconcile<K: Workload>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
     let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
     let name = obj.name_any();
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &ns);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            FinalizerEvent::Apply(obj) => apply(&*obj, &ctx).await,
-            FinalizerEvent::Cleanup(obj) => cleanup(&*obj, &ctx).await,
+    let result = async {
+        release_finalizer(&api, &*obj).await?;
+        if obj.meta().deletion_timestamp.is_some() {
+            // Pods and claims go with their owner references (garbage collector).
+            return Ok(Action::await_change());
         }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+        apply(&*obj, &ctx).await
+    }
+    .await;
     ctx.metrics.reconcile_finished(&kind, started.elapsed());
     if result.is_ok() {
         ctx.errors.succeeded(&obj_key(&kind, &ns, &name));
@@ -376,19 +376,30 @@ async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> 
     Ok(Action::requeue(requeue))
 }
 
-async fn cleanup<K: Workload>(obj: &K, ctx: &Context) -> Result<Action, Error> {
-    let ns = obj.namespace().ok_or(Error::MissingNamespace)?;
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), &ns);
-    let owned = owned_pods(obj, &pods).await?;
-    let mut deleted = 0;
-    for pod in owned
-        .iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-    {
-        delete_pod(&pods, &pod.name_any(), pod.metadata.uid.as_deref()).await?;
-        deleted += 1;
+/// Removes [`FINALIZER`] from objects of earlier versions (merge patch guarded by the
+/// resourceVersion it was read at). No finalizer is added any more: it only deleted the pods,
+/// which their owner references already do, and it could outlive the operator's access (a
+/// deleted namespace takes a `watchNamespace` RoleBinding with it, leaving the namespace
+/// Terminating for good).
+async fn release_finalizer<K: Workload>(api: &Api<K>, obj: &K) -> Result<(), Error> {
+    let finalizers = obj.finalizers();
+    if !finalizers.iter().any(|f| f == FINALIZER) {
+        return Ok(());
     }
-    info!(kind = %K::kind(&()), name = %obj.name_any(), deleted, "cleaned up");
-    ctx.publish(obj, &events::cleanup_event(deleted)).await;
-    Ok(Action::await_change())
+    let kept: Vec<&String> = finalizers.iter().filter(|f| *f != FINALIZER).collect();
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": kept, "resourceVersion": obj.resource_version()},
+    });
+    let result = api
+        .patch(
+            &obj.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+        .map(|_| ());
+    // 404: already gone.
+    ignore_status(result, 404)?;
+    info!(kind = %K::kind(&()), name = %obj.name_any(), "released the legacy finalizer");
+    Ok(())
 }
