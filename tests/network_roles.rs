@@ -248,14 +248,8 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     let manifest_hash = run.hash();
     let model_at = |path: std::path::PathBuf| {
         let settings = worker::settings::TrainingSettings::from_manifest(&run);
-        let mut replica = worker::replica::Replica::new(
-            settings.model_config(),
-            tch::Device::Cpu,
-            settings.model_seed,
-            settings.sparseloco(),
-            manifest_hash,
-        )
-        .unwrap();
+        assert_eq!(settings.manifest_hash(), manifest_hash);
+        let mut replica = worker::replica::Replica::for_run(&settings, tch::Device::Cpu).unwrap();
         let window = replica.load_model(&path).unwrap();
         (
             window,

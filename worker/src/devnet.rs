@@ -26,7 +26,7 @@ use crate::exchange::{
     upload_gradient, upload_sync_sample,
 };
 use crate::miner::Miner;
-use crate::network::pin_evaluated;
+use crate::network::{observe_and_sample, pin_evaluated};
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
@@ -363,21 +363,9 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
 
         // The validator scores the window and publishes the aggregation list.
         progress.set_message("validator scoring");
-        let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
-        let sampled = validator.sample(window, &active);
-        let to_fetch: Vec<PeerEndpoint> = peers
-            .iter()
-            .filter(|p| sampled.contains(&p.uid))
-            .cloned()
-            .collect();
+        let to_fetch = observe_and_sample(&mut validator, window, &peers);
         let submissions =
             fetch_submissions(&to_fetch, &layout, window, &policy, &manifest, sync_len).await;
-        let hotkeys: Vec<(u16, String)> = peers
-            .iter()
-            .map(|p| (p.uid, hex::encode(p.hotkey)))
-            .collect();
-        validator.gauntlet.bind_hotkeys(window, &hotkeys);
-        validator.gauntlet.mark_seen(window, &active);
         let evaluation = validator.evaluate_window(window, submissions, &train, &sr25519_verify)?;
         decoded += evaluation
             .outcomes

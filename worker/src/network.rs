@@ -779,22 +779,7 @@ async fn validator_window(
         .filter(|p| p.uid != ctx.uid)
         .cloned()
         .collect();
-    let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
-    let hotkeys: Vec<(u16, String)> = peers
-        .iter()
-        .map(|p| (p.uid, hex::encode(p.hotkey)))
-        .collect();
-    let reset = validator.gauntlet.bind_hotkeys(window, &hotkeys);
-    if !reset.is_empty() {
-        tracing::warn!(?reset, "uids taken by new hotkeys start with a fresh state");
-    }
-    validator.gauntlet.mark_seen(window, &active);
-    let sampled = validator.sample(window, &active);
-    let to_fetch: Vec<PeerEndpoint> = peers
-        .iter()
-        .filter(|p| sampled.contains(&p.uid))
-        .cloned()
-        .collect();
+    let to_fetch = observe_and_sample(validator, window, &peers);
     let policy = ctx.policy(upload_window);
     let submissions =
         fetch_submissions(&to_fetch, &ctx.layout, window, &policy, manifest, sync_len).await;
@@ -870,6 +855,31 @@ async fn validator_window(
         tracing::info!(window, bytes = pointer.size, "published checkpoint");
     }
     Ok(())
+}
+
+/// The peers a validator evaluates in `window`: every resolved peer's state is bound to its
+/// hotkey (a recycled uid starts fresh) and marked seen, then the Gauntlet samples.
+pub fn observe_and_sample(
+    validator: &mut Validator,
+    window: u64,
+    peers: &[PeerEndpoint],
+) -> Vec<PeerEndpoint> {
+    let active: Vec<u16> = peers.iter().map(|p| p.uid).collect();
+    let hotkeys: Vec<(u16, String)> = peers
+        .iter()
+        .map(|p| (p.uid, hex::encode(p.hotkey)))
+        .collect();
+    let reset = validator.gauntlet.bind_hotkeys(window, &hotkeys);
+    if !reset.is_empty() {
+        tracing::warn!(?reset, "uids taken by new hotkeys start with a fresh state");
+    }
+    validator.gauntlet.mark_seen(window, &active);
+    let sampled = validator.sample(window, &active);
+    peers
+        .iter()
+        .filter(|p| sampled.contains(&p.uid))
+        .cloned()
+        .collect()
 }
 
 /// Gathers a window's aggregation candidates (evaluated, improving, pinned to the evaluated
