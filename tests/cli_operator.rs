@@ -334,3 +334,72 @@ fn options_parse_like_the_pod_environment() {
     };
     assert_eq!(args.version_key, 7);
 }
+
+/// SIGTERM to a real `worker miner` process (here still waiting for its chain node) ends it
+/// with exit 0 within seconds, as a pod's deletion expects.
+#[test]
+fn sigterm_stops_a_real_miner_process_cleanly() {
+    use std::process::{Command, Stdio};
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("run.json");
+    std::fs::write(
+        &manifest,
+        run_manifest::RunManifest::reference("sigterm", "tiny").to_json_pretty(),
+    )
+    .unwrap();
+    let hotkey = dir.path().join("hotkey");
+    std::fs::write(
+        &hotkey,
+        format!("{{\"secretSeed\": \"0x{}\"}}", "07".repeat(32)),
+    )
+    .unwrap();
+    // A port nothing listens on: the reconnecting client keeps retrying.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .args(["miner", "--netuid", "1", "--device", "cpu"])
+        .arg("--chain-endpoint")
+        .arg(format!("ws://127.0.0.1:{port}"))
+        .arg("--manifest")
+        .arg(&manifest)
+        .arg("--hotkey-file")
+        .arg(&hotkey)
+        .args([
+            "--storage-bucket",
+            "b",
+            "--storage-access-key-id",
+            "k",
+            "--storage-secret-access-key",
+            "s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the miner exited before the signal"
+    );
+    let sent = Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(10),
+            "no exit within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+}

@@ -63,13 +63,13 @@ async fn connect_node(
 /// flight (replayed after the restart); the process then exits 0 at once, well inside a
 /// pod's termination grace period (PID 1 in a container ignores signals it does not handle).
 async fn until_stopped(
-    role: impl std::future::Future<Output = worker::Result<()>>,
+    role: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     tokio::select! {
-        result = role => Ok(result?),
+        result = role => result,
         _ = terminate.recv() => {
             tracing::info!("SIGTERM: stopping; the last checkpoint stands");
             Ok(())
@@ -91,19 +91,22 @@ async fn main() -> anyhow::Result<()> {
         Command::Miner(args) => {
             init_tracing(&cli.log_format, "info");
             let peer_endpoint = args.storage.peer_storage_endpoint.clone();
-            let ctx = connect_node(args, true).await?;
-            until_stopped(run_miner(ctx, &move |c| {
-                peer_s3_store(c, peer_endpoint.as_deref())
-            }))
+            // Connecting (which may wait for the chain or the lead's manifest) is stoppable too.
+            until_stopped(async move {
+                let ctx = connect_node(args, true).await?;
+                run_miner(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
+                Ok(())
+            })
             .await?;
         }
         Command::Validator(args) => {
             init_tracing(&cli.log_format, "info");
             let peer_endpoint = args.node.storage.peer_storage_endpoint.clone();
-            let ctx = connect_node(args.node.clone(), false).await?;
-            until_stopped(run_validator(ctx, &move |c| {
-                peer_s3_store(c, peer_endpoint.as_deref())
-            }))
+            until_stopped(async move {
+                let ctx = connect_node(args.node.clone(), false).await?;
+                run_validator(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
+                Ok(())
+            })
             .await?;
         }
         Command::Devnet(args) => {
