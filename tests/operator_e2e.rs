@@ -75,15 +75,7 @@ fn run(ns: &str) -> TrainingRun {
                     hotkey_secret_template: Some("e2e-hotkey-{index}".into()),
                     hotkey_key: "hotkey".into(),
                 },
-                checkpoint: None,
-                node_selector: Default::default(),
-                tolerations: vec![],
-                affinity: None,
-                priority_class_name: None,
-                service_account_name: None,
-                extra_env: vec![],
-                extra_args: vec![],
-                suspend: false,
+                ..WorkloadSpec::default()
             },
         },
     );

@@ -83,21 +83,12 @@ fn workload(replicas: i32, wallet: WalletSpec) -> WorkloadSpec {
         manifest: inline(&manifest()),
         image: "ghcr.io/example/worker:1.0".into(),
         image_pull_policy: PullPolicy::IfNotPresent,
-        image_pull_secrets: vec![],
         replicas,
         gpus_per_replica: 8,
-        resources: None,
         storage: storage(),
         wallet,
-        checkpoint: None,
-        node_selector: Default::default(),
-        tolerations: vec![],
-        affinity: None,
-        priority_class_name: None,
-        service_account_name: None,
-        extra_env: vec![],
-        extra_args: vec![],
-        suspend: false,
+        // No resources, checkpoint, scheduling constraints or extras; not suspended.
+        ..WorkloadSpec::default()
     }
 }
 

@@ -472,6 +472,19 @@ fn transient(err: &NodeError) -> bool {
     }
 }
 
+/// Whether a window's work completed: `false` when it was abandoned on a transient error
+/// (logged; the next catch-up replays it), the error itself when it is fatal.
+fn window_completed(window: u64, result: Result<()>) -> Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(err) if transient(&err) => {
+            tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
 /// `worker miner`: trains every window until the process is stopped.
 pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let device = ctx.device()?;
@@ -500,13 +513,9 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
         attempted = Some(window);
         completed += 1;
-        match miner_window(&ctx, &mut miner, &dataset, window, upload_window, resolve).await {
-            Ok(()) => {}
-            Err(err) if transient(&err) => {
-                tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
-                continue;
-            }
-            Err(err) => return Err(err),
+        let result = miner_window(&ctx, &mut miner, &dataset, window, upload_window, resolve).await;
+        if !window_completed(window, result)? {
+            continue;
         }
         if let Some(path) = &checkpoint {
             miner.save_checkpoint(path, window)?;
@@ -733,13 +742,8 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             resolve,
         )
         .await;
-        match result {
-            Ok(()) => {}
-            Err(err) if transient(&err) => {
-                tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
-                continue;
-            }
-            Err(err) => return Err(err),
+        if !window_completed(window, result)? {
+            continue;
         }
         if let Some(path) = &model_path {
             validator.replica.save_model(path, window)?;
@@ -800,6 +804,7 @@ async fn validator_window(
 
     // Every validator's model follows the lead's list, so all stay in lockstep with miners.
     let lead = ctx.lead_endpoint(&metagraph, &peers);
+    let leads = lead.as_ref().is_some_and(|l| l.uid == ctx.uid);
     let gathered = match lead.filter(|l| l.uid != ctx.uid) {
         None => own.1,
         Some(lead) => {
@@ -838,9 +843,7 @@ async fn validator_window(
     };
     let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
     validator.outer_step(&payloads)?;
-    if ctx
-        .lead_endpoint(&metagraph, &peers)
-        .is_some_and(|l| l.uid == ctx.uid)
+    if leads
         && (window + 1).is_multiple_of(CHECKPOINT_INTERVAL_WINDOWS)
         && let Some(dir) = &ctx.args.checkpoint_dir
     {
