@@ -22,10 +22,8 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
         weights_every: 2,
         seed: 7,
         dir: dir.path().join("devnet"),
-        json: None,
         quiet: true,
-        s3: false,
-        no_commit_reveal: false,
+        ..DevnetArgs::default()
     };
     let report = devnet::run(&args).await.expect("devnet run");
 

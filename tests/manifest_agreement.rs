@@ -6,7 +6,6 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use run_manifest::RunManifest;
-use worker::behaviour::Behaviour;
 use worker::miner::{Miner, assignment};
 use worker::settings::TrainingSettings;
 use worker::signing::sr25519_verify;
@@ -47,14 +46,14 @@ fn validator(s: &TrainingSettings) -> Validator {
 /// The outcome the validator of `judge` gives uid 1's object made by a miner of `maker`.
 fn judge(maker: &TrainingSettings, judge: &TrainingSettings) -> Outcome {
     let key = Keypair::from_dev_name("agreement-miner");
-    let mut miner = Miner::new(1, Behaviour::Honest, maker, tch::Device::Cpu).unwrap();
+    let mut miner = Miner::new(1, maker, tch::Device::Cpu).unwrap();
     let dataset = open_bundled(
         CorpusSplit::Train,
         miner.replica.model.config().seq_len as usize,
     )
     .unwrap();
     let sample = miner.replica.sync_sample().unwrap();
-    let upload = miner.produce(0, &dataset, &key, None).unwrap();
+    let upload = miner.produce(0, &dataset, &key).unwrap();
     let mut validator = validator(judge);
     let submission = Submission {
         uid: 1,
@@ -122,9 +121,9 @@ async fn only_evaluated_bytes_are_aggregated() {
     let mut submissions = Vec::new();
     for uid in [1u16, 2] {
         let key = Keypair::from_dev_name(&format!("agg-{uid}"));
-        let mut miner = Miner::new(uid, Behaviour::Honest, &s, tch::Device::Cpu).unwrap();
+        let mut miner = Miner::new(uid, &s, tch::Device::Cpu).unwrap();
         let sample = miner.replica.sync_sample().unwrap();
-        let upload = miner.produce(0, &dataset, &key, None).unwrap();
+        let upload = miner.produce(0, &dataset, &key).unwrap();
         let store: Arc<dyn ObjectStore> =
             Arc::new(LocalStore::open(dir.path().join(format!("b{uid}"))).unwrap());
         store
@@ -175,10 +174,15 @@ async fn only_evaluated_bytes_are_aggregated() {
     );
     assert!(gathered.iter().all(|g| g.uid == 1));
 
-    // uid 1 swaps its object after evaluation: the pinned digest refuses it.
+    // uid 1 swaps its object after evaluation (a validly signed zero update for the same
+    // window): the pinned digest refuses it.
     let key = Keypair::from_dev_name("agg-1");
-    let mut other = Miner::new(1, Behaviour::Poisoner, &s, tch::Device::Cpu).unwrap();
-    let swapped = other.produce(0, &dataset, &key, None).unwrap();
+    let mut other = Miner::new(1, &s, tch::Device::Cpu).unwrap();
+    let (_, digest) = other.assignment(&dataset, 0).unwrap();
+    let zero = other.zero_update().unwrap();
+    let swapped = other
+        .compress_and_seal(0, &zero, digest, &key, f64::NAN)
+        .unwrap();
     peers[0]
         .store
         .put(&layout.gradient(0, 1), Bytes::from(swapped.object))

@@ -7,14 +7,17 @@
 //! third joins two windows late with an empty checkpoint directory, replays the missed
 //! windows from the lead's digest-pinned lists and ends bit-identical with everyone.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+
+#[path = "support/roles.rs"]
+mod roles;
+use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
 use run_manifest::{PUBLISHED_MANIFEST_KEY, RunManifest};
 use worker::manifest_source::resolve_manifest;
-use worker::network::{NodeArgs, ValidatorArgs, connect, run_miner, run_validator};
+use worker::network::{connect, run_miner, run_validator};
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::{LocalStore, ObjectStore, RunLayout};
 
@@ -33,64 +36,6 @@ fn manifest() -> RunManifest {
     m.training.warmup_steps = 2;
     m.weights.interval_windows = 1;
     m
-}
-
-fn write_hotkey(dir: &Path, name: &str, seed: u8) -> (std::path::PathBuf, Keypair) {
-    let path = dir.join(name);
-    let secret = [seed; 32];
-    std::fs::write(
-        &path,
-        format!("{{\"secretSeed\": \"0x{}\"}}", hex_string(&secret)),
-    )
-    .unwrap();
-    (path, Keypair::from_seed(&secret).unwrap())
-}
-
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn node_args(extra: &[&str], hotkey: &Path, bucket: &str, checkpoints: &Path) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "worker",
-        "--netuid",
-        "1",
-        "--hotkey-file",
-        hotkey.to_str().unwrap(),
-        "--storage-bucket",
-        bucket,
-        "--storage-access-key-id",
-        "write",
-        "--storage-secret-access-key",
-        "write-secret",
-        "--storage-read-access-key-id",
-        "read",
-        "--storage-read-secret-access-key",
-        "read-secret",
-        "--checkpoint-dir",
-        checkpoints.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--until-window",
-        "4",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
-
-#[derive(Parser)]
-struct MinerCli {
-    #[command(flatten)]
-    node: NodeArgs,
-}
-
-#[derive(Parser)]
-struct ValidatorCli {
-    #[command(flatten)]
-    validator: ValidatorArgs,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -162,6 +107,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             &validator_key_path,
             "validator-bucket",
             &dir.path().join("validator-ckpt"),
+            4,
         ))
         .validator;
         let store: Arc<dyn ObjectStore> =
@@ -188,6 +134,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             path,
             &bucket,
             &dir.path().join(format!("miner-ckpt-{i}")),
+            4,
         ))
         .node;
         let store: Arc<dyn ObjectStore> =
@@ -245,30 +192,15 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     );
     // Everyone, the late joiner included, ends on the same model, bit for bit: the same
     // aggregated objects (pinned by digest in the lead's lists), in the same order.
-    let manifest_hash = run.hash();
-    let model_at = |path: std::path::PathBuf| {
-        let settings = worker::settings::TrainingSettings::from_manifest(&run);
-        assert_eq!(settings.manifest_hash(), manifest_hash);
-        let mut replica = worker::replica::Replica::for_run(&settings, tch::Device::Cpu).unwrap();
-        let window = replica.load_model(&path).unwrap();
-        (
-            window,
-            replica.sync_sample().unwrap(),
-            replica.model.parameters(),
-        )
-    };
-    let (lead_window, lead_sample, lead_params) =
-        model_at(dir.path().join("validator-ckpt/validator.ckpt"));
+    let miners: Vec<std::path::PathBuf> = (0..3)
+        .map(|i| dir.path().join(format!("miner-ckpt-{i}/miner.ckpt")))
+        .collect();
+    let lead_window = assert_bit_identical(
+        &run,
+        &dir.path().join("validator-ckpt/validator.ckpt"),
+        &miners,
+    );
     assert_eq!(lead_window, 4, "the validator completed its last window");
-    for i in 0..3 {
-        let (window, sample, params) =
-            model_at(dir.path().join(format!("miner-ckpt-{i}/miner.ckpt")));
-        assert_eq!(window, lead_window, "miner {i} ended on another window");
-        assert_eq!(sample, lead_sample, "miner {i} diverged from the validator");
-        for (a, b) in params.iter().zip(&lead_params) {
-            assert!(a.equal(b), "miner {i} is not bit-identical");
-        }
-    }
     // Miners uploaded gradients and checkpointed after their outer steps.
     for i in 0..3 {
         let store = LocalStore::open(buckets.join(format!("miner-bucket-{i}"))).unwrap();

@@ -1,6 +1,7 @@
-//! The Gauntlet validator on the tiny model against scripted miners: honest miners must
-//! out-rank a lazy miner, a copycat, a miner training on the wrong data, a poisoner and a
-//! late uploader; malformed objects never crash the validator.
+//! The Gauntlet validator on the tiny model against cheating miners (the devnet's
+//! production roles with adversarial upload strategies): honest miners must out-rank a
+//! lazy miner, a copycat, a miner training on the wrong data, a poisoner and a late
+//! uploader; malformed objects never crash the validator.
 
 use bytes::Bytes;
 use std::time::SystemTime;
@@ -35,10 +36,8 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
         weights_every: 2,
         seed: 11,
         dir: dir.path().join("devnet"),
-        json: None,
         quiet: true,
-        s3: false,
-        no_commit_reveal: false,
+        ..DevnetArgs::default()
     };
     let report = devnet::run(&args).await.expect("devnet run");
     let rows = &report.windows.last().unwrap().miners;
@@ -82,7 +81,14 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
         .iter()
         .map(|m| (m.behaviour.as_str(), m.verdict.as_str()))
         .collect();
-    assert!(verdicts.contains(&("late", "late")), "{verdicts:?}");
+    // The late uploader's object arrives after the validator fetched at the deadline (so
+    // it is missing then) or, when the validator is slower, with a LastModified past it.
+    assert!(
+        verdicts
+            .iter()
+            .any(|(b, v)| *b == "late" && (*v == "late" || *v == "missing")),
+        "{verdicts:?}"
+    );
     assert!(
         verdicts
             .iter()

@@ -1,46 +1,42 @@
-//! A whole subnet in one process: the embedded chain, one embedded object store (a
-//! directory) per peer, N miners and one validator running real SparseLoCo training of the
-//! tiny LLaMA on the bundled corpus, window after window.
+//! A whole subnet in one process, running the production roles: the embedded chain on a
+//! block timer, one bucket per node (a directory, or SeaweedFS with `--s3`), N miners and
+//! one validator, each the `worker miner` / `worker validator` loop of [`crate::network`] on
+//! a thread of its own, training the tiny LLaMA on the bundled corpus. Cheating miners are
+//! production miners with another [`crate::miner_strategy::MinerStrategy`]; the tables,
+//! plot and JSON are built from what the loops report ([`crate::role_events`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-use clap::Args;
+use clap::{Args, Parser};
+use run_manifest::{RunManifest, VerifiedManifest};
+use sha2::{Digest, Sha256};
 use tch::Device;
-use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, ErrorClass, Keypair, SubnetConfig};
+use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_gauntlet::{Outcome, PeerOutcome};
 use worker_model::{Batch, CorpusSplit, TokenDataset, open_bundled};
 use worker_storage::testing::SeaweedFs;
-use worker_storage::{
-    BucketCredentials, FetchPolicy, LocalStore, ObjectStore, RunLayout, S3Store, UploadWindow,
-};
+use worker_storage::{BucketCredentials, LocalStore, ObjectStore, S3Store};
 
+use crate::adversaries;
 use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
-use crate::exchange::{
-    PeerEndpoint, fetch_submissions, gather, publish_peer_list, read_peer_list, resolve_peers,
-    upload_gradient, upload_sync_sample,
-};
-use crate::miner::Miner;
-use crate::network::{observe_and_sample, pin_evaluated};
+use crate::network::{NodeArgs, Resolver, StorageArgs, connect, run_miner_with, run_validator};
+use crate::replica::Replica;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
-use crate::settings::TrainingSettings;
-use crate::signing::sr25519_verify;
-use crate::validator::{EvalSettings, Validator};
-use run_manifest::RunManifest;
+use crate::role_events::{MinerWindowReport, RoleEvents, ValidatorWindowReport};
 
 /// The subnet id the devnet registers everyone on.
 pub const DEVNET_NETUID: u16 = 1;
-/// Blocks per window on the embedded chain.
-const BLOCKS_PER_WINDOW: u64 = 10;
 /// Epochs between a timelocked weights commit and its reveal on the devnet subnet.
 const REVEAL_PERIOD_EPOCHS: u64 = 1;
-/// Largest gradient object accepted in the devnet.
-const MAX_OBJECT_BYTES: u64 = 64 << 20;
+/// Largest gradient object accepted in the devnet, in MiB.
+const MAX_OBJECT_MIB: u64 = 64;
+/// The devnet's run id (the key prefix of every object).
+pub const DEVNET_RUN_ID: &str = "devnet";
 
 /// Options of `worker devnet`.
 #[derive(Debug, Clone, Args)]
@@ -69,10 +65,20 @@ pub struct DevnetArgs {
     /// Set weights on chain every this many windows.
     #[arg(long, default_value_t = 2)]
     pub weights_every: u64,
-    /// Seed of the data assignment.
+    /// Seed of the run (model initialisation and data assignment).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Working directory (buckets, report, plot); wiped at start.
+    /// Milliseconds per block of the embedded chain.
+    #[arg(long, default_value_t = 500)]
+    pub block_ms: u64,
+    /// Blocks per window.
+    #[arg(long, default_value_t = 12)]
+    pub window_blocks: u64,
+    /// Grace period: seconds after a window closes until which its uploads count (default:
+    /// a quarter of the window, at least 1).
+    #[arg(long)]
+    pub upload_grace_secs: Option<u64>,
+    /// Working directory (buckets, checkpoints, report, plot); wiped at start.
     #[arg(long, default_value = ".devnet")]
     pub dir: PathBuf,
     /// Also write the report as JSON here.
@@ -90,6 +96,65 @@ pub struct DevnetArgs {
     /// reveals with its beacon one epoch later), which is on by default as on subtensor.
     #[arg(long)]
     pub no_commit_reveal: bool,
+}
+
+#[derive(Parser)]
+struct DefaultsCli {
+    #[command(flatten)]
+    args: DevnetArgs,
+}
+
+impl Default for DevnetArgs {
+    /// The command line's defaults.
+    fn default() -> Self {
+        DefaultsCli::parse_from(["devnet"]).args
+    }
+}
+
+impl DevnetArgs {
+    fn window_secs(&self) -> f64 {
+        (self.block_ms * self.window_blocks) as f64 / 1000.0
+    }
+
+    /// The devnet's run manifest: the tiny model on the bundled corpus, short windows.
+    pub fn manifest(&self) -> RunManifest {
+        let mut m = RunManifest::reference(DEVNET_RUN_ID, "tiny");
+        m.seeds.run = self.seed;
+        m.window.blocks_per_window = self.window_blocks;
+        m.window.upload_deadline_secs = self
+            .upload_grace_secs
+            .unwrap_or_else(|| ((self.window_secs() * 0.25) as u64).max(1));
+        m.training.inner_steps = u32::try_from(self.inner_steps).unwrap_or(u32::MAX);
+        m.training.micro_batch_size = u32::try_from(self.micro_batch_size).unwrap_or(u32::MAX);
+        m.training.batch_size = m.training.micro_batch_size;
+        m.training.inner_lr = self.inner_lr;
+        m.training.warmup_steps = self.inner_steps as u64;
+        m.training.total_steps = self.inner_steps as u64 * self.windows.max(1) * 2;
+        m.training.outer_lr = self.outer_lr;
+        m.gauntlet.eval_batches = 2;
+        m.gauntlet.eval_lr_factor = self.outer_lr;
+        m.weights.interval_windows = self.weights_every;
+        m
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.miners + self.cheaters.len() < 2 {
+            return Err(NodeError::Config(
+                "the devnet needs at least two miners".into(),
+            ));
+        }
+        if self.cheaters.contains(&Behaviour::Copycat) && self.miners == 0 {
+            return Err(NodeError::Config(
+                "a copycat needs an honest miner to copy".into(),
+            ));
+        }
+        if self.windows == 0 || self.block_ms == 0 || self.window_blocks == 0 {
+            return Err(NodeError::Config(
+                "--windows, --block-ms and --window-blocks must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where the devnet keeps buckets.
@@ -112,7 +177,7 @@ impl Buckets {
         }
     }
 
-    /// A bucket this peer owns and writes to, created if needed.
+    /// A bucket a node owns and writes to, created if needed.
     async fn own(&self, name: &str) -> Result<Arc<dyn ObjectStore>> {
         match self {
             Buckets::Local(root) => Ok(Arc::new(LocalStore::open(root.join(name))?)),
@@ -124,23 +189,18 @@ impl Buckets {
         }
     }
 
-    /// The read credentials a peer publishes for its bucket.
-    fn read_credentials(&self, name: &str) -> BucketCredentials {
-        let (access_key_id, secret_access_key) = match self {
+    /// The read-only identity a node publishes for its bucket.
+    fn read_keys(&self) -> (String, String) {
+        match self {
             Buckets::Local(_) => ("devnet-read".to_owned(), "devnet-read-secret".to_owned()),
             Buckets::S3(server) => {
                 let c = server.reader_credentials();
                 (c.access_key_id, c.secret_access_key)
             }
-        };
-        BucketCredentials {
-            account_id: name.to_owned(),
-            access_key_id,
-            secret_access_key,
         }
     }
 
-    /// Another peer's bucket, opened from its on-chain commitment.
+    /// Another node's bucket, opened from its on-chain commitment.
     fn peer(&self, credentials: &BucketCredentials) -> Result<Arc<dyn ObjectStore>> {
         match self {
             Buckets::Local(root) => Ok(Arc::new(LocalStore::open(
@@ -151,343 +211,234 @@ impl Buckets {
             )?)),
         }
     }
-}
 
-impl DevnetArgs {
-    /// The devnet's run manifest: the tiny model on the bundled corpus, short windows.
-    pub fn manifest(&self) -> RunManifest {
-        let mut m = RunManifest::reference("devnet", "tiny");
-        m.seeds.run = self.seed;
-        m.window.blocks_per_window = BLOCKS_PER_WINDOW;
-        m.training.inner_steps = u32::try_from(self.inner_steps).unwrap_or(u32::MAX);
-        m.training.micro_batch_size = u32::try_from(self.micro_batch_size).unwrap_or(u32::MAX);
-        m.training.batch_size = m.training.micro_batch_size;
-        m.training.inner_lr = self.inner_lr;
-        m.training.warmup_steps = self.inner_steps as u64;
-        m.training.total_steps = self.inner_steps as u64 * self.windows.max(1) * 2;
-        m.training.outer_lr = self.outer_lr;
-        m.gauntlet.eval_batches = 2;
-        m.gauntlet.eval_lr_factor = self.outer_lr;
-        m.weights.interval_windows = self.weights_every;
-        m
-    }
-
-    fn training(&self) -> Result<TrainingSettings> {
-        let run = run_manifest::verify(self.manifest(), "the devnet's arguments", None)?;
-        Ok(TrainingSettings::from_manifest(&run))
+    fn endpoint(&self) -> Option<String> {
+        match self {
+            Buckets::Local(_) => None,
+            Buckets::S3(server) => Some(server.endpoint().to_owned()),
+        }
     }
 }
 
-struct Participant {
-    miner: Miner,
+/// What a devnet node runs.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    Validator,
+    Miner(Behaviour),
+}
+
+/// One node of the devnet: its name (bucket, checkpoint directory, thread), key and role.
+struct Node {
+    name: String,
     key: Keypair,
-    store: Arc<dyn ObjectStore>,
+    hotkey_file: PathBuf,
+    role: Role,
+}
+
+impl Node {
+    /// Writes the node's hotkey as a bittensor keyfile; the key derives from its name.
+    fn create(dir: &Path, name: String, role: Role) -> Result<Self> {
+        let seed: [u8; 32] = Sha256::digest(format!("devnet/{name}")).into();
+        let key = Keypair::from_seed(&seed)
+            .map_err(|err| NodeError::Config(format!("devnet key {name}: {err}")))?;
+        let hotkey_file = dir.join(format!("{name}.hotkey"));
+        let json = serde_json::json!({ "secretSeed": format!("0x{}", hex::encode(seed)) });
+        std::fs::write(&hotkey_file, serde_json::to_vec(&json)?)?;
+        Ok(Self {
+            name,
+            key,
+            hotkey_file,
+            role,
+        })
+    }
+
+    /// The production node options of this node.
+    fn args(&self, devnet: &DevnetArgs, buckets: &Buckets) -> NodeArgs {
+        let (read_id, read_secret) = buckets.read_keys();
+        NodeArgs {
+            manifest: None,
+            manifest_sha256: None,
+            storage: StorageArgs {
+                storage_endpoint: buckets.endpoint(),
+                storage_bucket: self.name.clone(),
+                storage_region: "us-east-1".into(),
+                storage_access_key_id: "devnet-write".into(),
+                storage_secret_access_key: "devnet-write-secret".into(),
+                storage_read_access_key_id: Some(read_id),
+                storage_read_secret_access_key: Some(read_secret),
+                peer_storage_endpoint: buckets.endpoint(),
+            },
+            netuid: DEVNET_NETUID,
+            chain_endpoint: worker_chain::Network::Local,
+            hotkey_file: self.hotkey_file.clone(),
+            coldkey_file: None,
+            wallet_password_env: "DEVNET_WALLET_PASSWORD".into(),
+            register: false,
+            checkpoint_dir: Some(devnet.dir.join("checkpoints").join(&self.name)),
+            device: "cpu".into(),
+            peer_timeout_secs: 10,
+            max_windows: None,
+            until_window: Some(devnet.windows - 1),
+            max_object_mib: MAX_OBJECT_MIB,
+        }
+    }
 }
 
 /// Runs the devnet and returns its report (also printed unless `quiet`).
 pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
-    if args.miners + args.cheaters.len() < 2 {
-        return Err(NodeError::Config(
-            "the devnet needs at least two miners".into(),
-        ));
-    }
-    if args.cheaters.contains(&Behaviour::Copycat) && args.miners == 0 {
-        return Err(NodeError::Config(
-            "a copycat needs an honest miner to copy".into(),
-        ));
-    }
+    args.check()?;
     let started = Instant::now();
-    let device = Device::Cpu;
-    let settings = args.training()?;
-    let manifest = settings.manifest_hash();
     if args.dir.exists() {
         std::fs::remove_dir_all(&args.dir)?;
     }
-    std::fs::create_dir_all(&args.dir)?;
-    let layout = RunLayout::new(settings.run_id.clone())?;
-    let buckets = Buckets::start(args)?;
+    let keys = args.dir.join("keys");
+    std::fs::create_dir_all(&keys)?;
+    let run = run_manifest::verify(args.manifest(), "the devnet's arguments", None)?;
+    std::fs::write(
+        args.dir.join("run-manifest.json"),
+        run.manifest().to_json_pretty(),
+    )?;
+    let buckets = Arc::new(Buckets::start(args)?);
 
     let chain = EmbeddedChain::new(EmbeddedChainConfig {
-        blocks_per_window: BLOCKS_PER_WINDOW,
-        ..EmbeddedChainConfig::default()
+        blocks_per_window: args.window_blocks,
+        block_time: Duration::from_millis(args.block_ms),
     });
     chain.add_subnet(
         DEVNET_NETUID,
         SubnetConfig {
-            weights_rate_limit: BLOCKS_PER_WINDOW,
-            tempo: BLOCKS_PER_WINDOW,
+            weights_rate_limit: args.window_blocks,
+            tempo: args.window_blocks,
             commit_reveal: !args.no_commit_reveal,
             reveal_period_epochs: REVEAL_PERIOD_EPOCHS,
             ..SubnetConfig::default()
         },
     );
+
+    // Registration (what a subnet owner's wallet does before the pods start): the validator
+    // first, staked so it holds a permit, then honest miners, then the cheaters.
     let owner = Keypair::from_dev_name("owner");
-
-    // The validator: registered first, staked so it holds a validator permit.
-    let validator_key = Keypair::from_dev_name("validator");
-    let validator_uid = chain
-        .burned_register(DEVNET_NETUID, &owner, &validator_key.account_id())
-        .await?;
-    chain.add_stake(
-        DEVNET_NETUID,
-        &validator_key.account_id(),
-        1_000_000_000_000,
-    )?;
-    let validator_store = buckets.own("validator").await?;
-    let mut validator = Validator::new(
-        &settings,
-        EvalSettings::from_manifest(&settings, MAX_OBJECT_BYTES as usize, Some(args.seed)),
-        settings.gauntlet(),
-        device,
-    )?;
-
-    // Miners: honest first, then the cheaters.
-    let behaviours: Vec<Behaviour> = std::iter::repeat_n(Behaviour::Honest, args.miners)
-        .chain(args.cheaters.iter().copied())
-        .collect();
-    let mut participants = Vec::with_capacity(behaviours.len());
-    for (i, behaviour) in behaviours.iter().enumerate() {
-        let key = Keypair::from_dev_name(&format!("miner-{i}"));
-        let uid = chain
-            .burned_register(DEVNET_NETUID, &owner, &key.account_id())
-            .await?;
-        let bucket = format!("miner-{i}");
-        let store = buckets.own(&bucket).await?;
-        // Publish read credentials the way a real miner does; peers resolve them below.
-        let raw = buckets
-            .read_credentials(&bucket)
-            .to_raw128()
-            .map_err(|err| NodeError::Config(err.to_string()))?;
-        chain.set_commitment(DEVNET_NETUID, &key, &raw).await?;
-        participants.push(Participant {
-            miner: Miner::new(uid, *behaviour, &settings, device)?,
-            key,
-            store,
-        });
+    let mut nodes = vec![Node::create(&keys, "validator".into(), Role::Validator)?];
+    let behaviours =
+        std::iter::repeat_n(Behaviour::Honest, args.miners).chain(args.cheaters.iter().copied());
+    for (i, behaviour) in behaviours.enumerate() {
+        nodes.push(Node::create(
+            &keys,
+            format!("miner-{i}"),
+            Role::Miner(behaviour),
+        )?);
     }
-    let metagraph = chain.metagraph(DEVNET_NETUID).await?;
-    let peers = resolve_peers(&chain, &metagraph, |c| buckets.peer(c)).await?;
-    // The validator scores miners only.
-    let peers: Vec<PeerEndpoint> = peers
-        .into_iter()
-        .filter(|p| participants.iter().any(|m| m.miner.uid == p.uid))
-        .collect();
+    let mut miners = Vec::new();
+    for node in &nodes {
+        let uid = chain
+            .burned_register(DEVNET_NETUID, &owner, &node.key.account_id())
+            .await?;
+        match node.role {
+            Role::Validator => {
+                chain.add_stake(DEVNET_NETUID, &node.key.account_id(), 1_000_000_000_000)?;
+            }
+            Role::Miner(behaviour) => miners.push((uid, behaviour)),
+        }
+    }
 
-    let train = open_bundled(
-        CorpusSplit::Train,
-        validator.replica.model.config().seq_len as usize,
-    )?;
-    let held_out = held_out_batches(args, validator.replica.model.config().seq_len as usize)?;
-    let initial_eval_loss = validator.replica.model.loss_on_batches(&held_out)?;
-    let sync_len = validator.replica.sync_len();
+    let settings = crate::settings::TrainingSettings::from_manifest(&run);
+    let seq_len = settings.model_config().seq_len as usize;
+    let held_out = held_out_batches(args, seq_len)?;
+    let initial_eval_loss = Replica::for_run(&settings, Device::Cpu)?
+        .model
+        .loss_on_batches(&held_out)?;
     if !args.quiet {
         println!(
-            "devnet: {} miners ({}), 1 validator, {} windows, tiny LLaMA ({} parameters), initial held-out loss {:.4}",
-            participants.len(),
-            behaviours
+            "devnet: {} miners ({}), 1 validator, {} windows of {} blocks x {} ms, tiny LLaMA ({} parameters), initial held-out loss {:.4}",
+            miners.len(),
+            miners
                 .iter()
-                .map(|b| b.name())
+                .map(|(_, b)| b.name())
                 .collect::<Vec<_>>()
                 .join(", "),
             args.windows,
-            validator.replica.model.config().param_count(),
+            args.window_blocks,
+            args.block_ms,
+            settings.model_config().param_count(),
             initial_eval_loss
         );
     }
 
-    let mut windows = Vec::new();
-    let (mut on_wire, mut decoded) = (0usize, 0usize);
-    for window in 0..args.windows {
-        let window_started = Instant::now();
-        let progress = window_progress(args, window, participants.len());
-        let target = window * BLOCKS_PER_WINDOW;
-        chain.advance(target.saturating_sub(chain.block()));
-        let start = SystemTime::now();
-        let mut uploads: BTreeMap<u16, (f64, usize, f64)> = BTreeMap::new();
-        let mut victim_object: Option<Vec<u8>> = None;
-        let mut late = Vec::new();
-        for p in participants.iter_mut() {
-            let uid = p.miner.uid;
-            progress.set_message(format!("miner uid {uid} ({}) training", p.miner.behaviour));
-            upload_sync_sample(
-                &*p.store,
-                &layout,
-                window,
-                uid,
-                &manifest,
-                &p.miner.replica.sync_sample()?,
-            )
-            .await?;
-            let upload = p
-                .miner
-                .produce(window, &train, &p.key, victim_object.as_deref())?;
-            if p.miner.behaviour == Behaviour::Honest && victim_object.is_none() {
-                victim_object = Some(upload.object.clone());
+    let recorder = Arc::new(Recorder::new(chain.clone(), held_out));
+    let resolver_buckets = buckets.clone();
+    let resolve: Arc<Resolver> = Arc::new(move |c: &BucketCredentials| resolver_buckets.peer(c));
+    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+    let mut roles = Vec::new();
+    for node in &nodes {
+        roles.push((
+            node.name.clone(),
+            spawn_role(
+                node,
+                node.args(args, &buckets),
+                shared.clone(),
+                buckets.clone(),
+                resolve.clone(),
+                run.clone(),
+                recorder.clone(),
+            )?,
+        ));
+    }
+    chain.start_timer();
+
+    // Print each window once its reports are in; stop when every role has ended.
+    let budget = Duration::from_secs_f64(args.window_secs() * (args.windows + 4) as f64 + 60.0);
+    let mut printed = 0u64;
+    loop {
+        let finished = roles.iter().all(|(_, h)| h.is_finished());
+        while printed < args.windows
+            && let Some(window) = recorder.window_ready(printed, &miners, finished)
+        {
+            if !args.quiet {
+                println!("{}", window_table(&window));
             }
-            uploads.insert(
-                uid,
-                (
-                    upload.train_loss,
-                    upload.payload_bytes,
-                    upload.compression_ratio,
-                ),
-            );
-            on_wire += 1;
-            if p.miner.behaviour == Behaviour::Late {
-                late.push((uid, upload.object, p.store.clone()));
-            } else {
-                upload_gradient(&*p.store, &layout, window, uid, upload.object).await?;
-            }
-            progress.inc(1);
+            printed += 1;
         }
-        // The upload deadline falls now; late miners publish after it. Stored times have
-        // whole-second resolution (as on S3), so they wait for the next second to start.
-        let upload_window = UploadWindow::new(start, start.elapsed().unwrap_or_default());
-        if !late.is_empty() {
-            progress.set_message("late uploads");
-            let after = upload_window
-                .not_after()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            let next_second = Duration::from_secs(after.as_secs() + 1) + Duration::from_millis(20);
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default();
-            tokio::time::sleep(next_second.saturating_sub(now)).await;
+        if finished {
+            break;
         }
-        for (uid, object, store) in late {
-            upload_gradient(&*store, &layout, window, uid, object).await?;
+        if started.elapsed() > budget {
+            let running: Vec<&str> = roles
+                .iter()
+                .filter(|(_, h)| !h.is_finished())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            return Err(NodeError::Config(format!(
+                "the devnet did not finish within {budget:?}; still running: {running:?}"
+            )));
         }
-        let policy =
-            FetchPolicy::new(Duration::from_secs(10), MAX_OBJECT_BYTES).within(upload_window);
-
-        // The validator scores the window and publishes the aggregation list.
-        progress.set_message("validator scoring");
-        let to_fetch = observe_and_sample(&mut validator, window, &peers);
-        let submissions =
-            fetch_submissions(&to_fetch, &layout, window, &policy, &manifest, sync_len).await;
-        let evaluation = validator.evaluate_window(window, submissions, &train, &sr25519_verify)?;
-        decoded += evaluation
-            .outcomes
-            .iter()
-            .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
-            .count();
-        // The validator aggregates what it evaluated, pinned to the evaluated bytes.
-        let (published, gathered) = pin_evaluated(
-            &layout,
-            &manifest,
-            &validator,
-            &evaluation,
-            &peers,
-            window,
-            &policy,
-        )
-        .await;
-        publish_peer_list(&*validator_store, &layout, validator_uid, &published).await?;
-        progress.inc(1);
-        progress.set_message("aggregating");
-
-        let weights_set = (window + 1) % args.weights_every.max(1) == 0;
-        if weights_set {
-            let weights = validator.gauntlet.weights();
-            let (uids, values): (Vec<u16>, Vec<f32>) = weights.into_iter().unzip();
-            if values.iter().any(|w| *w > 0.0) {
-                match chain
-                    .submit_weights(DEVNET_NETUID, &validator_key, &uids, &values, 0)
-                    .await
-                {
-                    Ok(submission) => tracing::info!(window, %submission, "weights submitted"),
-                    Err(err) if err.class() != ErrorClass::Fatal => {
-                        tracing::warn!(window, %err, class = %err.class(), "weights not submitted")
-                    }
-                    Err(err) => return Err(err.into()),
-                }
-            }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for (name, handle) in roles {
+        match handle.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => return Err(NodeError::Config(format!("devnet {name}: {err}"))),
+            Err(_) => return Err(NodeError::Config(format!("devnet {name} panicked"))),
         }
-
-        // Everyone aggregates the listed peers and takes the outer step.
-        let list = read_peer_list(&*validator_store, &layout, validator_uid, &manifest, window)
-            .await?
-            .ok_or_else(|| NodeError::Config(format!("peer list for window {window} vanished")))?;
-        let aggregated = list.uids();
-        let selected: Vec<PeerEndpoint> = aggregated
-            .iter()
-            .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
-            .collect();
-        let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
-        validator.outer_step(&payloads)?;
-        let reference = validator.replica.sync_sample()?;
-        let mut in_sync = BTreeMap::new();
-        for p in participants.iter_mut() {
-            let (gathered, _) = gather(
-                &selected,
-                &layout,
-                window,
-                &policy,
-                &p.miner.replica,
-                &sr25519_verify,
-                Some(&list),
-            )
-            .await;
-            let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
-            p.miner.replica.outer_step(&payloads, settings.outer_lr)?;
-            in_sync.insert(p.miner.uid, p.miner.replica.sync_sample()? == reference);
-        }
-
-        progress.finish_and_clear();
-        let eval_loss = validator.replica.model.loss_on_batches(&held_out)?;
-        let scores: BTreeMap<u16, f64> = validator.gauntlet.final_scores().into_iter().collect();
-        let weights: BTreeMap<u16, f32> = validator.gauntlet.weights().into_iter().collect();
-        let miners = participants
-            .iter()
-            .map(|p| {
-                let uid = p.miner.uid;
-                let (train_loss, bytes, ratio) =
-                    uploads.get(&uid).copied().unwrap_or((f64::NAN, 0, 0.0));
-                MinerRow {
-                    uid,
-                    behaviour: p.miner.behaviour.to_string(),
-                    train_loss,
-                    in_sync: in_sync.get(&uid).copied().unwrap_or(false),
-                    wire_bytes: bytes,
-                    compression_ratio: ratio,
-                    score: scores.get(&uid).copied().unwrap_or(0.0),
-                    weight: weights.get(&uid).copied().unwrap_or(0.0),
-                    in_peer_list: list.list.peers.contains(&uid),
-                    verdict: verdict(&evaluation.outcomes, uid),
-                }
-            })
-            .collect();
-        let report = WindowReport {
-            window,
-            block: chain.current_block().await?,
-            eval_loss,
-            aggregated_peers: aggregated,
-            weights_set,
-            miners,
-            seconds: window_started.elapsed().as_secs_f64(),
-        };
-        if !args.quiet {
-            println!("{}", window_table(&report));
-        }
-        windows.push(report);
     }
 
     if !args.no_commit_reveal {
-        settle_commits(&chain, &validator_key, args.quiet).await?;
+        settle_commits(&chain, &nodes[0].key, args.window_blocks, args.quiet).await?;
     }
     let metagraph = chain.metagraph(DEVNET_NETUID).await?;
+    let windows: Vec<WindowReport> = (0..args.windows)
+        .filter_map(|w| recorder.window_report(w, &miners))
+        .collect();
     let report = DevnetReport {
         initial_eval_loss,
-        windows,
-        final_weights: validator.gauntlet.weights(),
+        final_weights: recorder.final_weights(),
         final_incentive: metagraph
             .neurons
             .iter()
             .map(|n| (n.uid, n.incentive))
             .collect(),
-        gradients_on_wire: on_wire,
-        gradients_decoded: decoded,
+        gradients_on_wire: recorder.uploads(),
+        gradients_decoded: windows.iter().map(|w| w.decoded).sum(),
+        windows,
     };
     println!("{}", summary(&report));
     println!("({:.1} s)", started.elapsed().as_secs_f64());
@@ -498,10 +449,213 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     Ok(report)
 }
 
+/// Starts one node's production loop on a thread of its own (its own current-thread
+/// runtime, as `worker` runs one role per process): connect, then the role until
+/// `--until-window`.
+fn spawn_role(
+    node: &Node,
+    node_args: NodeArgs,
+    chain: Arc<dyn Chain>,
+    buckets: Arc<Buckets>,
+    resolve: Arc<Resolver>,
+    run: VerifiedManifest,
+    recorder: Arc<Recorder>,
+) -> Result<JoinHandle<Result<()>>> {
+    let (name, role) = (node.name.clone(), node.role);
+    let handle = std::thread::Builder::new()
+        .name(name.clone())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let store = buckets.own(&name).await?;
+                let mut ctx = connect(chain, store, node_args, &run).await?;
+                ctx.events = recorder;
+                match role {
+                    Role::Validator => run_validator(ctx, &*resolve).await,
+                    Role::Miner(behaviour) => {
+                        let mut strategy = adversaries::strategy(behaviour);
+                        run_miner_with(ctx, &*resolve, &mut *strategy).await
+                    }
+                }
+            })
+        })?;
+    Ok(handle)
+}
+
+/// What the validator reported for one window.
+struct ValidatorRecord {
+    block: u64,
+    eval_loss: f64,
+    aggregated: Vec<u16>,
+    weights_due: bool,
+    scores: BTreeMap<u16, f64>,
+    weights: BTreeMap<u16, f32>,
+    verdicts: BTreeMap<u16, String>,
+    decoded: usize,
+    /// The validator's parameter sample after the outer step (the sync reference).
+    reference: Vec<f32>,
+    seconds: f64,
+}
+
+#[derive(Default)]
+struct Recorded {
+    miners: BTreeMap<(u64, u16), MinerWindowReport>,
+    validator: BTreeMap<u64, ValidatorRecord>,
+    final_weights: Vec<(u16, f32)>,
+}
+
+/// The devnet's watcher of the role loops: keeps what they report, measures the
+/// validator's model on held-out data after every window.
+struct Recorder {
+    chain: EmbeddedChain,
+    held_out: Mutex<Vec<Batch>>,
+    recorded: Mutex<Recorded>,
+    last: Mutex<Instant>,
+}
+
+impl Recorder {
+    fn new(chain: EmbeddedChain, held_out: Vec<Batch>) -> Self {
+        Self {
+            chain,
+            held_out: Mutex::new(held_out),
+            recorded: Mutex::new(Recorded::default()),
+            last: Mutex::new(Instant::now()),
+        }
+    }
+
+    fn recorded(&self) -> std::sync::MutexGuard<'_, Recorded> {
+        self.recorded.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Window `window`'s report once the validator and every miner reported it (or, when
+    /// `finished`, whatever was reported).
+    fn window_ready(
+        &self,
+        window: u64,
+        miners: &[(u16, Behaviour)],
+        finished: bool,
+    ) -> Option<WindowReport> {
+        {
+            let r = self.recorded();
+            r.validator.get(&window)?;
+            let all_in = miners
+                .iter()
+                .all(|(uid, _)| r.miners.contains_key(&(window, *uid)));
+            if !all_in && !finished && !r.validator.contains_key(&(window + 2)) {
+                return None;
+            }
+        }
+        self.window_report(window, miners)
+    }
+
+    fn window_report(&self, window: u64, miners: &[(u16, Behaviour)]) -> Option<WindowReport> {
+        let r = self.recorded();
+        let v = r.validator.get(&window)?;
+        let rows = miners
+            .iter()
+            .map(|(uid, behaviour)| {
+                let m = r.miners.get(&(window, *uid));
+                MinerRow {
+                    uid: *uid,
+                    behaviour: behaviour.to_string(),
+                    train_loss: m.map_or(f64::NAN, |m| m.train_loss),
+                    in_sync: m.is_some_and(|m| m.sync_sample == v.reference),
+                    wire_bytes: m.map_or(0, |m| m.payload_bytes),
+                    compression_ratio: m.map_or(0.0, |m| m.compression_ratio),
+                    score: v.scores.get(uid).copied().unwrap_or(0.0),
+                    weight: v.weights.get(uid).copied().unwrap_or(0.0),
+                    in_peer_list: v.aggregated.contains(uid),
+                    verdict: v
+                        .verdicts
+                        .get(uid)
+                        .cloned()
+                        .unwrap_or_else(|| "not sampled".into()),
+                    utilisation: m.map_or(f64::NAN, MinerWindowReport::utilisation),
+                }
+            })
+            .collect();
+        Some(WindowReport {
+            window,
+            block: v.block,
+            eval_loss: v.eval_loss,
+            aggregated_peers: v.aggregated.clone(),
+            weights_set: v.weights_due,
+            miners: rows,
+            seconds: v.seconds,
+            decoded: v.decoded,
+        })
+    }
+
+    fn final_weights(&self) -> Vec<(u16, f32)> {
+        self.recorded().final_weights.clone()
+    }
+
+    /// Gradient objects the miners stored (in time or late).
+    fn uploads(&self) -> usize {
+        self.recorded().miners.len()
+    }
+}
+
+impl RoleEvents for Recorder {
+    fn miner_window(&self, report: &MinerWindowReport) {
+        self.recorded()
+            .miners
+            .insert((report.window, report.uid), report.clone());
+    }
+
+    fn validator_window(&self, report: &ValidatorWindowReport<'_>) {
+        let validator = report.validator;
+        let eval_loss = {
+            let held_out = self.held_out.lock().unwrap_or_else(PoisonError::into_inner);
+            validator
+                .replica
+                .model
+                .loss_on_batches(&held_out)
+                .unwrap_or(f64::NAN)
+        };
+        let reference = validator.replica.sync_sample().unwrap_or_default();
+        let outcomes = &report.evaluation.outcomes;
+        let seconds = {
+            let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+            let seconds = last.elapsed().as_secs_f64();
+            *last = Instant::now();
+            seconds
+        };
+        let record = ValidatorRecord {
+            block: self.chain.block(),
+            eval_loss,
+            aggregated: report.aggregated.clone(),
+            weights_due: report.weights_due,
+            scores: validator.gauntlet.final_scores().into_iter().collect(),
+            weights: validator.gauntlet.weights().into_iter().collect(),
+            verdicts: outcomes.iter().map(|o| (o.uid, verdict(o))).collect(),
+            decoded: outcomes
+                .iter()
+                .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
+                .count(),
+            reference,
+            seconds,
+        };
+        let mut recorded = self.recorded();
+        if report.weights_due {
+            recorded.final_weights = validator.gauntlet.weights();
+        }
+        recorded.validator.insert(report.window, record);
+    }
+}
+
 /// Produce blocks until the chain has revealed the validator's last timelocked commits and
-/// run the epoch after them, so the final incentive reflects the last weights.
-async fn settle_commits(chain: &EmbeddedChain, validator: &Keypair, quiet: bool) -> Result<()> {
-    let epoch = BLOCKS_PER_WINDOW + 1;
+/// run the epoch after them, so the final incentive reflects the last weights. The roles
+/// have ended, so blocks are produced at once rather than waited for.
+async fn settle_commits(
+    chain: &EmbeddedChain,
+    validator: &Keypair,
+    window_blocks: u64,
+    quiet: bool,
+) -> Result<()> {
+    let epoch = window_blocks + 1;
     let deadline = chain.block() + (REVEAL_PERIOD_EPOCHS + 2) * epoch;
     let who = validator.account_id();
     while !chain.pending_commits(DEVNET_NETUID, &who).await?.is_empty() && chain.block() < deadline
@@ -524,20 +678,6 @@ async fn settle_commits(chain: &EmbeddedChain, validator: &Keypair, quiet: bool)
     Ok(())
 }
 
-fn window_progress(args: &DevnetArgs, window: u64, miners: usize) -> ProgressBar {
-    let bar = ProgressBar::new(miners as u64 + 1);
-    if args.quiet {
-        bar.set_draw_target(ProgressDrawTarget::hidden());
-    }
-    bar.set_style(
-        ProgressStyle::with_template("window {prefix:>3} [{bar:30}] {pos}/{len} {msg} ({elapsed})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(window.to_string());
-    bar
-}
-
 fn held_out_batches(args: &DevnetArgs, seq_len: usize) -> Result<Vec<Batch>> {
     let val: TokenDataset = open_bundled(CorpusSplit::Val, seq_len)?;
     let n = (4 * args.micro_batch_size as u64).min(val.num_samples());
@@ -545,23 +685,22 @@ fn held_out_batches(args: &DevnetArgs, seq_len: usize) -> Result<Vec<Batch>> {
     Ok(val.batches(&ids, args.micro_batch_size)?)
 }
 
-fn verdict(outcomes: &[PeerOutcome], uid: u16) -> String {
-    match outcomes.iter().find(|o| o.uid == uid).map(|o| &o.outcome) {
-        None => "not sampled".into(),
-        Some(Outcome::Evaluated {
+fn verdict(outcome: &PeerOutcome) -> String {
+    match &outcome.outcome {
+        Outcome::Evaluated {
             loss_before_random,
             loss_after_random,
             digest_ok,
             ..
-        }) => format!(
+        } => format!(
             "evaluated: random-data loss {:+.4}{}",
             loss_after_random - loss_before_random,
             if *digest_ok { "" } else { ", digest mismatch" }
         ),
-        Some(Outcome::Missing) => "missing".into(),
-        Some(Outcome::Late) => "late".into(),
-        Some(Outcome::Invalid { reason }) => format!("invalid: {reason}"),
-        Some(Outcome::BadSignature) => "bad signature".into(),
-        Some(Outcome::Copy { of }) => format!("copy of uid {of}"),
+        Outcome::Missing => "missing".into(),
+        Outcome::Late => "late".into(),
+        Outcome::Invalid { reason } => format!("invalid: {reason}"),
+        Outcome::BadSignature => "bad signature".into(),
+        Outcome::Copy { of } => format!("copy of uid {of}"),
     }
 }

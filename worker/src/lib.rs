@@ -6,8 +6,12 @@
 //! * [`validator`] + [`evaluator`]: authenticate, decode and measure peers, Gauntlet scores;
 //! * [`exchange`]: the storage side of a window (uploads, fetches, peer lists, gather);
 //! * [`replica`]: the model state every participant keeps in lockstep;
-//! * [`devnet`]: a whole subnet in one process.
+//! * [`network`]: the production miner and validator loops;
+//! * [`miner_strategy`] + [`role_events`]: the narrow seams the devnet plugs its cheaters and
+//!   its report into;
+//! * [`devnet`]: a whole subnet in one process, running the production loops.
 
+pub mod adversaries;
 pub mod behaviour;
 pub mod catch_up;
 pub mod cli;
@@ -23,9 +27,11 @@ pub mod exchange;
 pub mod gradient_object;
 pub mod manifest_source;
 pub mod miner;
+pub mod miner_strategy;
 pub mod network;
 pub mod replica;
 pub mod report;
+pub mod role_events;
 pub mod settings;
 pub mod signing;
 pub mod sync_check;

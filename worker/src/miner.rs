@@ -9,16 +9,10 @@ use worker_model::{
 };
 use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio, decode, encode};
 
-use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
 use crate::gradient_object::{GradientObject, Signer, seal};
 use crate::replica::Replica;
 use crate::settings::TrainingSettings;
-
-/// Factor a poisoner multiplies its update with.
-const POISON_SCALE: f64 = 1.0e4;
-/// Uid offset a wrong-data miner takes its samples from.
-const WRONG_DATA_UID_OFFSET: u16 = 1000;
 
 /// What a miner produced for one window.
 #[derive(Debug)]
@@ -36,7 +30,6 @@ pub struct MinerUpload {
 /// A miner: a replica of the global model plus its private optimizer and error feedback.
 pub struct Miner {
     pub uid: u16,
-    pub behaviour: Behaviour,
     pub replica: Replica,
     trainer: InnerTrainer,
     feedback: ErrorFeedback,
@@ -63,18 +56,12 @@ pub fn assignment(
 
 impl Miner {
     /// A miner starting from the run's initial weights.
-    pub fn new(
-        uid: u16,
-        behaviour: Behaviour,
-        settings: &TrainingSettings,
-        device: Device,
-    ) -> Result<Self> {
+    pub fn new(uid: u16, settings: &TrainingSettings, device: Device) -> Result<Self> {
         let replica = Replica::for_run(settings, device)?;
         let trainer = InnerTrainer::new(settings.adamw(), &replica.model)?;
         let feedback = ErrorFeedback::with_config(replica.specs(), settings.sparseloco(), device)?;
         Ok(Self {
             uid,
-            behaviour,
             replica,
             trainer,
             feedback,
@@ -82,54 +69,56 @@ impl Miner {
         })
     }
 
-    /// Trains (or cheats) for `window` and returns the signed upload.
-    /// `victim` is the object a copycat re-uploads.
+    /// Trains on this window's assignment and returns the signed upload.
     pub fn produce(
         &mut self,
         window: u64,
         dataset: &TokenDataset,
         signer: &dyn Signer,
-        victim: Option<&[u8]>,
     ) -> Result<MinerUpload> {
-        let (assigned, digest) = assignment(&self.settings, dataset, self.uid, window)?;
-        if self.behaviour == Behaviour::Copycat
-            && let Some(victim) = victim
-        {
-            return self.copy(window, victim, digest, signer);
-        }
-        let (pseudo, train_loss) = match self.behaviour {
-            Behaviour::Lazy | Behaviour::Copycat => (self.zero_update()?, f64::NAN),
-            _ => {
-                let ids = if self.behaviour == Behaviour::WrongData {
-                    assignment(
-                        &self.settings,
-                        dataset,
-                        self.uid.wrapping_add(WRONG_DATA_UID_OFFSET),
-                        window,
-                    )?
-                    .0
-                } else {
-                    assigned
-                };
-                let steps = dataset.window_steps(
-                    &ids,
-                    self.settings.inner_steps,
-                    self.settings.micro_batches,
-                    self.settings.micro_batch_size,
-                )?;
-                let outcome = self.trainer.train_window(&mut self.replica.model, &steps)?;
-                (outcome.pseudo_gradients, outcome.mean_loss)
-            }
-        };
-        let pseudo = if self.behaviour == Behaviour::Poisoner {
-            pseudo
-                .iter()
-                .map(|t| t.f_mul_scalar(POISON_SCALE))
-                .collect::<Result<Vec<_>, _>>()?
-        } else {
-            pseudo
-        };
-        let tensors = self.feedback.compress(&pseudo)?;
+        let (assigned, digest) = self.assignment(dataset, window)?;
+        let (pseudo, train_loss) = self.train(dataset, &assigned)?;
+        self.compress_and_seal(window, &pseudo, digest, signer, train_loss)
+    }
+
+    /// The sample ids this miner must train on in `window`, and their digest.
+    pub fn assignment(
+        &self,
+        dataset: &TokenDataset,
+        window: u64,
+    ) -> Result<(Vec<u64>, SampleDigest)> {
+        assignment(&self.settings, dataset, self.uid, window)
+    }
+
+    /// The run's settings this miner trains with.
+    pub fn settings(&self) -> &TrainingSettings {
+        &self.settings
+    }
+
+    /// Runs the window's inner steps on samples `ids`; returns the pseudo-gradients and the
+    /// mean inner loss.
+    pub fn train(&mut self, dataset: &TokenDataset, ids: &[u64]) -> Result<(Vec<Tensor>, f64)> {
+        let steps = dataset.window_steps(
+            ids,
+            self.settings.inner_steps,
+            self.settings.micro_batches,
+            self.settings.micro_batch_size,
+        )?;
+        let outcome = self.trainer.train_window(&mut self.replica.model, &steps)?;
+        Ok((outcome.pseudo_gradients, outcome.mean_loss))
+    }
+
+    /// Compresses `pseudo` through the error feedback and seals it as this miner's object
+    /// for `window`, claiming the samples of `digest`.
+    pub fn compress_and_seal(
+        &mut self,
+        window: u64,
+        pseudo: &[Tensor],
+        digest: SampleDigest,
+        signer: &dyn Signer,
+        train_loss: f64,
+    ) -> Result<MinerUpload> {
+        let tensors = self.feedback.compress(pseudo)?;
         let payload = GradientPayload {
             window,
             uid: self.uid,
@@ -163,21 +152,39 @@ impl Miner {
             &mut self.replica.model,
             Some(self.trainer.optimizer_mut()),
         )?;
-        let mut state = Vec::with_capacity(loaded.extra.len());
-        for (i, (name, tensor)) in loaded.extra.into_iter().enumerate() {
-            if name != format!("error_feedback/{i}") {
-                return Err(NodeError::Config(format!(
-                    "checkpoint {} holds unexpected tensor {name:?}",
-                    path.display()
-                )));
-            }
-            state.push(tensor);
+        // Stored tensors come back sorted by name ("error_feedback/10" before "/2"): order
+        // them by index and require exactly 0..n.
+        let mut indexed = Vec::with_capacity(loaded.extra.len());
+        for (name, tensor) in loaded.extra {
+            let index = name
+                .strip_prefix("error_feedback/")
+                .and_then(|i| i.parse::<usize>().ok())
+                .ok_or_else(|| {
+                    NodeError::Config(format!(
+                        "checkpoint {} holds unexpected tensor {name:?}",
+                        path.display()
+                    ))
+                })?;
+            indexed.push((index, tensor));
         }
+        indexed.sort_by_key(|(index, _)| *index);
+        if indexed
+            .iter()
+            .enumerate()
+            .any(|(i, (index, _))| i != *index)
+        {
+            return Err(NodeError::Config(format!(
+                "checkpoint {} has gaps or duplicates in its error feedback",
+                path.display()
+            )));
+        }
+        let state: Vec<Tensor> = indexed.into_iter().map(|(_, t)| t).collect();
         self.feedback.load_state(state)?;
         Ok(loaded.window)
     }
 
-    fn zero_update(&self) -> Result<Vec<Tensor>> {
+    /// An all-zero update of the model's shapes.
+    pub fn zero_update(&self) -> Result<Vec<Tensor>> {
         Ok(self
             .replica
             .model
@@ -187,14 +194,16 @@ impl Miner {
             .collect())
     }
 
-    fn copy(
+    /// Re-seals another miner's object `theirs` as this miner's own (what a copier does;
+    /// the validator's copy detection must catch it).
+    pub fn reseal(
         &self,
         window: u64,
-        victim: &[u8],
+        theirs: &[u8],
         digest: SampleDigest,
         signer: &dyn Signer,
     ) -> Result<MinerUpload> {
-        let object = GradientObject::parse(victim, usize::MAX)?;
+        let object = GradientObject::parse(theirs, usize::MAX)?;
         let mut payload = decode(&object.payload, self.replica.specs())?;
         payload.uid = self.uid;
         Ok(self.seal(window, &payload, digest.0, signer, f64::NAN))
@@ -222,5 +231,57 @@ impl Miner {
             payload_bytes: bytes.len(),
             compression_ratio: compression_ratio(payload, self.replica.specs()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use worker_chain::Keypair;
+    use worker_model::{CorpusSplit, open_bundled};
+
+    fn settings() -> TrainingSettings {
+        let mut m = run_manifest::RunManifest::reference("miner-ckpt", "tiny");
+        m.training.inner_steps = 1;
+        m.training.micro_batch_size = 2;
+        m.training.batch_size = 2;
+        let run = run_manifest::verify(m, "test", None).unwrap();
+        TrainingSettings::from_manifest(&run)
+    }
+
+    /// The tiny model has more than ten tensors, so the stored names sort out of index
+    /// order ("error_feedback/10" before "/2"); a restart must restore them in order.
+    #[test]
+    fn a_checkpoint_restores_model_optimizer_and_error_feedback() {
+        let s = settings();
+        let dataset = open_bundled(CorpusSplit::Train, s.model_config().seq_len as usize).unwrap();
+        let key = Keypair::from_dev_name("ckpt-miner");
+        let mut miner = Miner::new(1, &s, Device::Cpu).unwrap();
+        assert!(miner.replica.specs().len() > 10);
+        miner.produce(0, &dataset, &key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("miner.ckpt");
+        miner.save_checkpoint(&path, 0).unwrap();
+
+        let mut restored = Miner::new(1, &s, Device::Cpu).unwrap();
+        assert_eq!(restored.load_checkpoint(&path).unwrap(), 0);
+        for (a, b) in miner
+            .feedback
+            .state()
+            .unwrap()
+            .iter()
+            .zip(&restored.feedback.state().unwrap())
+        {
+            assert!(a.equal(b));
+        }
+        // Both continue identically: same next object, byte for byte.
+        let next = miner.produce(1, &dataset, &key).unwrap();
+        let again = restored.produce(1, &dataset, &key).unwrap();
+        assert_eq!(next.payload_bytes, again.payload_bytes);
+        let (a, b) = (
+            GradientObject::parse(&next.object, usize::MAX).unwrap(),
+            GradientObject::parse(&again.object, usize::MAX).unwrap(),
+        );
+        assert_eq!(a.payload, b.payload);
     }
 }

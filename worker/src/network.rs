@@ -20,7 +20,6 @@ use worker_storage::{
     S3Store, StorageError, UploadWindow, delete_old_windows,
 };
 
-use crate::behaviour::Behaviour;
 use crate::catch_up::{fetch_published_checkpoint, publish_checkpoint, replay};
 use crate::error::{NodeError, Result};
 use crate::exchange::{
@@ -28,8 +27,10 @@ use crate::exchange::{
     read_peer_list, resolve_peers, upload_sync_sample,
 };
 use crate::manifest_source::publish_manifest;
-use crate::miner::Miner;
+use crate::miner::{Miner, MinerUpload};
+use crate::miner_strategy::{Honest, MinerStrategy, UploadTiming, WindowInput};
 use crate::replica::Replica;
+use crate::role_events::{MinerWindowReport, RoleEvents, Unobserved, ValidatorWindowReport};
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
 use crate::validator::{EvalSettings, Validator, WindowEvaluation};
@@ -146,6 +147,8 @@ pub struct NodeContext {
     pub store: Arc<dyn ObjectStore>,
     pub layout: RunLayout,
     pub args: NodeArgs,
+    /// Who is told about completed windows (nobody in production; the devnet's report).
+    pub events: Arc<dyn RoleEvents>,
 }
 
 /// Loads the hotkey, finds (or registers) its uid and publishes the bucket's read
@@ -210,6 +213,7 @@ pub async fn connect(
         store,
         layout,
         args,
+        events: Arc::new(Unobserved),
     })
 }
 
@@ -266,7 +270,11 @@ impl NodeContext {
         .within(window)
     }
 
-    /// Waits for a window this node has not done yet; returns it with its upload window.
+    /// Waits for a window this node has not done yet; returns it with its upload window:
+    /// from the window's first block until the manifest's grace period after its last one
+    /// (Templar's timing: miners train through the window on the model after the previous
+    /// outer step, and upload up to the grace after the window closes). The boundaries are
+    /// estimated from the current block and the block time.
     async fn next_window(&self, done: Option<u64>) -> Result<(u64, UploadWindow)> {
         let bpw = self.settings.blocks_per_window().max(1);
         loop {
@@ -279,7 +287,8 @@ impl NodeContext {
                 let start = SystemTime::now()
                     .checked_sub(behind)
                     .unwrap_or_else(SystemTime::now);
-                let length = Duration::from_secs(self.settings.upload_deadline_secs());
+                let grace = Duration::from_secs(self.settings.upload_deadline_secs());
+                let length = self.window_duration() + grace;
                 return Ok((window, UploadWindow::new(start, length)));
             }
             self.chain.wait_for_block((window + 1) * bpw).await?;
@@ -294,6 +303,12 @@ impl NodeContext {
             .filter(|n| n.validator_permit)
             .max_by_key(|n| n.stake)
             .map(|n| n.uid)
+    }
+
+    /// Nominal length of a window.
+    pub fn window_duration(&self) -> Duration {
+        let blocks = u32::try_from(self.settings.blocks_per_window()).unwrap_or(u32::MAX);
+        self.chain.block_time().saturating_mul(blocks)
     }
 
     async fn wait_deadline(window: &UploadWindow) {
@@ -424,6 +439,20 @@ impl NodeContext {
         }
     }
 
+    /// [`NodeContext::next_window`], or `None` (logged, after a pause) when the chain could
+    /// not be asked; the loop then tries again.
+    async fn wait_next_window(&self, done: Option<u64>) -> Result<Option<(u64, UploadWindow)>> {
+        match self.next_window(done).await {
+            Ok(next) => Ok(Some(next)),
+            Err(err) if transient(&err) => {
+                tracing::warn!(%err, "chain unavailable; retrying");
+                self.pause().await;
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Waits a fraction of a block before the next catch-up attempt.
     async fn pause(&self) {
         let poll = self.chain.block_time() / 2;
@@ -472,14 +501,14 @@ fn transient(err: &NodeError) -> bool {
     }
 }
 
-/// Whether a window's work completed: `false` when it was abandoned on a transient error
-/// (logged; the next catch-up replays it), the error itself when it is fatal.
-fn window_completed(window: u64, result: Result<()>) -> Result<bool> {
+/// A window's result when its work completed, `None` when it was abandoned on a transient
+/// error (logged; the next catch-up replays it), the error itself when it is fatal.
+fn window_completed<T>(window: u64, result: Result<T>) -> Result<Option<T>> {
     match result {
-        Ok(()) => Ok(true),
+        Ok(done) => Ok(Some(done)),
         Err(err) if transient(&err) => {
             tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
-            Ok(false)
+            Ok(None)
         }
         Err(err) => Err(err),
     }
@@ -487,8 +516,17 @@ fn window_completed(window: u64, result: Result<()>) -> Result<bool> {
 
 /// `worker miner`: trains every window until the process is stopped.
 pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
+    run_miner_with(ctx, resolve, &mut Honest).await
+}
+
+/// The miner loop with the upload produced by `strategy` (production: [`Honest`]).
+pub async fn run_miner_with(
+    ctx: NodeContext,
+    resolve: &Resolver,
+    strategy: &mut dyn MinerStrategy,
+) -> Result<()> {
     let device = ctx.device()?;
-    let mut miner = Miner::new(ctx.uid, Behaviour::Honest, &ctx.settings, device)?;
+    let mut miner = Miner::new(ctx.uid, &ctx.settings, device)?;
     let checkpoint = ctx
         .args
         .checkpoint_dir
@@ -510,20 +548,59 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             Settled::Wait => continue,
             Settled::Finished => break,
         }
-        let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
+        let Some((window, upload_window)) = ctx.wait_next_window(attempted.max(done)).await? else {
+            continue;
+        };
         attempted = Some(window);
         completed += 1;
-        let result = miner_window(&ctx, &mut miner, &dataset, window, upload_window, resolve).await;
-        if !window_completed(window, result)? {
+        let result = miner_window(
+            &ctx,
+            &mut miner,
+            strategy,
+            &dataset,
+            window,
+            upload_window,
+            resolve,
+        )
+        .await;
+        let Some(produced) = window_completed(window, result)? else {
             continue;
-        }
+        };
         if let Some(path) = &checkpoint {
             miner.save_checkpoint(path, window)?;
         }
+        let report = MinerWindowReport {
+            uid: ctx.uid,
+            window,
+            strategy: strategy.name(),
+            train_loss: produced.upload.train_loss,
+            payload_bytes: produced.upload.payload_bytes,
+            compression_ratio: produced.upload.compression_ratio,
+            uploaded_in_time: produced.in_time,
+            compute_secs: produced.compute.as_secs_f64(),
+            window_secs: ctx.window_duration().as_secs_f64(),
+            sync_sample: miner.replica.sync_sample()?,
+        };
+        tracing::info!(
+            window,
+            utilisation = format!("{:.1}%", 100.0 * report.utilisation()),
+            compute_secs = report.compute_secs,
+            "window done"
+        );
+        ctx.events.miner_window(&report);
         ctx.retain(window).await;
         done = Some(window);
     }
     Ok(())
+}
+
+/// What a miner's window produced.
+struct Produced {
+    upload: MinerUpload,
+    /// Time spent producing it.
+    compute: Duration,
+    /// Whether it was stored before the deadline.
+    in_time: bool,
 }
 
 /// One miner window: sync sample, training, signed upload before the deadline, the lead's
@@ -531,11 +608,12 @@ pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
 async fn miner_window(
     ctx: &NodeContext,
     miner: &mut Miner,
+    strategy: &mut dyn MinerStrategy,
     dataset: &TokenDataset,
     window: u64,
     upload_window: UploadWindow,
     resolve: &Resolver,
-) -> Result<()> {
+) -> Result<Produced> {
     let span = tracing::info_span!("window", window, uid = ctx.uid);
     let _guard = span.enter();
     upload_sync_sample(
@@ -547,28 +625,23 @@ async fn miner_window(
         &miner.replica.sync_sample()?,
     )
     .await?;
-    let upload = miner.produce(window, dataset, &ctx.hotkey, None)?;
-    let remaining = upload_window
-        .not_after()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    match ctx
-        .store
-        .put_before(
-            &ctx.layout.gradient(window, ctx.uid),
-            upload.object.into(),
-            Instant::now() + remaining,
-        )
-        .await
-    {
-        Ok(()) => tracing::info!(
-            loss = upload.train_loss,
-            bytes = upload.payload_bytes,
-            "uploaded"
-        ),
-        Err(err) => tracing::warn!(%err, "upload missed the window"),
-    }
+    let started = Instant::now();
+    let input = WindowInput {
+        ctx,
+        resolve,
+        window,
+        dataset,
+        upload_window,
+    };
+    let planned = strategy.produce(miner, input).await?;
+    let compute = started.elapsed();
+    let in_time = upload(ctx, window, &upload_window, &planned.upload, planned.timing).await;
     NodeContext::wait_deadline(&upload_window).await;
+    let produced = Produced {
+        upload: planned.upload,
+        compute,
+        in_time,
+    };
 
     let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
@@ -635,9 +708,55 @@ async fn miner_window(
         all.extend(late);
         let order = list.uids();
         all.sort_by_key(|g| order.iter().position(|u| *u == g.uid));
-        return apply(ctx, &mut miner.replica, all);
+        apply(ctx, &mut miner.replica, all)?;
+        return Ok(produced);
     }
-    apply(ctx, &mut miner.replica, gathered)
+    apply(ctx, &mut miner.replica, gathered)?;
+    Ok(produced)
+}
+
+/// Stores this window's object: before the deadline (bounded by it), or once it passed
+/// for a strategy that uploads late. Returns whether it was stored in time.
+async fn upload(
+    ctx: &NodeContext,
+    window: u64,
+    upload_window: &UploadWindow,
+    upload: &MinerUpload,
+    timing: UploadTiming,
+) -> bool {
+    let key = ctx.layout.gradient(window, ctx.uid);
+    let body = bytes::Bytes::from(upload.object.clone());
+    if timing == UploadTiming::AfterDeadline {
+        // Stored times have whole-second resolution (as on S3): wait into the next second.
+        NodeContext::wait_deadline(upload_window).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        if let Err(err) = ctx.store.put(&key, body).await {
+            tracing::warn!(%err, "late upload failed");
+        }
+        return false;
+    }
+    let remaining = upload_window
+        .not_after()
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    match ctx
+        .store
+        .put_before(&key, body, Instant::now() + remaining)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(
+                loss = upload.train_loss,
+                bytes = upload.payload_bytes,
+                "uploaded"
+            );
+            true
+        }
+        Err(err) => {
+            tracing::warn!(%err, "upload missed the window");
+            false
+        }
+    }
 }
 
 fn apply(ctx: &NodeContext, replica: &mut Replica, gathered: Vec<Gathered>) -> Result<()> {
@@ -646,13 +765,14 @@ fn apply(ctx: &NodeContext, replica: &mut Replica, gathered: Vec<Gathered>) -> R
     replica.outer_step(&payloads, ctx.settings.outer_lr)
 }
 
-/// The lead's aggregation list for `window`, polled until the next window starts.
+/// The lead's aggregation list for `window`, polled until the window after it ends (the
+/// lead scores `window` in the next one, after its grace period).
 async fn wait_for_list(
     ctx: &NodeContext,
     lead: &PeerEndpoint,
     window: u64,
 ) -> Option<AggregationList> {
-    let next = (window + 1) * ctx.settings.blocks_per_window();
+    let next = (window + 2) * ctx.settings.blocks_per_window();
     let manifest = ctx.settings.manifest_hash();
     loop {
         match read_peer_list(&*lead.store, &ctx.layout, lead.uid, &manifest, window).await {
@@ -728,7 +848,9 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             Settled::Wait => continue,
             Settled::Finished => break,
         }
-        let (window, upload_window) = ctx.next_window(attempted.max(done)).await?;
+        let Some((window, upload_window)) = ctx.wait_next_window(attempted.max(done)).await? else {
+            continue;
+        };
         attempted = Some(window);
         completed += 1;
         let result = validator_window(
@@ -742,9 +864,9 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             resolve,
         )
         .await;
-        if !window_completed(window, result)? {
+        let Some((evaluation, aggregated)) = window_completed(window, result)? else {
             continue;
-        }
+        };
         if let Some(path) = &model_path {
             validator.replica.save_model(path, window)?;
         }
@@ -753,9 +875,18 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             std::fs::write(&tmp, validator.gauntlet.to_json()?)?;
             std::fs::rename(&tmp, path)?;
         }
-        if (window + 1) % weight_interval.max(1) == 0 {
+        let weights_due = (window + 1).is_multiple_of(weight_interval.max(1));
+        if weights_due {
             submit_weights(&ctx, &validator, window, version_key).await?;
         }
+        ctx.events.validator_window(&ValidatorWindowReport {
+            window,
+            uid: ctx.uid,
+            validator: &validator,
+            evaluation: &evaluation,
+            aggregated,
+            weights_due,
+        });
         ctx.retain(window).await;
         done = Some(window);
     }
@@ -774,7 +905,7 @@ async fn validator_window(
     sync_len: usize,
     manifest: &run_manifest::ManifestHash,
     resolve: &Resolver,
-) -> Result<()> {
+) -> Result<(WindowEvaluation, Vec<u16>)> {
     NodeContext::wait_deadline(&upload_window).await;
     let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let all_peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
@@ -841,6 +972,7 @@ async fn validator_window(
             lead_gathered
         }
     };
+    let aggregated: Vec<u16> = gathered.iter().map(|g| g.uid).collect();
     let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
     validator.outer_step(&payloads)?;
     if leads
@@ -857,7 +989,7 @@ async fn validator_window(
         .await?;
         tracing::info!(window, bytes = pointer.size, "published checkpoint");
     }
-    Ok(())
+    Ok((evaluation, aggregated))
 }
 
 /// The peers a validator evaluates in `window`: every resolved peer's state is bound to its

@@ -19,6 +19,8 @@ pub struct MinerRow {
     pub weight: f32,
     pub in_peer_list: bool,
     pub verdict: String,
+    /// Share of the window the miner spent computing its upload (NaN without a report).
+    pub utilisation: f64,
 }
 
 /// Everything that happened in one window.
@@ -32,6 +34,8 @@ pub struct WindowReport {
     pub weights_set: bool,
     pub miners: Vec<MinerRow>,
     pub seconds: f64,
+    /// Gradients the validator decoded and measured (or found to be copies) this window.
+    pub decoded: usize,
 }
 
 /// The whole run.
@@ -75,19 +79,20 @@ pub fn window_table(report: &WindowReport) -> String {
     );
     let _ = writeln!(
         out,
-        "  {:>4} {:<9} {:>10} {:>5} {:>9} {:>7} {:>8} {:>7} {:>5}  verdict",
-        "uid", "role", "train", "sync", "bytes", "ratio", "score", "weight", "list"
+        "  {:>4} {:<9} {:>10} {:>5} {:>9} {:>7} {:>5} {:>8} {:>7} {:>5}  verdict",
+        "uid", "role", "train", "sync", "bytes", "ratio", "util", "score", "weight", "list"
     );
     for row in &report.miners {
         let _ = writeln!(
             out,
-            "  {:>4} {:<9} {:>10.4} {:>5} {:>9} {:>6.1}x {:>8.4} {:>7.4} {:>5}  {}",
+            "  {:>4} {:<9} {:>10.4} {:>5} {:>9} {:>6.1}x {:>4.0}% {:>8.4} {:>7.4} {:>5}  {}",
             row.uid,
             row.behaviour,
             row.train_loss,
             if row.in_sync { "yes" } else { "NO" },
             row.wire_bytes,
             row.compression_ratio,
+            100.0 * row.utilisation,
             row.score,
             row.weight,
             if row.in_peer_list { "yes" } else { "-" },
@@ -113,6 +118,22 @@ pub fn summary(report: &DevnetReport) -> String {
         "gradients on the wire: {}, decoded: {}",
         report.gradients_on_wire, report.gradients_decoded
     );
+    let utilisation: Vec<f64> = report
+        .windows
+        .iter()
+        .flat_map(|w| w.miners.iter().map(|m| m.utilisation))
+        .filter(|u| u.is_finite())
+        .collect();
+    if !utilisation.is_empty() {
+        let mean = utilisation.iter().sum::<f64>() / utilisation.len() as f64;
+        let min = utilisation.iter().copied().fold(f64::INFINITY, f64::min);
+        let _ = writeln!(
+            out,
+            "miner compute utilisation (compute time / window): mean {:.1}%, min {:.1}%",
+            100.0 * mean,
+            100.0 * min
+        );
+    }
     let _ = writeln!(out, "final weights (chain):");
     for (uid, w) in &report.final_weights {
         let incentive = report
@@ -222,8 +243,10 @@ mod tests {
                         weight: 1.0,
                         in_peer_list: true,
                         verdict: "ok".into(),
+                        utilisation: 0.25,
                     }],
                     seconds: 1.0,
+                    decoded: 1,
                 })
                 .collect(),
             final_weights: vec![(1, 1.0)],
@@ -238,6 +261,7 @@ mod tests {
         let text = summary(&report(&[4.0, 3.5]));
         assert!(text.contains("5.0000 -> 3.5000 over 2 windows"), "{text}");
         assert!(text.contains("uid   1 honest"), "{text}");
+        assert!(text.contains("mean 25.0%, min 25.0%"), "{text}");
     }
 
     #[test]

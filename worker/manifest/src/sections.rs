@@ -65,7 +65,9 @@ pub enum DataSection {
 pub struct WindowSection {
     /// Blocks per window (one outer step).
     pub blocks_per_window: u64,
-    /// Seconds after the window boundary during which gradient uploads are accepted.
+    /// Grace period: seconds after the window's last block (the boundary that closes it)
+    /// until which its gradient uploads are accepted (Templar: 70). Uploads are accepted
+    /// from the window's first block on.
     pub upload_deadline_secs: u64,
 }
 

@@ -55,6 +55,8 @@ struct Inner {
     config: EmbeddedChainConfig,
     state: RwLock<ChainState>,
     blocks: watch::Sender<u64>,
+    /// Requests are refused (as by an unreachable node) until this block.
+    refuse_until: std::sync::atomic::AtomicU64,
 }
 
 /// Handle to an in-process chain. Clones share the same chain; the block timer (if started)
@@ -86,6 +88,7 @@ impl EmbeddedChain {
                 config,
                 state: RwLock::new(ChainState::new(beacon)),
                 blocks,
+                refuse_until: std::sync::atomic::AtomicU64::new(0),
             }),
         }
     }
@@ -94,8 +97,16 @@ impl EmbeddedChain {
     /// runtime). The task ends when every handle is dropped.
     pub fn start(config: EmbeddedChainConfig) -> Self {
         let chain = Self::new(config);
-        let weak: Weak<Inner> = Arc::downgrade(&chain.inner);
-        let period = chain.inner.config.block_time.max(Duration::from_millis(1));
+        chain.start_timer();
+        chain
+    }
+
+    /// Starts the block timer of a chain made with [`EmbeddedChain::new`] (after setting it
+    /// up at block 0, say): a block every `block_time` on a tokio task, which ends when every
+    /// handle is dropped. Start it once.
+    pub fn start_timer(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let period = self.inner.config.block_time.max(Duration::from_millis(1));
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(period);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -106,7 +117,29 @@ impl EmbeddedChain {
                 EmbeddedChain { inner }.advance(1);
             }
         });
-        chain
+    }
+
+    /// Fault injection: every request through [`Chain`] fails with a retryable RPC error
+    /// (as when the node is unreachable) until the chain reaches block `block`; blocks keep
+    /// being produced meanwhile.
+    pub fn refuse_requests_until(&self, block: u64) {
+        self.inner
+            .refuse_until
+            .store(block, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The injected outage's error while it lasts.
+    fn reachable(&self) -> Result<(), ChainError> {
+        let until = self
+            .inner
+            .refuse_until
+            .load(std::sync::atomic::Ordering::SeqCst);
+        if self.block() < until {
+            return Err(ChainError::Rpc(format!(
+                "embedded chain unreachable until block {until} (injected outage)"
+            )));
+        }
+        Ok(())
     }
 
     fn read<T>(&self, f: impl FnOnce(&ChainState) -> T) -> T {
@@ -189,6 +222,7 @@ impl EmbeddedChain {
 #[async_trait]
 impl Chain for EmbeddedChain {
     async fn current_block(&self) -> Result<u64, ChainError> {
+        self.reachable()?;
         Ok(self.block())
     }
 
@@ -201,6 +235,7 @@ impl Chain for EmbeddedChain {
     }
 
     async fn wait_for_block(&self, block: u64) -> Result<u64, ChainError> {
+        self.reachable()?;
         let mut blocks = self.inner.blocks.subscribe();
         let seen = blocks
             .wait_for(|&b| b >= block)
@@ -210,6 +245,7 @@ impl Chain for EmbeddedChain {
     }
 
     async fn metagraph(&self, netuid: u16) -> Result<Metagraph, ChainError> {
+        self.reachable()?;
         self.read(|s| s.metagraph(netuid))
     }
 
@@ -219,6 +255,7 @@ impl Chain for EmbeddedChain {
         coldkey: &Keypair,
         hotkey: &AccountId,
     ) -> Result<u16, ChainError> {
+        self.reachable()?;
         self.write(|s| s.register(netuid, coldkey.account_id(), *hotkey))
     }
 
@@ -228,10 +265,12 @@ impl Chain for EmbeddedChain {
         hotkey: &Keypair,
         data: &[u8],
     ) -> Result<(), ChainError> {
+        self.reachable()?;
         self.write(|s| s.set_commitment(netuid, hotkey.account_id(), data))
     }
 
     async fn commitments(&self, netuid: u16) -> Result<HashMap<AccountId, Vec<u8>>, ChainError> {
+        self.reachable()?;
         self.read(|s| s.commitments(netuid))
     }
 
@@ -243,6 +282,7 @@ impl Chain for EmbeddedChain {
         weights: &[f32],
         version_key: u64,
     ) -> Result<(), ChainError> {
+        self.reachable()?;
         self.write(|s| s.set_weights(netuid, &hotkey.account_id(), uids, weights, version_key))
     }
 
@@ -252,6 +292,7 @@ impl Chain for EmbeddedChain {
         hotkey: &Keypair,
         commit_hash: [u8; 32],
     ) -> Result<(), ChainError> {
+        self.reachable()?;
         self.write(|s| s.commit_weights(netuid, &hotkey.account_id(), commit_hash))
     }
 
@@ -261,10 +302,12 @@ impl Chain for EmbeddedChain {
         hotkey: &Keypair,
         reveal: &WeightsReveal,
     ) -> Result<(), ChainError> {
+        self.reachable()?;
         self.write(|s| s.reveal_weights(netuid, &hotkey.account_id(), reveal))
     }
 
     async fn weights_rate_limit(&self, netuid: u16) -> Result<u64, ChainError> {
+        self.reachable()?;
         self.read(|s| s.weights_rate_limit(netuid))
     }
 
@@ -273,6 +316,7 @@ impl Chain for EmbeddedChain {
         netuid: u16,
         hotkey: &AccountId,
     ) -> Result<WeightsContext, ChainError> {
+        self.reachable()?;
         self.read(|s| s.weights_context(netuid, hotkey))
     }
 
@@ -286,6 +330,7 @@ impl Chain for EmbeddedChain {
         hotkey: &Keypair,
         commit: &TimelockedCommit,
     ) -> Result<(), ChainError> {
+        self.reachable()?;
         self.write(|s| s.commit_timelocked(netuid, &hotkey.account_id(), commit))
     }
 
@@ -294,6 +339,7 @@ impl Chain for EmbeddedChain {
         netuid: u16,
         hotkey: &AccountId,
     ) -> Result<Vec<PendingCommit>, ChainError> {
+        self.reachable()?;
         self.read(|s| s.pending_commits(netuid, hotkey))
     }
 }

@@ -1,12 +1,14 @@
-//! A loopback TCP proxy that can stall uploads mid-request and counts download bytes, to test
-//! interrupted uploads, timeouts, and that refused downloads are not transferred.
+//! A loopback TCP proxy that can stall uploads mid-request, counts download bytes and can
+//! go down (dropping every connection and refusing new ones until it is back up), to test
+//! interrupted uploads, timeouts, outages, and that refused downloads are not transferred.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
 /// How the proxy treats client-to-server traffic.
@@ -24,6 +26,8 @@ pub enum ProxyMode {
 pub struct TestProxy {
     addr: SocketAddr,
     to_client: Arc<AtomicU64>,
+    down: Arc<AtomicBool>,
+    outage: watch::Sender<u64>,
     accept_task: JoinHandle<()>,
 }
 
@@ -34,16 +38,34 @@ impl TestProxy {
         let addr = listener.local_addr()?;
         let to_client = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&to_client);
+        let down = Arc::new(AtomicBool::new(false));
+        let refusing = Arc::clone(&down);
+        let (outage, outages) = watch::channel(0u64);
         let accept_task = tokio::spawn(async move {
             // Dropping the set (when this task is aborted) aborts every connection task.
             let mut connections = JoinSet::new();
             while let Ok((client, _)) = listener.accept().await {
-                connections.spawn(relay(client, upstream, mode, Arc::clone(&counter)));
+                if refusing.load(Ordering::SeqCst) {
+                    // Down: the connection is closed before a byte is exchanged.
+                    drop(client);
+                    continue;
+                }
+                let mut outages = outages.clone();
+                outages.mark_unchanged();
+                let counter = Arc::clone(&counter);
+                connections.spawn(async move {
+                    tokio::select! {
+                        () = relay(client, upstream, mode, counter) => {}
+                        _ = outages.changed() => {}
+                    }
+                });
             }
         });
         Ok(Self {
             addr,
             to_client,
+            down,
+            outage,
             accept_task,
         })
     }
@@ -56,6 +78,15 @@ impl TestProxy {
     /// `http://<addr>`, for use as an S3 endpoint.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Takes the proxy down (every open connection is dropped mid-stream, new ones are
+    /// closed at once) or brings it back up.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.outage.send_modify(|n| *n += 1);
+        }
     }
 
     /// Bytes forwarded from the server to clients so far.

@@ -1,0 +1,328 @@
+//! The production roles through real failures: their S3 server (SeaweedFS) goes away for
+//! 20 s behind a proxy that drops every connection, and later the chain refuses every
+//! request for 3 blocks. No role exits; the windows the outages cost are abandoned and
+//! replayed, and at the end the validator and both miners hold bit-identical models and
+//! the validator sets weights again after the outages.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[path = "support/roles.rs"]
+mod roles;
+use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
+use run_manifest::RunManifest;
+use worker::network::{connect, run_miner, run_validator};
+use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
+use worker_storage::testing::{ProxyMode, SeaweedFs, TestProxy, unique_name};
+use worker_storage::{BucketCredentials, ObjectStore, S3Store};
+
+const NETUID: u16 = 1;
+const BLOCKS_PER_WINDOW: u64 = 20;
+const BLOCK: Duration = Duration::from_millis(400);
+/// The roles stop once their models hold this window's outer step.
+const LAST_WINDOW: u64 = 7;
+
+fn manifest() -> RunManifest {
+    let mut m = RunManifest::reference(&unique_name("faults"), "tiny");
+    m.window.blocks_per_window = BLOCKS_PER_WINDOW;
+    m.window.upload_deadline_secs = 4;
+    m.training.inner_steps = 2;
+    m.training.micro_batch_size = 4;
+    m.training.batch_size = 4;
+    m.training.inner_lr = 0.003;
+    m.training.warmup_steps = 2;
+    m.weights.interval_windows = 1;
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let server = SeaweedFs::shared();
+    // Every node reaches S3 only through this proxy.
+    let proxy = Arc::new(
+        TestProxy::start(server.s3_addr(), ProxyMode::PassThrough)
+            .await
+            .unwrap(),
+    );
+    let endpoint = proxy.endpoint();
+
+    let chain = EmbeddedChain::start(EmbeddedChainConfig {
+        blocks_per_window: BLOCKS_PER_WINDOW,
+        block_time: BLOCK,
+    });
+    chain.add_subnet(
+        NETUID,
+        SubnetConfig {
+            weights_rate_limit: BLOCKS_PER_WINDOW,
+            tempo: 5,
+            commit_reveal: false,
+            ..SubnetConfig::default()
+        },
+    );
+    let owner = Keypair::from_dev_name("owner");
+    let (validator_key_path, validator_key) = write_hotkey(dir.path(), "validator", 1);
+    let miners: Vec<_> = (0..2u8)
+        .map(|i| write_hotkey(dir.path(), &format!("miner-{i}"), 20 + i))
+        .collect();
+    let validator_uid = chain
+        .burned_register(NETUID, &owner, &validator_key.account_id())
+        .await
+        .unwrap();
+    chain
+        .add_stake(NETUID, &validator_key.account_id(), 1_000_000)
+        .unwrap();
+    for (_, key) in &miners {
+        chain
+            .burned_register(NETUID, &owner, &key.account_id())
+            .await
+            .unwrap();
+    }
+    let manifest_path = dir.path().join("run-manifest.json");
+    std::fs::write(&manifest_path, manifest().to_json_pretty()).unwrap();
+    let run = run_manifest::load_file(&manifest_path, None).unwrap();
+    let manifest_arg = manifest_path.to_str().unwrap().to_owned();
+
+    let reader = server.reader_credentials();
+    let resolver_endpoint = endpoint.clone();
+    let resolve = Arc::new(move |c: &BucketCredentials| {
+        Ok(Arc::new(S3Store::new(c.s3_config(Some(&resolver_endpoint)))?) as Arc<dyn ObjectStore>)
+    });
+    let own_store = |bucket: &str| {
+        let config = server.s3_config(bucket).with_endpoint(endpoint.clone());
+        async move {
+            let store = S3Store::new(config).unwrap();
+            store.ensure_bucket().await.unwrap();
+            Arc::new(store) as Arc<dyn ObjectStore>
+        }
+    };
+    let read_keys = [
+        "--storage-read-access-key-id",
+        reader.access_key_id.as_str(),
+        "--storage-read-secret-access-key",
+        reader.secret_access_key.as_str(),
+        "--manifest",
+        manifest_arg.as_str(),
+    ];
+    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+
+    let mut roles: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>>>>> =
+        Vec::new();
+    let validator_bucket = unique_name("faults-validator");
+    {
+        let args = ValidatorCli::parse_from(node_args(
+            &read_keys,
+            &validator_key_path,
+            &validator_bucket,
+            &dir.path().join("validator-ckpt"),
+            LAST_WINDOW,
+        ))
+        .validator;
+        let store = own_store(&validator_bucket).await;
+        let (chain, resolve, run) = (shared.clone(), resolve.clone(), run.clone());
+        roles.push(Box::pin(async move {
+            let ctx = connect(chain, store, args.node, &run).await?;
+            run_validator(ctx, &*resolve).await
+        }));
+    }
+    for (i, (path, _)) in miners.iter().enumerate() {
+        let bucket = unique_name(&format!("faults-miner-{i}"));
+        let args = MinerCli::parse_from(node_args(
+            &read_keys,
+            path,
+            &bucket,
+            &dir.path().join(format!("miner-ckpt-{i}")),
+            LAST_WINDOW,
+        ))
+        .node;
+        let store = own_store(&bucket).await;
+        let (chain, resolve, run) = (shared.clone(), resolve.clone(), run.clone());
+        roles.push(Box::pin(async move {
+            let ctx = connect(chain, store, args, &run).await?;
+            run_miner(ctx, &*resolve).await
+        }));
+    }
+
+    // The faults, on the block timer's clock: S3 is down for 20 s from early in window 1;
+    // the chain refuses every request for 3 blocks in window 4.
+    let faults = {
+        let (chain, proxy) = (chain.clone(), proxy.clone());
+        tokio::spawn(async move {
+            chain.wait_for_block(BLOCKS_PER_WINDOW + 3).await.unwrap();
+            proxy.set_down(true);
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            proxy.set_down(false);
+            let at = 4 * BLOCKS_PER_WINDOW + 6;
+            chain.wait_for_block(at).await.ok();
+            chain.refuse_requests_until(at + 3);
+            at
+        })
+    };
+    let results = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(roles))
+        .await
+        .expect("the roles finish their windows despite the outages");
+    for result in results {
+        result.expect("a role exited on an outage");
+    }
+    let chain_outage_at = faults.await.unwrap();
+
+    // Everyone ends on the last window with the same model, bit for bit.
+    let miner_ckpts: Vec<_> = (0..2)
+        .map(|i| dir.path().join(format!("miner-ckpt-{i}/miner.ckpt")))
+        .collect();
+    let window = assert_bit_identical(
+        &run,
+        &dir.path().join("validator-ckpt/validator.ckpt"),
+        &miner_ckpts,
+    );
+    assert_eq!(window, LAST_WINDOW);
+    // The validator set weights after both outages (weights are set directly here, so the
+    // chain's last-update block says when).
+    let metagraph = chain.metagraph(NETUID).await.unwrap();
+    let validator = metagraph
+        .neurons
+        .iter()
+        .find(|n| n.uid == validator_uid)
+        .unwrap();
+    assert!(
+        validator.last_update > chain_outage_at + 3,
+        "last weights at block {}, the chain outage ended at {}",
+        validator.last_update,
+        chain_outage_at + 3
+    );
+}
+
+/// A lead validator, a non-lead validator and two miners on local buckets. Miner 0 is
+/// killed mid-window 2 and the lead mid-window 4 (their loops dropped at an await, as by
+/// SIGKILL: nothing is flushed), each restarted from its checkpoint directory a window
+/// later. All four end bit-identical; both validators set weights after the restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let buckets = dir.path().join("buckets");
+    let chain = EmbeddedChain::start(EmbeddedChainConfig {
+        blocks_per_window: BLOCKS_PER_WINDOW,
+        block_time: BLOCK,
+    });
+    chain.add_subnet(
+        NETUID,
+        SubnetConfig {
+            weights_rate_limit: BLOCKS_PER_WINDOW,
+            tempo: 5,
+            commit_reveal: false,
+            ..SubnetConfig::default()
+        },
+    );
+    let owner = Keypair::from_dev_name("owner");
+    // Node 0 leads (most stake), node 1 validates without leading, nodes 2 and 3 mine.
+    let keys: Vec<_> = (0..4u8)
+        .map(|i| write_hotkey(dir.path(), &format!("node-{i}"), 40 + i))
+        .collect();
+    let mut uids = Vec::new();
+    for (_, key) in &keys {
+        uids.push(
+            chain
+                .burned_register(NETUID, &owner, &key.account_id())
+                .await
+                .unwrap(),
+        );
+    }
+    chain
+        .add_stake(NETUID, &keys[0].1.account_id(), 2_000_000)
+        .unwrap();
+    chain
+        .add_stake(NETUID, &keys[1].1.account_id(), 1_000_000)
+        .unwrap();
+    let manifest_path = dir.path().join("run-manifest.json");
+    std::fs::write(&manifest_path, manifest().to_json_pretty()).unwrap();
+    let run = run_manifest::load_file(&manifest_path, None).unwrap();
+    let manifest_arg = manifest_path.to_str().unwrap().to_owned();
+    let resolver_root = buckets.clone();
+    let resolve = Arc::new(move |c: &BucketCredentials| {
+        Ok(Arc::new(worker_storage::LocalStore::open(
+            resolver_root.join(&c.account_id),
+        )?) as Arc<dyn ObjectStore>)
+    });
+    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+    let ckpt = |i: usize| dir.path().join(format!("ckpt-{i}"));
+
+    // One node's loop from its command line: connect, then its role until LAST_WINDOW.
+    let node = |i: usize| {
+        let line = node_args(
+            &["--manifest", &manifest_arg],
+            &keys[i].0,
+            &format!("bucket-{i}"),
+            &ckpt(i),
+            LAST_WINDOW,
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            worker_storage::LocalStore::open(buckets.join(format!("bucket-{i}"))).unwrap(),
+        );
+        let (chain, resolve, run) = (shared.clone(), resolve.clone(), run.clone());
+        async move {
+            if i < 2 {
+                let args = ValidatorCli::parse_from(line).validator;
+                let ctx = connect(chain, store, args.node, &run).await?;
+                run_validator(ctx, &*resolve).await
+            } else {
+                let args = MinerCli::parse_from(line).node;
+                let ctx = connect(chain, store, args, &run).await?;
+                run_miner(ctx, &*resolve).await
+            }
+        }
+    };
+    // Kills node `i` at block `kill` and starts it again at block `restart`.
+    let killed = |i: usize, kill: u64, restart: u64| {
+        let first = node(i);
+        let again = node(i);
+        let chain = chain.clone();
+        async move {
+            tokio::select! {
+                result = first => return result,
+                _ = chain.wait_for_block(kill) => {}
+            }
+            chain.wait_for_block(restart).await.ok();
+            again.await
+        }
+    };
+    let w = BLOCKS_PER_WINDOW;
+    let lead_restart = 5 * w + 2;
+    let roles: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>>>>> = vec![
+        Box::pin(killed(0, 4 * w + 10, lead_restart)),
+        Box::pin(node(1)),
+        Box::pin(killed(2, 2 * w + 10, 3 * w + 2)),
+        Box::pin(node(3)),
+    ];
+    let results = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(roles))
+        .await
+        .expect("the nodes finish their windows");
+    for result in results {
+        result.expect("a node exited with an error");
+    }
+
+    let others: Vec<_> = [(1, "validator.ckpt"), (2, "miner.ckpt"), (3, "miner.ckpt")]
+        .iter()
+        .map(|(i, f)| ckpt(*i).join(f))
+        .collect();
+    let window = assert_bit_identical(&run, &ckpt(0).join("validator.ckpt"), &others);
+    assert_eq!(window, LAST_WINDOW);
+    let metagraph = chain.metagraph(NETUID).await.unwrap();
+    for uid in &uids[..2] {
+        let neuron = metagraph.neurons.iter().find(|n| n.uid == *uid).unwrap();
+        assert!(
+            neuron.last_update > lead_restart,
+            "validator uid {uid} last set weights at block {} (lead restarted at {lead_restart})",
+            neuron.last_update
+        );
+    }
+}
