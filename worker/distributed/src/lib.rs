@@ -8,11 +8,12 @@
 //!
 //! [`TrainerGroup`] implements `worker_model::Collectives`, the hook through which
 //! `InnerTrainer::data_parallel` splits a window over ranks, sums gradients and shards
-//! AdamW (ZeRO-1).
+//! AdamW (ZeRO-1). [`launch`] starts and watches one process per rank.
 
 mod error;
 mod ffi;
 mod group;
+pub mod launch;
 mod store;
 mod trainer_group;
 

@@ -33,7 +33,7 @@ fn floats(t: &Tensor) -> Vec<f32> {
 /// Every collective on values whose results are exact in fp32 / int64.
 fn check_collectives(env: &RankEnv) {
     let group = join(env);
-    let (r, w) = (env.rank as f32, env.world as f32);
+    let (r, w) = (env.rank as f64, env.world as f64);
     let n = 10i64;
     let base = Tensor::arange(n, (Kind::Float, tch::Device::Cpu));
 
