@@ -51,6 +51,12 @@ pub enum DistributedError {
     /// step), the replica has to restart.
     #[error("process group unusable after an earlier failure: {0}")]
     Poisoned(String),
+    /// SparseLoCo compression of a shard failed.
+    #[error("sparseloco: {0}")]
+    SparseLoco(#[from] worker_sparseloco::SparseLocoError),
+    /// A shard's payload did not decode (a bug or a corrupted transfer).
+    #[error("sparseloco wire: {0}")]
+    Wire(#[from] worker_sparseloco::WireError),
     /// A tensor operation around a collective failed.
     #[error("libtorch: {0}")]
     Torch(#[from] tch::TchError),

@@ -8,12 +8,14 @@
 //!
 //! [`TrainerGroup`] implements `worker_model::Collectives`, the hook through which
 //! `InnerTrainer::data_parallel` splits a window over ranks, sums gradients and shards
-//! AdamW (ZeRO-1). [`launch`] starts and watches one process per rank.
+//! AdamW (ZeRO-1). [`launch`] starts and watches one process per rank; [`sparse`] shards
+//! SparseLoCo error feedback and compression over the ranks.
 
 mod error;
 mod ffi;
 mod group;
 pub mod launch;
+pub mod sparse;
 mod store;
 mod trainer_group;
 
