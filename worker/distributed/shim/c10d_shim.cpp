@@ -123,7 +123,8 @@ int wd_tcp_store_new(
     options.port = port;
     options.isServer = is_server;
     options.numWorkers = static_cast<std::size_t>(world_size);
-    options.waitWorkers = is_server;
+    // Every rank (clients too) counts itself in and waits for the others, as torch.distributed does.
+    options.waitWorkers = true;
     options.timeout = millis(timeout_ms);
     auto store = c10::make_intrusive<c10d::TCPStore>(std::string(host), options);
     *out = new wd_store{store};

@@ -57,7 +57,7 @@ fn rank_zero_spawns_and_joins_its_ranks() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let exe = std::env::current_exe().unwrap();
-    let mut ranks = Ranks::spawn(&exe, &rank_args("rank_body"), 3, &store).unwrap();
+    let ranks = Ranks::spawn(&exe, &rank_args("rank_body"), 3, &store).unwrap();
     let group = join(0, 3, &store);
     assert_eq!(sum_of_ranks(&group).unwrap(), 3);
     group.barrier().unwrap();
