@@ -11,7 +11,9 @@ fn main() {
     // torch-sys (links = "tch") exports its libtorch lib directory to dependents.
     let lib_dir = match std::env::var("DEP_TCH_LIBTORCH_LIB") {
         Ok(dir) => PathBuf::from(dir),
-        Err(_) => fail("torch-sys did not report DEP_TCH_LIBTORCH_LIB (is torch-sys a dependency?)"),
+        Err(_) => {
+            fail("torch-sys did not report DEP_TCH_LIBTORCH_LIB (is torch-sys a dependency?)")
+        }
     };
     let root = lib_dir
         .parent()
@@ -19,7 +21,10 @@ fn main() {
         .unwrap_or_else(|| fail("libtorch lib directory has no parent"));
     let include = root.join("include");
     let api_include = include.join("torch/csrc/api/include");
-    if !include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp").exists() {
+    if !include
+        .join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp")
+        .exists()
+    {
         fail(&format!(
             "{} has no c10d headers (ProcessGroupGloo.hpp)",
             include.display()
@@ -55,7 +60,9 @@ fn main() {
         if let Ok(cuda) = std::env::var("CUDA_HOME") {
             build.include(Path::new(&cuda).join("include"));
         }
-        build.define("WD_WITH_NCCL", None).define("USE_C10D_NCCL", None);
+        build
+            .define("WD_WITH_NCCL", None)
+            .define("USE_C10D_NCCL", None);
         println!("cargo:rustc-link-lib=dylib=torch_cuda");
     }
     build.compile("wd_c10d");
@@ -74,7 +81,10 @@ fn cxx11_abi() -> String {
     if std::env::var_os("LIBTORCH_USE_PYTORCH").is_some() {
         for python in ["python", "python3"] {
             let output = Command::new(python)
-                .args(["-c", "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))"])
+                .args([
+                    "-c",
+                    "import torch; print(int(torch._C._GLIBCXX_USE_CXX11_ABI))",
+                ])
                 .output();
             if let Ok(output) = output
                 && output.status.success()

@@ -28,7 +28,10 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("config {config}, {cores} cores");
     for (world, sharding) in [(1, "replicated"), (2, "replicated"), (2, "zero1")] {
-        let dir = std::env::temp_dir().join(format!("wd-bench-{}-{world}-{sharding}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "wd-bench-{}-{world}-{sharding}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("bench dir");
         let exe = std::env::current_exe().expect("bench binary");
@@ -71,20 +74,20 @@ fn rank_main(rank: usize) {
         _ => OptimizerSharding::Replicated,
     };
     let timeout = Duration::from_secs(300);
-    let store = Store::file(&std::path::Path::new(&var("WD_BENCH_DIR")).join("store"), world, timeout)
-        .expect("store");
+    let store = Store::file(
+        &std::path::Path::new(&var("WD_BENCH_DIR")).join("store"),
+        world,
+        timeout,
+    )
+    .expect("store");
     let group = ProcessGroup::gloo(&store, rank, world, timeout, "127.0.0.1").expect("group");
     let group = TrainerGroup::new(Arc::new(group), DEFAULT_BUCKET_BYTES);
     let vocab = config.vocab_size;
     let params = config.param_count();
     let mut model = Llama::new(config, Device::Cpu, 1).expect("model");
-    let mut trainer = InnerTrainer::data_parallel(
-        AdamWConfig::default(),
-        &model,
-        Box::new(group),
-        sharding,
-    )
-    .expect("trainer");
+    let mut trainer =
+        InnerTrainer::data_parallel(AdamWConfig::default(), &model, Box::new(group), sharding)
+            .expect("trainer");
     tch::manual_seed(0);
     let batches: Vec<Batch> = (0..micro_batches)
         .map(|_| {

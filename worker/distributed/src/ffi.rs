@@ -92,8 +92,7 @@ unsafe extern "C" {
         timeout_ms: i64,
         error: *mut *mut c_char,
     ) -> i32;
-    pub(crate) fn wd_barrier(group: *mut WdGroup, timeout_ms: i64, error: *mut *mut c_char)
-    -> i32;
+    pub(crate) fn wd_barrier(group: *mut WdGroup, timeout_ms: i64, error: *mut *mut c_char) -> i32;
 }
 
 /// Takes ownership of a shim message (may be null) and returns it as a `String`.

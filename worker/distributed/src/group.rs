@@ -64,7 +64,9 @@ unsafe impl Send for ProcessGroup {}
 unsafe impl Sync for ProcessGroup {}
 
 pub(crate) fn millis(timeout: Duration) -> i64 {
-    i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX).max(1)
+    i64::try_from(timeout.as_millis())
+        .unwrap_or(i64::MAX)
+        .max(1)
 }
 
 impl ProcessGroup {

@@ -51,10 +51,13 @@ impl ShardedCompressor {
     ) -> Result<ShardedCompressor, DistributedError> {
         let numels: Vec<i64> = specs.iter().map(|s| s.shape.iter().product()).collect();
         let ranges = tensor_ranges(&numels, world_size);
-        let owned = ranges.get(rank).cloned().ok_or_else(|| DistributedError::Invalid {
-            op: "sharded compressor",
-            message: format!("rank {rank} outside world size {world_size}"),
-        })?;
+        let owned = ranges
+            .get(rank)
+            .cloned()
+            .ok_or_else(|| DistributedError::Invalid {
+                op: "sharded compressor",
+                message: format!("rank {rank} outside world size {world_size}"),
+            })?;
         let feedback = ErrorFeedback::with_config(&specs[owned], config, device)?;
         Ok(ShardedCompressor {
             specs: specs.to_vec(),

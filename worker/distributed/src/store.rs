@@ -78,7 +78,9 @@ impl Store {
         let message = unsafe { ffi::take_message(error) };
         match NonNull::new(out) {
             Some(raw) if status == ffi::STATUS_OK => Ok(Store { raw }),
-            _ if status == ffi::STATUS_INVALID => Err(DistributedError::Invalid { op: what, message }),
+            _ if status == ffi::STATUS_INVALID => {
+                Err(DistributedError::Invalid { op: what, message })
+            }
             _ => Err(DistributedError::Rendezvous { what, message }),
         }
     }

@@ -60,7 +60,9 @@ fn check_collectives(env: &RankEnv) {
     // reduce-scatter: rank r contributes (r + 1) * [0, 1, ..., w*n); gets its block summed.
     let whole = Tensor::arange(n * world, (Kind::Float, tch::Device::Cpu)) * (r + 1.0);
     let mut block = Tensor::zeros([n], (Kind::Float, tch::Device::Cpu));
-    group.reduce_scatter(&whole, &mut block, ReduceOp::Sum).unwrap();
+    group
+        .reduce_scatter(&whole, &mut block, ReduceOp::Sum)
+        .unwrap();
     let expected = Tensor::arange_start(
         env.rank as i64 * n,
         (env.rank as i64 + 1) * n,
@@ -68,7 +70,9 @@ fn check_collectives(env: &RankEnv) {
     ) * (w * (w + 1.0) / 2.0);
     assert_eq!(floats(&block), floats(&expected));
     let mut mean_block = Tensor::zeros([n], (Kind::Float, tch::Device::Cpu));
-    group.reduce_scatter(&whole, &mut mean_block, ReduceOp::Avg).unwrap();
+    group
+        .reduce_scatter(&whole, &mut mean_block, ReduceOp::Avg)
+        .unwrap();
     assert_eq!(floats(&mean_block), floats(&(expected / w)));
 
     // all-gather: rank r sends [r*100 + 0..n); the result is every block in rank order.
@@ -154,7 +158,10 @@ fn rank_body() {
             let store = Store::file(&env.store_path(), env.world, TIMEOUT).unwrap();
             let error = ProcessGroup::gloo(&store, env.rank, env.world, TIMEOUT, "127.0.0.1")
                 .expect_err("a group missing a rank cannot form");
-            assert!(matches!(error, DistributedError::Rendezvous { .. }), "{error}");
+            assert!(
+                matches!(error, DistributedError::Rendezvous { .. }),
+                "{error}"
+            );
             assert!(start.elapsed() < TIMEOUT * 3, "took {:?}", start.elapsed());
             eprintln!("rendezvous error after {:?}: {error}", start.elapsed());
             std::process::exit(0);
@@ -167,7 +174,13 @@ fn rank_body() {
 fn collectives_are_exact_on_one_two_and_four_ranks() {
     for world in [1, 2, 4] {
         let dir = tempfile::tempdir().unwrap();
-        run_ok("collectives", world, dir.path(), &[], Duration::from_secs(60));
+        run_ok(
+            "collectives",
+            world,
+            dir.path(),
+            &[],
+            Duration::from_secs(60),
+        );
     }
 }
 
@@ -235,7 +248,13 @@ fn a_group_missing_a_rank_fails_to_form_within_the_timeout() {
     // Only rank 0 of 2 starts.
     let exe = std::env::current_exe().unwrap();
     let mut child = std::process::Command::new(exe)
-        .args(["rank_body", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "rank_body",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ranks::RANK, "0")
         .env(ranks::WORLD, "2")
         .env(ranks::SCENARIO, "join_alone")

@@ -125,10 +125,7 @@ fn load(path: &Path) -> Record {
     let mut named: std::collections::HashMap<String, Tensor> =
         Tensor::load_multi(path).unwrap().into_iter().collect();
     let losses = Vec::<f64>::try_from(named.remove("losses").unwrap()).unwrap();
-    let optimizer_bytes = named
-        .remove("optimizer_bytes")
-        .unwrap()
-        .int64_value(&[0]) as u64;
+    let optimizer_bytes = named.remove("optimizer_bytes").unwrap().int64_value(&[0]) as u64;
     let params = (0..named.len())
         .map(|i| named.remove(&format!("p{i}")).unwrap())
         .collect();
@@ -166,7 +163,10 @@ fn rank_body() {
             Some(trainer.optimizer()),
             &[],
         );
-        assert!(refused.is_err(), "a sharded optimizer must not be checkpointed as a whole");
+        assert!(
+            refused.is_err(),
+            "a sharded optimizer must not be checkpointed as a whole"
+        );
     }
     save(&record, &env.dir.join(format!("rank{}.ot", env.rank)));
 }
@@ -205,13 +205,7 @@ fn max_abs_diff(a: &Record, b: &Record) -> f64 {
     a.params
         .iter()
         .zip(&b.params)
-        .map(|(x, y)| {
-            (x - y)
-                .abs()
-                .max()
-                .to_kind(Kind::Double)
-                .double_value(&[])
-        })
+        .map(|(x, y)| (x - y).abs().max().to_kind(Kind::Double).double_value(&[]))
         .fold(0.0, f64::max)
 }
 
@@ -238,8 +232,14 @@ fn check_against(reference: &Record, ranks: &[Record], label: &str) {
         "{label}: max |param - single| = {diff:.3e}, max |loss - single| = {loss_diff:.3e}, losses {:?}, optimizer bytes/rank {}",
         ranks[0].losses, ranks[0].optimizer_bytes
     );
-    assert!(diff <= PARAM_TOLERANCE, "{label}: parameters differ by {diff}");
-    assert!(loss_diff <= LOSS_TOLERANCE, "{label}: losses differ by {loss_diff}");
+    assert!(
+        diff <= PARAM_TOLERANCE,
+        "{label}: parameters differ by {diff}"
+    );
+    assert!(
+        loss_diff <= LOSS_TOLERANCE,
+        "{label}: losses differ by {loss_diff}"
+    );
 }
 
 #[test]
@@ -252,9 +252,16 @@ fn one_two_and_four_ranks_train_like_one_process_with_and_without_zero1() {
     );
     for world in [1, 2, 4] {
         let replicated = run_ranks("tiny", "replicated", world);
-        check_against(&single, &replicated, &format!("tiny, {world} ranks, replicated"));
+        check_against(
+            &single,
+            &replicated,
+            &format!("tiny, {world} ranks, replicated"),
+        );
         if world == 1 {
-            assert!(bit_equal(&single, &replicated[0]), "one rank is the single process");
+            assert!(
+                bit_equal(&single, &replicated[0]),
+                "one rank is the single process"
+            );
         }
         let zero1 = run_ranks("tiny", "zero1", world);
         check_against(&single, &zero1, &format!("tiny, {world} ranks, ZeRO-1"));
@@ -280,6 +287,14 @@ fn one_two_and_four_ranks_train_like_one_process_with_and_without_zero1() {
 #[test]
 fn untied_gqa_config_trains_like_one_process_on_two_ranks() {
     let single = reference("untied");
-    check_against(&single, &run_ranks("untied", "replicated", 2), "untied, 2 ranks");
-    check_against(&single, &run_ranks("untied", "zero1", 2), "untied, 2 ranks, ZeRO-1");
+    check_against(
+        &single,
+        &run_ranks("untied", "replicated", 2),
+        "untied, 2 ranks",
+    );
+    check_against(
+        &single,
+        &run_ranks("untied", "zero1", 2),
+        "untied, 2 ranks, ZeRO-1",
+    );
 }

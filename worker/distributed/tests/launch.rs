@@ -12,10 +12,16 @@ use worker_distributed::{DistributedError, ProcessGroup, ReduceOp, Store};
 const TIMEOUT: Duration = Duration::from_secs(5);
 
 fn rank_args(body: &str) -> Vec<OsString> {
-    [body, "--exact", "--ignored", "--nocapture", "--test-threads=1"]
-        .iter()
-        .map(OsString::from)
-        .collect()
+    [
+        body,
+        "--exact",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
 }
 
 fn join(rank: usize, world: usize, store: &std::path::Path) -> ProcessGroup {
@@ -30,7 +36,9 @@ fn sum_of_ranks(group: &ProcessGroup) -> Result<i64, DistributedError> {
 }
 
 fn body(die: bool) {
-    let spec = RankSpec::from_env().unwrap().expect("spawned with the rank environment");
+    let spec = RankSpec::from_env()
+        .unwrap()
+        .expect("spawned with the rank environment");
     let group = join(spec.rank, spec.world_size, &spec.rendezvous);
     let world = spec.world_size as i64;
     assert_eq!(sum_of_ranks(&group).unwrap(), world * (world - 1) / 2);
@@ -74,9 +82,16 @@ fn a_dead_rank_fails_rank_zero_within_the_timeout() {
     assert_eq!(sum_of_ranks(&group).unwrap(), 1);
     let start = Instant::now();
     let error = group.barrier().expect_err("the peer died");
-    assert!(start.elapsed() <= TIMEOUT + Duration::from_secs(2), "{:?}", start.elapsed());
     assert!(
-        matches!(error, DistributedError::Failed { .. } | DistributedError::Timeout { .. }),
+        start.elapsed() <= TIMEOUT + Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    assert!(
+        matches!(
+            error,
+            DistributedError::Failed { .. } | DistributedError::Timeout { .. }
+        ),
         "{error}"
     );
     let deadline = Instant::now() + TIMEOUT;

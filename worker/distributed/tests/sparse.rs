@@ -58,7 +58,11 @@ fn rank_body() {
             .unwrap();
         assert_eq!(payload.is_some(), env.rank == 0);
         if let Some(payload) = payload {
-            std::fs::write(env.dir.join(format!("window{window}.bin")), encode(&payload)).unwrap();
+            std::fs::write(
+                env.dir.join(format!("window{window}.bin")),
+                encode(&payload),
+            )
+            .unwrap();
         }
     }
     std::fs::write(
@@ -86,11 +90,17 @@ fn sharded_compression_assembles_the_single_process_payload() {
         run_ok("sparse", world, dir.path(), &[], Duration::from_secs(120));
         for (window, expected) in reference.iter().enumerate() {
             let got = std::fs::read(dir.path().join(format!("window{window}.bin"))).unwrap();
-            assert!(got == *expected, "{world} ranks, window {window}: payload differs");
+            assert!(
+                got == *expected,
+                "{world} ranks, window {window}: payload differs"
+            );
         }
         let owned: Vec<String> = (0..world)
             .map(|r| std::fs::read_to_string(dir.path().join(format!("owned{r}"))).unwrap())
             .collect();
-        eprintln!("{world} ranks: tensors per rank {owned:?}, {} bytes in window 0", reference[0].len());
+        eprintln!(
+            "{world} ranks: tensors per rank {owned:?}, {} bytes in window 0",
+            reference[0].len()
+        );
     }
 }

@@ -98,11 +98,7 @@ impl AdamW {
         rank: usize,
         world_size: usize,
     ) -> Result<AdamW> {
-        let numels: Vec<i64> = model
-            .canonical()
-            .iter()
-            .map(|t| t.numel() as i64)
-            .collect();
+        let numels: Vec<i64> = model.canonical().iter().map(|t| t.numel() as i64).collect();
         let shard = FlatShard::new(&numels, rank, world_size);
         let device = model.device();
         let zeros = || -> Result<Vec<Tensor>> {
@@ -271,7 +267,8 @@ impl AdamW {
             let _ = param.f_sub_(&m.f_div(&denom)?.f_mul_scalar_(lr / bias1)?)?;
             Ok::<(), ModelError>(())
         };
-        let decays = |param: &Tensor| c.weight_decay != 0.0 && (c.decay_vectors || param.dim() >= 2);
+        let decays =
+            |param: &Tensor| c.weight_decay != 0.0 && (c.decay_vectors || param.dim() >= 2);
         tch::no_grad(|| -> Result<()> {
             match &self.shard {
                 None => {
@@ -293,7 +290,9 @@ impl AdamW {
                         let param = &params[s.param];
                         let decay = decays(param);
                         let mut piece = param.f_view([-1])?.f_narrow(0, s.start, s.len)?;
-                        let g = grads[s.param].f_reshape([-1])?.f_narrow(0, s.start, s.len)?;
+                        let g = grads[s.param]
+                            .f_reshape([-1])?
+                            .f_narrow(0, s.start, s.len)?;
                         update(
                             &mut piece,
                             &g,

@@ -47,7 +47,13 @@ pub fn spawn(scenario: &str, world: usize, dir: &Path, extra: &[(&str, String)])
         .map(|rank| {
             let mut command = Command::new(&exe);
             command
-                .args(["rank_body", "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+                .args([
+                    "rank_body",
+                    "--exact",
+                    "--ignored",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(RANK, rank.to_string())
                 .env(WORLD, world.to_string())
                 .env(SCENARIO, scenario)
@@ -86,7 +92,13 @@ pub fn wait_all(children: &mut [Child], deadline: Duration) -> (Vec<Option<ExitS
 }
 
 /// Runs `scenario` on `world` ranks and asserts that every rank exits 0 within `deadline`.
-pub fn run_ok(scenario: &str, world: usize, dir: &Path, extra: &[(&str, String)], deadline: Duration) {
+pub fn run_ok(
+    scenario: &str,
+    world: usize,
+    dir: &Path,
+    extra: &[(&str, String)],
+    deadline: Duration,
+) {
     let mut children = spawn(scenario, world, dir, extra);
     let (statuses, took) = wait_all(&mut children, deadline);
     for (rank, status) in statuses.iter().enumerate() {
