@@ -4,8 +4,9 @@
 //! (`WD_BENCH_CONFIG=tiny|150m`, default 150m; `WD_BENCH_STEPS`, default 5). The global
 //! batch is fixed (2 micro-batches of 1 x 256 tokens for 150m), so 2 ranks each do half
 //! the forward/backward and then all-reduce the gradients. The machine's cores are split
-//! evenly between the ranks (libtorch intra-op threads = cores / ranks). Prints best and
-//! median step, tokens/s, optimizer bytes and peak RSS per rank.
+//! evenly between the ranks (libtorch intra-op threads = cores / ranks); `WD_BENCH_RUNS`
+//! picks the runs (default `1,1t1,2,2z`, see `main`). Prints best and median step,
+//! tokens/s, optimizer bytes and peak RSS per rank.
 
 use std::process::Command;
 use std::sync::Arc;
@@ -27,7 +28,16 @@ fn main() {
     let config = std::env::var("WD_BENCH_CONFIG").unwrap_or_else(|_| "150m".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!("config {config}, {cores} cores");
-    for (world, sharding) in [(1, "replicated"), (2, "replicated"), (2, "zero1")] {
+    // "1": 1 rank on every core, "1t1": 1 rank on one core, "2": 2 ranks, "2z": 2 ranks ZeRO-1.
+    let runs = std::env::var("WD_BENCH_RUNS").unwrap_or_else(|_| "1,1t1,2,2z".into());
+    for run in runs.split(',') {
+        let (world, sharding, threads) = match run {
+            "1" => (1, "replicated", cores),
+            "1t1" => (1, "replicated", 1),
+            "2" => (2, "replicated", (cores / 2).max(1)),
+            "2z" => (2, "zero1", (cores / 2).max(1)),
+            other => panic!("unknown WD_BENCH_RUNS entry {other}"),
+        };
         let dir = std::env::temp_dir().join(format!(
             "wd-bench-{}-{world}-{sharding}",
             std::process::id()
@@ -43,7 +53,7 @@ fn main() {
                     .env("WD_BENCH_DIR", &dir)
                     .env("WD_BENCH_CONFIG", &config)
                     .env("WD_BENCH_SHARDING", sharding)
-                    .env("WD_BENCH_THREADS", (cores / world).max(1).to_string())
+                    .env("WD_BENCH_THREADS", threads.to_string())
                     .spawn()
                     .expect("spawn rank")
             })

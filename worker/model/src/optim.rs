@@ -69,6 +69,7 @@ pub struct AdamW {
     exp_avg: Vec<Tensor>,
     exp_avg_sq: Vec<Tensor>,
     shard: Option<FlatShard>,
+    gather_chunk: i64,
 }
 
 impl AdamW {
@@ -87,6 +88,7 @@ impl AdamW {
             exp_avg: zeros()?,
             exp_avg_sq: zeros()?,
             shard: None,
+            gather_chunk: DEFAULT_GATHER_CHUNK,
         })
     }
 
@@ -117,7 +119,14 @@ impl AdamW {
             exp_avg: zeros()?,
             exp_avg_sq: zeros()?,
             shard: Some(shard),
+            gather_chunk: DEFAULT_GATHER_CHUNK,
         })
+    }
+
+    /// Elements per rank in each ZeRO-1 parameter all-gather (fewer, larger collectives vs
+    /// smaller transient buffers; default [`DEFAULT_GATHER_CHUNK`]).
+    pub fn set_gather_chunk(&mut self, elements: i64) {
+        self.gather_chunk = elements.max(1);
     }
 
     /// The rank's share of the parameters when ZeRO-1 sharded.
@@ -304,7 +313,7 @@ impl AdamW {
                     let collectives = collectives.ok_or_else(|| {
                         ModelError::Config("a sharded optimizer needs a process group".into())
                     })?;
-                    gather_parameters(params, shard, collectives)?;
+                    gather_parameters(params, shard, self.gather_chunk, collectives)?;
                 }
             }
             Ok(())
@@ -317,35 +326,81 @@ impl AdamW {
     }
 }
 
-/// Reassembles every rank's updated range into the full parameters (ZeRO-1).
+/// Default elements per rank in one ZeRO-1 all-gather (16 MiB of fp32): bounds the gather
+/// buffers to `(world_size + 1) x 16 MiB` instead of a full copy of the parameters.
+pub const DEFAULT_GATHER_CHUNK: i64 = 1 << 22;
+
+/// Reassembles every rank's updated range into the full parameters (ZeRO-1), one chunk of
+/// each rank's range per all-gather.
 fn gather_parameters(
     params: &[Tensor],
     shard: &FlatShard,
+    gather_chunk: i64,
     collectives: &dyn Collectives,
 ) -> Result<()> {
     let Some(first) = params.first() else {
         return Ok(());
     };
     let device = first.device();
-    let local = Tensor::f_zeros([shard.per_rank], (Kind::Float, device))?;
-    for s in &shard.slices {
-        local
-            .f_narrow(0, s.local_offset, s.len)?
-            .f_copy_(&params[s.param].f_view([-1])?.f_narrow(0, s.start, s.len)?)?;
+    let flats = params
+        .iter()
+        .map(|p| p.f_view([-1]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let world = shard.world_size as i64;
+    let mut done = 0i64;
+    while done < shard.per_rank {
+        let chunk = gather_chunk.min(shard.per_rank - done);
+        let local = Tensor::f_zeros([chunk], (Kind::Float, device))?;
+        let own_start = shard.rank as i64 * shard.per_rank + done;
+        for_each_piece(&shard.numels, own_start, chunk, |param, start, at, len| {
+            local
+                .f_narrow(0, at, len)?
+                .f_copy_(&flats[param].f_narrow(0, start, len)?)?;
+            Ok(())
+        })?;
+        let mut gathered = Tensor::f_zeros([chunk * world], (Kind::Float, device))?;
+        collectives
+            .all_gather(&local, &mut gathered)
+            .map_err(ModelError::Collective)?;
+        for rank in 0..world {
+            let start_of_rank = rank * shard.per_rank + done;
+            for_each_piece(
+                &shard.numels,
+                start_of_rank,
+                chunk,
+                |param, start, at, len| {
+                    flats[param]
+                        .f_narrow(0, start, len)?
+                        .f_copy_(&gathered.f_narrow(0, rank * chunk + at, len)?)?;
+                    Ok(())
+                },
+            )?;
+        }
+        done += chunk;
     }
-    let mut gathered = Tensor::f_zeros(
-        [shard.per_rank * shard.world_size as i64],
-        (Kind::Float, device),
-    )?;
-    collectives
-        .all_gather(&local, &mut gathered)
-        .map_err(ModelError::Collective)?;
+    Ok(())
+}
+
+/// Calls `f(param, start in param, offset in the range, len)` for every piece of the flat
+/// range `[lo, lo + len)` of the concatenated parameters (padding past the end is skipped).
+fn for_each_piece(
+    numels: &[i64],
+    lo: i64,
+    len: i64,
+    mut f: impl FnMut(usize, i64, i64, i64) -> Result<()>,
+) -> Result<()> {
+    let hi = lo + len;
     let mut offset = 0i64;
-    for (param, &numel) in params.iter().zip(&shard.numels) {
-        param
-            .f_view([-1])?
-            .f_copy_(&gathered.f_narrow(0, offset, numel)?)?;
+    for (param, &numel) in numels.iter().enumerate() {
+        let a = offset.max(lo);
+        let b = (offset + numel).min(hi);
+        if a < b {
+            f(param, a - offset, a - lo, b - a)?;
+        }
         offset += numel;
+        if offset >= hi {
+            break;
+        }
     }
     Ok(())
 }
