@@ -57,6 +57,11 @@ pub fn save_checkpoint(
         ));
     }
     if let Some(optimizer) = optimizer {
+        if optimizer.shard().is_some() {
+            return Err(ModelError::Config(
+                "a ZeRO-1 sharded optimizer holds only this rank's moments; checkpoint it per rank or unsharded".into(),
+            ));
+        }
         for (name, (m, v)) in model
             .param_names()
             .iter()

@@ -48,6 +48,9 @@ pub enum ModelError {
     /// safetensors (de)serialisation error.
     #[error("safetensors: {0}")]
     SafeTensors(#[from] safetensors::SafeTensorError),
+    /// A collective operation of a data-parallel group failed (a peer died or hung).
+    #[error("collective: {0}")]
+    Collective(#[source] crate::parallel::CollectiveError),
     /// JSON (de)serialisation error.
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),

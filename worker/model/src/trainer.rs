@@ -7,6 +7,7 @@ use crate::batch::Batch;
 use crate::error::{ModelError, Result};
 use crate::model::Llama;
 use crate::optim::{AdamW, AdamWConfig, StepStats};
+use crate::parallel::{Collectives, OptimizerSharding, owns_micro_batch};
 
 /// Result of [`InnerTrainer::train_window`].
 #[derive(Debug)]
@@ -28,6 +29,19 @@ pub struct WindowOutcome {
 #[derive(Debug)]
 pub struct InnerTrainer {
     optimizer: AdamW,
+    group: Option<Group>,
+}
+
+/// The data-parallel group of a trainer (see [`crate::parallel`]).
+struct Group(Box<dyn Collectives>);
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Group")
+            .field("rank", &self.0.rank())
+            .field("world_size", &self.0.world_size())
+            .finish()
+    }
 }
 
 impl InnerTrainer {
@@ -35,7 +49,37 @@ impl InnerTrainer {
     pub fn new(config: AdamWConfig, model: &Llama) -> Result<InnerTrainer> {
         Ok(InnerTrainer {
             optimizer: AdamW::new(config, model)?,
+            group: None,
         })
+    }
+
+    /// A data-parallel trainer: this rank computes its share of every step's micro-batches
+    /// ([`owns_micro_batch`]), gradients are summed over `group` before each optimizer step,
+    /// and with [`OptimizerSharding::Zero1`] the AdamW moments are sharded over the ranks.
+    /// Every rank gets the same `steps` and ends each step with the same parameters.
+    pub fn data_parallel(
+        config: AdamWConfig,
+        model: &Llama,
+        group: Box<dyn Collectives>,
+        sharding: OptimizerSharding,
+    ) -> Result<InnerTrainer> {
+        let optimizer = match sharding {
+            OptimizerSharding::Replicated => AdamW::new(config, model)?,
+            OptimizerSharding::Zero1 => {
+                AdamW::sharded(config, model, group.rank(), group.world_size())?
+            }
+        };
+        Ok(InnerTrainer {
+            optimizer,
+            group: Some(Group(group)),
+        })
+    }
+
+    /// `(rank, world_size)`; `(0, 1)` for a single-process trainer.
+    pub fn rank_and_world(&self) -> (usize, usize) {
+        self.group
+            .as_ref()
+            .map_or((0, 1), |g| (g.0.rank(), g.0.world_size()))
     }
 
     /// The inner optimizer (for checkpoints).
@@ -55,24 +99,39 @@ impl InnerTrainer {
         model: &mut Llama,
         micro_batches: &[Batch],
     ) -> Result<(f64, i64, StepStats)> {
-        let mut counts = Vec::with_capacity(micro_batches.len());
-        for batch in micro_batches {
-            model.check_tokens(batch)?;
-            counts.push(batch.target_count()?);
+        let (rank, world) = self.rank_and_world();
+        let mut total = 0i64;
+        for (index, batch) in micro_batches.iter().enumerate() {
+            if owns_micro_batch(index, rank, world) {
+                model.check_tokens(batch)?;
+            }
+            total += batch.target_count()?;
         }
-        let total: i64 = counts.iter().sum();
         if total == 0 {
             return Err(ModelError::Data(
                 "inner step without any unmasked label".into(),
             ));
         }
         let mut loss_sum = 0.0;
-        for batch in micro_batches {
+        for (index, batch) in micro_batches.iter().enumerate() {
+            if !owns_micro_batch(index, rank, world) {
+                continue;
+            }
             let (sum, _) = model.loss_sum(batch)?;
             loss_sum += sum.f_double_value(&[])?;
             sum.f_div_scalar(total as f64)?.f_backward()?;
         }
-        let stats = self.optimizer.step(model)?;
+        let mut grads = AdamW::gradients(model)?;
+        let group = self.group.as_ref().map(|g| g.0.as_ref());
+        if let Some(group) = group {
+            let mut loss = [Tensor::from_slice(&[loss_sum])];
+            group
+                .all_reduce_sum(&mut loss)
+                .and_then(|()| group.all_reduce_sum(&mut grads))
+                .map_err(ModelError::Collective)?;
+            loss_sum = loss[0].f_double_value(&[0])?;
+        }
+        let stats = self.optimizer.step_with(model, grads, group)?;
         Ok((loss_sum / total as f64, total, stats))
     }
 

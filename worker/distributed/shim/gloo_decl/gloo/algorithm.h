@@ -1,0 +1,2 @@
+#pragma once
+// Intentionally empty: see ../README (torch wheel has no Gloo headers).

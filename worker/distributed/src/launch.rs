@@ -1,0 +1,172 @@
+//! One process per rank: rank 0 (the process the pod started) re-executes its own binary
+//! for ranks `1..world_size` with the rank in the environment, and watches them. A rank
+//! that exits fails the replica: [`Ranks::check`] reports it, and dropping [`Ranks`]
+//! kills the remaining children. Ranks whose rank 0 died notice it through their next
+//! collective (connection closed or timeout) and exit too.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+
+/// Rank of a spawned process.
+pub const ENV_RANK: &str = "WORKER_RANK";
+/// World size of a spawned process.
+pub const ENV_WORLD_SIZE: &str = "WORKER_WORLD_SIZE";
+/// File-store path of the group (one per replica start, e.g. under `/dev/shm`).
+pub const ENV_RENDEZVOUS: &str = "WORKER_RENDEZVOUS_FILE";
+
+/// Where this process sits in the replica's group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RankSpec {
+    /// `0..world_size`.
+    pub rank: usize,
+    /// Number of ranks.
+    pub world_size: usize,
+    /// File store shared by the ranks.
+    pub rendezvous: PathBuf,
+}
+
+/// Errors of spawning and watching ranks.
+#[derive(Debug, thiserror::Error)]
+pub enum LaunchError {
+    /// A rank environment variable is malformed.
+    #[error("{name}={value:?} is not valid: {reason}")]
+    BadEnv {
+        /// Variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// The binary could not be re-executed.
+    #[error("cannot start rank {rank}: {source}")]
+    Spawn {
+        /// Rank being started.
+        rank: usize,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rank exited (whatever its status) while the replica runs.
+    #[error("rank {rank} exited with {status}")]
+    RankExited {
+        /// Rank that left.
+        rank: usize,
+        /// Its exit status.
+        status: ExitStatus,
+    },
+}
+
+impl RankSpec {
+    /// The spec a spawned rank finds in its environment (`None` when not spawned: the
+    /// process is rank 0 or a single-rank worker).
+    pub fn from_env() -> Result<Option<RankSpec>, LaunchError> {
+        let Ok(rank) = std::env::var(ENV_RANK) else {
+            return Ok(None);
+        };
+        let parse = |name: &'static str, value: String| {
+            value.parse::<usize>().map_err(|e| LaunchError::BadEnv {
+                name,
+                value,
+                reason: e.to_string(),
+            })
+        };
+        let rank = parse(ENV_RANK, rank)?;
+        let world = std::env::var(ENV_WORLD_SIZE).unwrap_or_default();
+        let world_size = parse(ENV_WORLD_SIZE, world)?;
+        if rank == 0 || rank >= world_size {
+            return Err(LaunchError::BadEnv {
+                name: ENV_RANK,
+                value: rank.to_string(),
+                reason: format!("a spawned rank is in 1..{world_size}"),
+            });
+        }
+        let rendezvous = std::env::var_os(ENV_RENDEZVOUS).ok_or(LaunchError::BadEnv {
+            name: ENV_RENDEZVOUS,
+            value: String::new(),
+            reason: "unset".into(),
+        })?;
+        Ok(Some(RankSpec {
+            rank,
+            world_size,
+            rendezvous: PathBuf::from(rendezvous),
+        }))
+    }
+}
+
+/// The spawned ranks `1..world_size`, watched by rank 0.
+#[derive(Debug)]
+pub struct Ranks {
+    children: Vec<(usize, Child)>,
+}
+
+impl Ranks {
+    /// Starts `program args…` once per rank `1..world_size` with the rank environment.
+    pub fn spawn(
+        program: &Path,
+        args: &[OsString],
+        world_size: usize,
+        rendezvous: &Path,
+    ) -> Result<Ranks, LaunchError> {
+        let mut ranks = Ranks {
+            children: Vec::new(),
+        };
+        for rank in 1..world_size {
+            let child = Command::new(program)
+                .args(args)
+                .env(ENV_RANK, rank.to_string())
+                .env(ENV_WORLD_SIZE, world_size.to_string())
+                .env(ENV_RENDEZVOUS, rendezvous)
+                .spawn()
+                .map_err(|source| LaunchError::Spawn { rank, source })?;
+            tracing::info!(rank, world_size, pid = child.id(), "started rank");
+            ranks.children.push((rank, child));
+        }
+        Ok(ranks)
+    }
+
+    /// Fails if any rank has exited (a rank never exits before rank 0 in a healthy run).
+    pub fn check(&mut self) -> Result<(), LaunchError> {
+        for (rank, child) in &mut self.children {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(LaunchError::RankExited {
+                    rank: *rank,
+                    status,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for every rank to exit (after rank 0's own work is done); the first failure
+    /// is returned.
+    pub fn wait(mut self) -> Result<(), LaunchError> {
+        let mut first = None;
+        for (rank, child) in &mut self.children {
+            if let Ok(status) = child.wait()
+                && !status.success()
+                && first.is_none()
+            {
+                first = Some(LaunchError::RankExited {
+                    rank: *rank,
+                    status,
+                });
+            }
+        }
+        self.children.clear();
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Ranks {
+    fn drop(&mut self) {
+        for (rank, child) in &mut self.children {
+            if let Ok(None) = child.try_wait() {
+                tracing::warn!(rank = *rank, "stopping rank");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
