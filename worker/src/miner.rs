@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use tch::{Device, Tensor};
-use worker_model::{
-    InnerTrainer, SampleDigest, TokenDataset, assigned_sample_ids, load_checkpoint, save_checkpoint,
-};
+use worker_model::{InnerTrainer, SampleDigest, Samples, load_checkpoint, save_checkpoint};
 use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio, decode, encode};
 
 use crate::behaviour::Behaviour;
@@ -46,16 +44,15 @@ pub struct Miner {
 /// The sample ids `uid` must train on in `window`, and their digest.
 pub fn assignment(
     settings: &TrainingSettings,
-    dataset: &TokenDataset,
+    dataset: &dyn Samples,
     uid: u16,
     window: u64,
 ) -> Result<(Vec<u64>, SampleDigest)> {
-    let ids = assigned_sample_ids(
+    let ids = dataset.assigned_ids(
         settings.run_seed,
         uid,
         window,
         settings.samples_per_window(),
-        dataset.num_samples(),
     )?;
     let digest = SampleDigest::of(&ids);
     Ok((ids, digest))
@@ -87,7 +84,7 @@ impl Miner {
     pub fn produce(
         &mut self,
         window: u64,
-        dataset: &TokenDataset,
+        dataset: &dyn Samples,
         signer: &dyn Signer,
         victim: Option<&[u8]>,
     ) -> Result<MinerUpload> {
