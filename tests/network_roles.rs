@@ -69,6 +69,8 @@ fn node_args(extra: &[&str], hotkey: &Path, bucket: &str, checkpoints: &Path) ->
         "read-secret",
         "--checkpoint-dir",
         checkpoints.to_str().unwrap(),
+        "--bundled-dataset",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/bundled"),
         "--device",
         "cpu",
         "--until-window",
