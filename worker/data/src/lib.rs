@@ -8,6 +8,7 @@
 //! * [`ShardedDataset`]: `worker_model::Samples` over fetched, memory-mapped shards, with the
 //!   run's assignment ([`Assigner`]: every sample, or a rotating shard window).
 //! * [`open_for_run`]: from a run manifest's `data` section to its dataset.
+//! * [`prepare`] / [`upload`] / [`inspect`]: `worker data prepare` and `worker data inspect`.
 
 pub mod cache;
 pub mod dataset;
@@ -15,6 +16,8 @@ pub mod error;
 pub mod layout;
 pub mod manifest;
 pub mod open;
+pub mod prepare;
+pub mod publish;
 pub mod sampling;
 pub mod source;
 
@@ -27,5 +30,7 @@ pub use manifest::{
     ShardWidth, TokenizerEntry,
 };
 pub use open::{BUNDLED_DATASET_SHA256, DataArgs, open_for_run, read_manifest, source_for};
+pub use prepare::{PrepareOptions, PrepareOutcome, Progress, prepare};
+pub use publish::{UploadOutcome, inspect, upload};
 pub use sampling::Assigner;
 pub use source::{DirSource, S3Access, S3Source, ShardSource};
