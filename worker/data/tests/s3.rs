@@ -166,3 +166,72 @@ fn a_corrupt_or_missing_shard_in_the_bucket_is_a_clear_error_naming_it() {
         "{missing}"
     );
 }
+
+#[test]
+fn prepare_upload_and_train_from_the_bucket() {
+    use std::ops::ControlFlow;
+    use worker_data::{PrepareOptions, PrepareOutcome, UploadOutcome, inspect, prepare, upload};
+
+    let server = SeaweedFs::shared();
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("docs.jsonl");
+    let lines: String = (0..200)
+        .map(|i| {
+            let text = format!("Sample document number {i}. {}", "Hello there. ".repeat(i % 9 + 1));
+            format!("{}\n", serde_json::json!({ "body": text }))
+        })
+        .collect();
+    std::fs::write(&input, lines).unwrap();
+    let options = |out: &str, shard_tokens| PrepareOptions {
+        name: "uploaded".into(),
+        tokenizer: bundled_dir().join("tokenizer.json"),
+        eos_token: "<|endoftext|>".into(),
+        train: vec![input.clone()],
+        held_out: vec![],
+        text_field: "body".into(),
+        shard_tokens,
+        out: tmp.path().join(out),
+    };
+    let PrepareOutcome::Done { manifest, .. } =
+        prepare(&options("out", 700), |_| ControlFlow::Continue(())).unwrap()
+    else {
+        panic!("stopped")
+    };
+
+    let bucket = unique_name("prep");
+    let target = S3Source::with_config(server.s3_config(&bucket), "sets/uploaded").unwrap();
+    target.ensure_bucket().unwrap();
+    let outcome = upload(&tmp.path().join("out"), &target).unwrap();
+    assert!(
+        matches!(outcome, UploadOutcome::Uploaded { objects, .. } if objects == manifest.shards.len() + 2),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        upload(&tmp.path().join("out"), &target).unwrap(),
+        UploadOutcome::AlreadyThere
+    );
+    // A different dataset at the same prefix is refused.
+    prepare(&options("other", 900), |_| ControlFlow::Continue(())).unwrap();
+    let err = upload(&tmp.path().join("other"), &target).unwrap_err();
+    assert!(err.to_string().contains("refusing to overwrite"), "{err}");
+
+    // A run naming the uploaded dataset trains from the bucket, with read credentials.
+    let run = run_with(dataset_section(
+        &format!("s3://{bucket}/sets/uploaded"),
+        &manifest.hash().to_hex(),
+        Some(server.endpoint()),
+    ));
+    let cache = tempfile::tempdir().unwrap();
+    let reader_credentials = server.reader_credentials();
+    let args = DataArgs {
+        data_access_key_id: Some(reader_credentials.access_key_id),
+        data_secret_access_key: Some(reader_credentials.secret_access_key),
+        ..DataArgs::with_cache(cache.path())
+    };
+    let dataset = open_for_run(&run, &args).unwrap();
+    let ids = dataset.assigned_ids(42, 0, 0, 8).unwrap();
+    let steps = dataset.window_steps(&ids, 2, 1, 4).unwrap();
+    assert_eq!(steps.len(), 2);
+    let report = inspect(&reader(&bucket, "sets/uploaded"), 8).unwrap();
+    assert!(report.contains("Sample document number 0"), "{report}");
+}
