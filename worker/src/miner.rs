@@ -89,6 +89,10 @@ impl Miner {
         victim: Option<&[u8]>,
     ) -> Result<MinerUpload> {
         let (assigned, digest) = assignment(&self.settings, dataset, self.uid, window)?;
+        // The next window's shards download while this one trains.
+        if let Ok((next, _)) = assignment(&self.settings, dataset, self.uid, window + 1) {
+            dataset.prefetch(&next);
+        }
         if self.behaviour == Behaviour::Copycat
             && let Some(victim) = victim
         {
