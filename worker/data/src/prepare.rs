@@ -204,9 +204,10 @@ impl Run<'_> {
         state: &mut State,
         progress: &mut impl FnMut(Progress) -> ControlFlow<()>,
     ) -> Result<ControlFlow<()>> {
+        let options = self.options;
         let (inputs, key_prefix) = match split {
-            Split::Train => (&self.options.train, "train"),
-            Split::HeldOut => (&self.options.held_out, "val"),
+            Split::Train => (&options.train, "train"),
+            Split::HeldOut => (&options.held_out, "val"),
         };
         let current = match split {
             Split::Train => &state.train,
@@ -215,12 +216,12 @@ impl Run<'_> {
         if current.finished || inputs.is_empty() {
             return Ok(ControlFlow::Continue(()));
         }
-        let shard_tokens = self.options.shard_tokens as usize;
+        let shard_tokens = options.shard_tokens as usize;
         let mut split_state = current.clone();
         // Tokens not yet in a shard, with the (document, count) runs they came from.
         let mut buffer: Vec<u32> = Vec::with_capacity(shard_tokens * 2);
         let mut runs: VecDeque<(u64, u64, u64)> = VecDeque::new(); // (doc, first offset, count)
-        let mut documents = Documents::open(inputs, &self.options.text_field)?;
+        let mut documents = Documents::open(inputs, &options.text_field);
         let skip_to = split_state.next_document;
         let mut batch: Vec<(u64, String)> = Vec::new();
         loop {
@@ -363,14 +364,14 @@ struct Documents<'a> {
 }
 
 impl<'a> Documents<'a> {
-    fn open(inputs: &'a [PathBuf], text_field: &'a str) -> Result<Self> {
-        Ok(Self {
+    fn open(inputs: &'a [PathBuf], text_field: &'a str) -> Self {
+        Self {
             inputs,
             text_field,
             next_input: 0,
             lines: None,
             index: 0,
-        })
+        }
     }
 
     fn next_document(&mut self) -> Result<Option<(u64, String)>> {
@@ -434,13 +435,16 @@ fn is_jsonl(path: &Path) -> bool {
 fn fingerprint(options: &PrepareOptions, tokenizer: &[u8]) -> Result<String> {
     let mut hasher = Sha256::new();
     hasher.update(b"templar/prepare/v1\0");
-    for part in [
+    let shard_tokens = options.shard_tokens.to_le_bytes();
+    let tokenizer_digest = Sha256::digest(tokenizer);
+    let parts: [&[u8]; 5] = [
         options.name.as_bytes(),
         options.eos_token.as_bytes(),
         options.text_field.as_bytes(),
-        &options.shard_tokens.to_le_bytes(),
-        &Sha256::digest(tokenizer),
-    ] {
+        &shard_tokens,
+        &tokenizer_digest,
+    ];
+    for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
