@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use worker_data::{
-    DirSource, PrepareOptions, PrepareOutcome, S3Source, ShardCache, ShardSource, ShardedDataset,
+    PrepareOptions, PrepareOutcome, S3Source, ShardCache, ShardSource, ShardedDataset,
     Split, prepare, read_manifest, upload,
 };
 use worker_model::Samples;
@@ -121,5 +121,4 @@ fn main() {
         per_batch * 1e6,
         100.0 * per_batch / TRAIN_STEP_SECS
     );
-    let _ = DirSource::new(&out);
 }

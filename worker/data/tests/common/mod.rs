@@ -35,10 +35,16 @@ pub fn dataset_section(uri: &str, sha256: &str, endpoint: Option<&str>) -> DataS
     })
 }
 
-/// The bytes of synthetic shard `index`: `tokens` u16 tokens derived from the index.
+/// The bytes of synthetic shard `index`: `tokens` u16 tokens derived from the index, the
+/// first two spelling it (so no two shards share content: the cache is content-addressed).
 pub fn synthetic_shard(index: usize, tokens: usize) -> Vec<u8> {
     (0..tokens)
-        .flat_map(|t| (((index * 7919 + t * 31) % 2047 + 1) as u16).to_le_bytes())
+        .map(|t| match t {
+            0 => index % 2047 + 1,
+            1 => index / 2047 % 2047 + 1,
+            _ => (index * 7919 + t * 31) % 2047 + 1,
+        })
+        .flat_map(|t| (t as u16).to_le_bytes())
         .collect()
 }
 
