@@ -232,6 +232,6 @@ fn prepare_upload_and_train_from_the_bucket() {
     let ids = dataset.assigned_ids(42, 0, 0, 8).unwrap();
     let steps = dataset.window_steps(&ids, 2, 1, 4).unwrap();
     assert_eq!(steps.len(), 2);
-    let report = inspect(&reader(&bucket, "sets/uploaded"), 8).unwrap();
+    let report = inspect(&reader(&bucket, "sets/uploaded"), 32).unwrap();
     assert!(report.contains("Sample document number 0"), "{report}");
 }
