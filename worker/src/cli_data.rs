@@ -188,8 +188,8 @@ pub fn run(args: &DataCommandArgs) -> Result<String> {
                 out.display()
             );
             if let Some(target) = target {
-                let DatasetUri::S3 { bucket, prefix } = DatasetUri::parse(target)
-                    .map_err(|e| NodeError::Config(e.to_string()))?
+                let DatasetUri::S3 { bucket, prefix } =
+                    DatasetUri::parse(target).map_err(|e| NodeError::Config(e.to_string()))?
                 else {
                     return Err(NodeError::Config("--upload takes an s3:// URI".into()));
                 };

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use worker_data::{
-    PrepareOptions, PrepareOutcome, S3Source, ShardCache, ShardSource, ShardedDataset,
-    Split, prepare, read_manifest, upload,
+    PrepareOptions, PrepareOutcome, S3Source, ShardCache, ShardSource, ShardedDataset, Split,
+    prepare, read_manifest, upload,
 };
 use worker_model::Samples;
 use worker_storage::testing::{SeaweedFs, unique_name};
@@ -40,7 +40,9 @@ fn main() {
     for _ in 0..docs {
         let mut doc = String::new();
         for _ in 0..400 {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             doc.push_str(words[(state >> 33) as usize % words.len()]);
             doc.push(if (state >> 20) % 13 == 0 { '.' } else { ' ' });
         }

@@ -107,7 +107,11 @@ impl ShardCache {
     }
 
     /// A verified local file of `shard`, fetched from `source` unless a valid copy is cached.
-    pub fn get(&self, source: &dyn ShardSource, shard: &ShardEntry) -> Result<(PathBuf, CacheOutcome)> {
+    pub fn get(
+        &self,
+        source: &dyn ShardSource,
+        shard: &ShardEntry,
+    ) -> Result<(PathBuf, CacheOutcome)> {
         let _one_at_a_time = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
         let path = self.path_of(shard);
         let mut outcome = CacheOutcome::Fetched;
@@ -134,9 +138,7 @@ impl ShardCache {
                 reason,
             });
         }
-        let partial = self
-            .dir
-            .join(format!("{PARTIAL_PREFIX}{}", shard.sha256));
+        let partial = self.dir.join(format!("{PARTIAL_PREFIX}{}", shard.sha256));
         std::fs::write(&partial, &body).map_err(|e| DataError::io(&partial, e))?;
         std::fs::rename(&partial, &path).map_err(|e| DataError::io(&path, e))?;
         self.touch(&shard.sha256, shard.bytes());
@@ -201,7 +203,10 @@ pub(crate) fn file_matches(path: &Path, shard: &ShardEntry) -> std::result::Resu
     }
     let digest = hex::encode(hasher.finalize());
     if digest != shard.sha256 {
-        return Err(format!("sha256 {digest}, the manifest says {}", shard.sha256));
+        return Err(format!(
+            "sha256 {digest}, the manifest says {}",
+            shard.sha256
+        ));
     }
     Ok(())
 }
@@ -217,7 +222,10 @@ fn bytes_match(body: &[u8], shard: &ShardEntry) -> std::result::Result<(), Strin
     }
     let digest = hex::encode(Sha256::digest(body));
     if digest != shard.sha256 {
-        return Err(format!("sha256 {digest}, the manifest says {}", shard.sha256));
+        return Err(format!(
+            "sha256 {digest}, the manifest says {}",
+            shard.sha256
+        ));
     }
     Ok(())
 }

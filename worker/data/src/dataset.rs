@@ -240,7 +240,10 @@ impl Samples for ShardedDataset {
         window: u64,
         count: usize,
     ) -> worker_model::Result<Vec<u64>> {
-        Ok(self.inner.assigner.assigned_ids(run_seed, uid, window, count)?)
+        Ok(self
+            .inner
+            .assigner
+            .assigned_ids(run_seed, uid, window, count)?)
     }
 
     fn random_ids(&self, window: u64, count: usize) -> worker_model::Result<Vec<u64>> {

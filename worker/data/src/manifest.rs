@@ -176,7 +176,10 @@ impl DatasetManifest {
             fail("tokenizer.file".into(), reason.into());
         }
         if !is_sha256_hex(&self.tokenizer.sha256) {
-            fail("tokenizer.sha256".into(), "must be 64 lower-case hex digits".into());
+            fail(
+                "tokenizer.sha256".into(),
+                "must be 64 lower-case hex digits".into(),
+            );
         }
         if self.vocab_size == 0 {
             fail("vocabSize".into(), "must be > 0".into());
@@ -184,7 +187,10 @@ impl DatasetManifest {
         if self.eos_id >= self.vocab_size {
             fail(
                 "eosId".into(),
-                format!("{} is outside the vocabulary of {}", self.eos_id, self.vocab_size),
+                format!(
+                    "{} is outside the vocabulary of {}",
+                    self.eos_id, self.vocab_size
+                ),
             );
         }
         if self.shards.is_empty() {
@@ -256,7 +262,10 @@ pub fn check_key(key: &str) -> std::result::Result<(), &'static str> {
     if key.starts_with('/') || key.contains('\\') {
         return Err("must be a relative key with '/' separators");
     }
-    if key.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+    if key
+        .split('/')
+        .any(|s| s.is_empty() || s == "." || s == "..")
+    {
         return Err("must not hold empty, '.' or '..' segments");
     }
     Ok(())
@@ -345,7 +354,13 @@ mod tests {
         model.vocab_size = 1024;
         let err = sample().check_model(&model).unwrap_err();
         assert!(
-            matches!(err, DataError::ModelMismatch { field: "vocabSize", .. }),
+            matches!(
+                err,
+                DataError::ModelMismatch {
+                    field: "vocabSize",
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("2048") && err.to_string().contains("1024"));

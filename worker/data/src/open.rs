@@ -148,7 +148,11 @@ pub fn open_for_run(run: &VerifiedManifest, args: &DataArgs) -> Result<ShardedDa
                 )
             })?;
             let source: Arc<dyn ShardSource> = Arc::new(DirSource::new(dir));
-            (source, BUNDLED_DATASET_SHA256.to_owned(), Sampling::WholeDataset {})
+            (
+                source,
+                BUNDLED_DATASET_SHA256.to_owned(),
+                Sampling::WholeDataset {},
+            )
         }
         DataSection::Dataset(data) => (
             source_for(

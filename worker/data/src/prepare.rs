@@ -110,7 +110,9 @@ pub fn prepare(
     mut progress: impl FnMut(Progress) -> ControlFlow<()>,
 ) -> Result<PrepareOutcome> {
     if options.shard_tokens < 2 {
-        return Err(DataError::Prepare("--shard-tokens must be at least 2".into()));
+        return Err(DataError::Prepare(
+            "--shard-tokens must be at least 2".into(),
+        ));
     }
     if options.train.is_empty() {
         return Err(DataError::Prepare("no training input".into()));

@@ -50,7 +50,13 @@ pub fn upload(dir: &Path, target: &S3Source) -> Result<UploadOutcome> {
         }
     }
     let mut keys = vec![manifest.tokenizer.file.clone()];
-    keys.extend(manifest.shards.iter().chain(&manifest.held_out).map(|s| s.key.clone()));
+    keys.extend(
+        manifest
+            .shards
+            .iter()
+            .chain(&manifest.held_out)
+            .map(|s| s.key.clone()),
+    );
     keys.push(DATASET_MANIFEST_FILE.to_owned());
     let mut bytes = 0;
     for key in &keys {
@@ -107,7 +113,11 @@ pub fn inspect(source: &dyn ShardSource, sample_tokens: usize) -> Result<String>
     if manifest.shards.len() > LISTED {
         let _ = writeln!(out, "  ... {} more", manifest.shards.len() - LISTED);
     }
-    let _ = writeln!(out, "sample      {}", decoded_sample(source, &manifest, sample_tokens)?);
+    let _ = writeln!(
+        out,
+        "sample      {}",
+        decoded_sample(source, &manifest, sample_tokens)?
+    );
     Ok(out)
 }
 
@@ -122,7 +132,10 @@ fn decoded_sample(
         return Err(DataError::CorruptShard {
             key: manifest.tokenizer.file.clone(),
             source_name: source.uri(),
-            reason: format!("sha256 {digest}, the manifest says {}", manifest.tokenizer.sha256),
+            reason: format!(
+                "sha256 {digest}, the manifest says {}",
+                manifest.tokenizer.sha256
+            ),
         });
     }
     let tokenizer = tokenizers::Tokenizer::from_bytes(&tokenizer_bytes)

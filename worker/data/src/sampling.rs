@@ -88,18 +88,29 @@ impl Assigner {
             Some(eligible) => {
                 let total = eligible.total();
                 let local = assigned_sample_ids(seed, uid, window, count, total)?;
-                Ok(local.into_iter().map(|id| eligible.global(id, &self.layout)).collect())
+                Ok(local
+                    .into_iter()
+                    .map(|id| eligible.global(id, &self.layout))
+                    .collect())
             }
         }
     }
 
     /// `count` distinct ids eligible in `window`, drawn from `rng`.
-    pub fn random_ids(&self, rng: &mut impl RngCore, window: u64, count: usize) -> Result<Vec<u64>> {
+    pub fn random_ids(
+        &self,
+        rng: &mut impl RngCore,
+        window: u64,
+        count: usize,
+    ) -> Result<Vec<u64>> {
         match self.eligible(window)? {
             None => Ok(sample_ids(rng, count, self.layout.num_samples())?),
             Some(eligible) => {
                 let local = sample_ids(rng, count, eligible.total())?;
-                Ok(local.into_iter().map(|id| eligible.global(id, &self.layout)).collect())
+                Ok(local
+                    .into_iter()
+                    .map(|id| eligible.global(id, &self.layout))
+                    .collect())
             }
         }
     }
@@ -178,7 +189,10 @@ mod tests {
         assert_ne!(other_run.window_shards(0).unwrap(), w0);
         for uid in 0..5 {
             let ids = a.assigned_ids(7, uid, 1, 30).unwrap();
-            assert!(ids.iter().all(|id| w0.contains(&(*id as usize / 10))), "{ids:?}");
+            assert!(
+                ids.iter().all(|id| w0.contains(&(*id as usize / 10))),
+                "{ids:?}"
+            );
             let mut sorted = ids.clone();
             sorted.sort_unstable();
             sorted.dedup();
@@ -186,6 +200,9 @@ mod tests {
         }
         let random = a.random_ids(&mut rand::rng(), 2, 30).unwrap();
         assert!(random.iter().all(|id| w0.contains(&(*id as usize / 10))));
-        assert!(a.assigned_ids(7, 0, 1, 31).is_err(), "3 shards hold 30 samples");
+        assert!(
+            a.assigned_ids(7, 0, 1, 31).is_err(),
+            "3 shards hold 30 samples"
+        );
     }
 }

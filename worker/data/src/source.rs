@@ -263,9 +263,12 @@ impl ShardSource for S3Source {
         let bucket = self.store.bucket().to_owned();
         let object_key = self.object_key(key);
         let outcome = self.run(async move {
-            tokio::time::timeout(READ_TIMEOUT, get_object(client, bucket, object_key, max_bytes))
-                .await
-                .unwrap_or_else(|_| Err(GetError::Other("timed out".into())))
+            tokio::time::timeout(
+                READ_TIMEOUT,
+                get_object(client, bucket, object_key, max_bytes),
+            )
+            .await
+            .unwrap_or_else(|_| Err(GetError::Other("timed out".into())))
         });
         match outcome {
             Ok(body) => Ok(body),

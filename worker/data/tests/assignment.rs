@@ -58,24 +58,40 @@ fn check_window(sampling: Sampling, window: u64, max_shards: usize) -> usize {
     let miner = participant(sampling);
     let validator = participant(sampling);
     assert_eq!(miner.dataset.num_samples(), (SHARDS * 4) as u64);
-    assert_eq!(miner.source.keys_read(), [DATASET_MANIFEST_FILE], "opening reads no shard");
+    assert_eq!(
+        miner.source.keys_read(),
+        [DATASET_MANIFEST_FILE],
+        "opening reads no shard"
+    );
 
-    let ids = miner.dataset.assigned_ids(RUN_SEED, 7, window, PER_WINDOW).unwrap();
+    let ids = miner
+        .dataset
+        .assigned_ids(RUN_SEED, 7, window, PER_WINDOW)
+        .unwrap();
     let steps = miner.dataset.window_steps(&ids, 30, 1, 8).unwrap();
     assert_eq!(steps.len(), 30);
     // The validator recomputes the same ids and reads the first micro-batches of them.
-    let again = validator.dataset.assigned_ids(RUN_SEED, 7, window, PER_WINDOW).unwrap();
+    let again = validator
+        .dataset
+        .assigned_ids(RUN_SEED, 7, window, PER_WINDOW)
+        .unwrap();
     assert_eq!(again, ids);
     let checked = validator.dataset.batches(&again[..16], 8).unwrap();
     assert_eq!(checked.len(), 2);
     for &id in &again[..16] {
-        assert_eq!(validator.dataset.sample(id).unwrap(), miner.dataset.sample(id).unwrap());
+        assert_eq!(
+            validator.dataset.sample(id).unwrap(),
+            miner.dataset.sample(id).unwrap()
+        );
     }
 
     let needed = keys_of(&ids);
     let mut touched: BTreeSet<String> = miner.source.keys_read().into_iter().collect();
     assert!(touched.remove(DATASET_MANIFEST_FILE));
-    assert_eq!(touched, needed, "the miner read exactly the shards of its samples");
+    assert_eq!(
+        touched, needed,
+        "the miner read exactly the shards of its samples"
+    );
     assert!(needed.len() <= max_shards, "{} shards", needed.len());
     for (key, reads) in miner.source.reads.lock().unwrap().iter() {
         assert_eq!(*reads, 1, "{key} fetched once");
@@ -105,7 +121,10 @@ fn a_shard_window_confines_a_window_to_its_shards() {
     let window = p.dataset.assigner().window_shards(1234).unwrap();
     // Every uid of the window stays inside the same 64 shards; the next epoch moves on.
     for uid in 0..20 {
-        let ids = p.dataset.assigned_ids(RUN_SEED, uid, 1234, PER_WINDOW).unwrap();
+        let ids = p
+            .dataset
+            .assigned_ids(RUN_SEED, uid, 1234, PER_WINDOW)
+            .unwrap();
         assert!(ids.iter().all(|id| window.contains(&((id / 4) as usize))));
     }
     assert_ne!(p.dataset.assigner().window_shards(455 * 3).unwrap(), window);

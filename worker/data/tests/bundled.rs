@@ -74,7 +74,13 @@ fn a_dataset_that_does_not_fit_the_model_is_refused_naming_the_field() {
     };
     let err = open_for_run(&verify(m.clone(), "t", None).unwrap(), &args(&cache)).unwrap_err();
     assert!(
-        matches!(err, DataError::ModelMismatch { field: "vocabSize", .. }),
+        matches!(
+            err,
+            DataError::ModelMismatch {
+                field: "vocabSize",
+                ..
+            }
+        ),
         "{err}"
     );
 

@@ -31,7 +31,11 @@ fn inputs(dir: &Path) -> Vec<PathBuf> {
     }
     std::fs::write(&jsonl, lines).unwrap();
     let txt = dir.join("poem.txt");
-    std::fs::write(&txt, "Of Man's first disobedience, and the fruit\nOf that forbidden tree\n".repeat(40)).unwrap();
+    std::fs::write(
+        &txt,
+        "Of Man's first disobedience, and the fruit\nOf that forbidden tree\n".repeat(40),
+    )
+    .unwrap();
     vec![jsonl, txt]
 }
 
@@ -76,7 +80,8 @@ fn prepare_twice_gives_byte_identical_datasets() {
     let tmp = tempfile::tempdir().unwrap();
     let inputs = inputs(tmp.path());
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    let (manifest, _) = done(prepare(&options(&inputs, &a), |_| ControlFlow::Continue(())).unwrap());
+    let (manifest, _) =
+        done(prepare(&options(&inputs, &a), |_| ControlFlow::Continue(())).unwrap());
     done(prepare(&options(&inputs, &b), |_| ControlFlow::Continue(())).unwrap());
     assert_eq!(files(&a), files(&b));
 
@@ -173,10 +178,17 @@ fn prepare_reproduces_the_committed_bundled_dataset() {
         let mut ids: Vec<u32> = Vec::new();
         for shard in shards {
             let bytes = std::fs::read(bundled_dir().join(&shard.key)).unwrap();
-            ids.extend(bytes.chunks_exact(2).map(|b| u32::from(u16::from_le_bytes([b[0], b[1]]))));
+            ids.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]]))),
+            );
         }
         let mut lines = String::new();
-        for doc in ids.split(|&t| t == bundled.eos_id).filter(|d| !d.is_empty()) {
+        for doc in ids
+            .split(|&t| t == bundled.eos_id)
+            .filter(|d| !d.is_empty())
+        {
             let text = tok.decode(doc, false).unwrap();
             lines.push_str(&serde_json::json!({ "text": text }).to_string());
             lines.push('\n');

@@ -20,7 +20,10 @@ fn upload_bundled(prefix: &str, tamper: impl Fn(&str, &mut Vec<u8>)) -> String {
     let writer = S3Source::with_config(server.s3_config(&bucket), prefix).unwrap();
     writer.ensure_bucket().unwrap();
     let manifest = read_manifest(&DirSource::new(bundled_dir()), None).unwrap();
-    let mut keys = vec![DATASET_MANIFEST_FILE.to_owned(), manifest.tokenizer.file.clone()];
+    let mut keys = vec![
+        DATASET_MANIFEST_FILE.to_owned(),
+        manifest.tokenizer.file.clone(),
+    ];
     keys.extend(manifest.shards.iter().map(|s| s.key.clone()));
     keys.extend(manifest.held_out.iter().map(|s| s.key.clone()));
     for key in keys {
@@ -97,14 +100,20 @@ fn a_corrupt_or_truncated_cached_shard_is_dropped_and_fetched_again() {
     // Truncated (an interrupted copy, a full disk).
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-    assert_eq!(cache.get(&source, shard).unwrap().1, CacheOutcome::Refetched);
+    assert_eq!(
+        cache.get(&source, shard).unwrap().1,
+        CacheOutcome::Refetched
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
     // One flipped bit.
     let mut flipped = bytes.clone();
     flipped[1000] ^= 0x04;
     std::fs::write(&path, &flipped).unwrap();
-    assert_eq!(cache.get(&source, shard).unwrap().1, CacheOutcome::Refetched);
+    assert_eq!(
+        cache.get(&source, shard).unwrap().1,
+        CacheOutcome::Refetched
+    );
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
 
     // A cache reopened after a restart finds the valid file.
@@ -124,7 +133,10 @@ fn the_cache_stays_within_its_bound() {
     cache.get(&source, &manifest.shards[0]).unwrap();
     cache.get(&source, &manifest.shards[1]).unwrap();
     assert!(cache.total_bytes() <= bound);
-    assert!(!cache.path_of(&manifest.shards[0]).exists(), "least recently used evicted");
+    assert!(
+        !cache.path_of(&manifest.shards[0]).exists(),
+        "least recently used evicted"
+    );
     assert!(cache.path_of(&manifest.shards[1]).exists());
     assert_eq!(
         cache.get(&source, &manifest.shards[0]).unwrap().1,
@@ -156,9 +168,15 @@ fn a_corrupt_or_missing_shard_in_the_bucket_is_a_clear_error_naming_it() {
     assert!(dataset.sample(0).is_ok(), "shard 0 is intact");
     let last = dataset.num_samples() - 1;
     let err = dataset.sample(last).unwrap_err().to_string();
-    assert!(err.contains("train-00001.bin") && err.contains("corrupt"), "{err}");
+    assert!(
+        err.contains("train-00001.bin") && err.contains("corrupt"),
+        "{err}"
+    );
     assert!(err.contains(&format!("s3://{bucket}/ds")), "{err}");
-    assert!(!cache.path_of(&manifest.shards[1]).exists(), "nothing corrupt is cached");
+    assert!(
+        !cache.path_of(&manifest.shards[1]).exists(),
+        "nothing corrupt is cached"
+    );
 
     let missing = read_manifest(&reader(&bucket, "elsewhere"), None).unwrap_err();
     assert!(
@@ -177,7 +195,10 @@ fn prepare_upload_and_train_from_the_bucket() {
     let input = tmp.path().join("docs.jsonl");
     let lines: String = (0..200)
         .map(|i| {
-            let text = format!("Sample document number {i}. {}", "Hello there. ".repeat(i % 9 + 1));
+            let text = format!(
+                "Sample document number {i}. {}",
+                "Hello there. ".repeat(i % 9 + 1)
+            );
             format!("{}\n", serde_json::json!({ "body": text }))
         })
         .collect();

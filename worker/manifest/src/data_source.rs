@@ -87,7 +87,9 @@ impl DatasetUri {
             }
             let prefix = prefix.trim_end_matches('/');
             if prefix.starts_with('/') || prefix.split('/').any(|s| s == "." || s == "..") {
-                return Err(bad("prefix must not start with '/' or hold '.' or '..' segments"));
+                return Err(bad(
+                    "prefix must not start with '/' or hold '.' or '..' segments",
+                ));
             }
             if prefix.contains("//") {
                 return Err(bad("prefix must not hold empty segments"));
@@ -120,7 +122,10 @@ impl fmt::Display for DatasetUri {
 
 /// True for 64 lower-case hex digits.
 pub fn is_sha256_hex(text: &str) -> bool {
-    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    text.len() == 64
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]

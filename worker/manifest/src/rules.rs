@@ -4,8 +4,8 @@
 use std::fmt;
 
 use crate::compression::QUANTIZATION_BITS;
-use crate::model_shape::{BUNDLED_VOCAB_SIZE, PRESET_NAMES};
 use crate::data_source::{DatasetUri, Sampling, is_sha256_hex};
+use crate::model_shape::{BUNDLED_VOCAB_SIZE, PRESET_NAMES};
 use crate::sections::DataSection;
 use crate::{MANIFEST_VERSION, RunManifest};
 
@@ -195,9 +195,11 @@ fn check_data(c: &mut Checker, manifest: &RunManifest) {
         rotate_every_windows,
     } = data.sampling
     {
-        c.require(shards > 0, "data.dataset.sampling.shardWindow.shards", || {
-            "must be > 0".into()
-        });
+        c.require(
+            shards > 0,
+            "data.dataset.sampling.shardWindow.shards",
+            || "must be > 0".into(),
+        );
         c.require(
             rotate_every_windows > 0,
             "data.dataset.sampling.shardWindow.rotateEveryWindows",

@@ -255,7 +255,10 @@ fn a_dataset_reference_is_its_own_run_and_round_trips() {
     assert_ne!(run.hash(), verified(&reference()).hash());
     let text = whole.to_json_pretty();
     assert!(text.contains("\"wholeDataset\""), "{text}");
-    assert!(!text.contains("region"), "absent options are not written: {text}");
+    assert!(
+        !text.contains("region"),
+        "absent options are not written: {text}"
+    );
     assert_eq!(parse(&text, "t", None).unwrap().hash(), run.hash());
     let windowed = with_dataset(Sampling::ShardWindow {
         shards: 8,

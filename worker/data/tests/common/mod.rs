@@ -97,7 +97,12 @@ impl ShardSource for SyntheticSource {
     }
 
     fn read(&self, key: &str, _max_bytes: u64) -> Result<Vec<u8>, DataError> {
-        *self.reads.lock().unwrap().entry(key.to_owned()).or_default() += 1;
+        *self
+            .reads
+            .lock()
+            .unwrap()
+            .entry(key.to_owned())
+            .or_default() += 1;
         if key == DATASET_MANIFEST_FILE {
             return Ok(self.manifest.to_json_pretty().into_bytes());
         }

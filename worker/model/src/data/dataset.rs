@@ -173,7 +173,13 @@ impl TokenDataset {
         micro_batches_per_step: usize,
         micro_batch_size: usize,
     ) -> Result<Vec<Vec<Batch>>> {
-        Samples::window_steps(self, ids, inner_steps, micro_batches_per_step, micro_batch_size)
+        Samples::window_steps(
+            self,
+            ids,
+            inner_steps,
+            micro_batches_per_step,
+            micro_batch_size,
+        )
     }
 }
 
