@@ -31,9 +31,14 @@ RUN ln -s "$(python -c 'import os, torch; print(os.path.join(os.path.dirname(tor
     && useradd --uid 1000 --gid 1000 --home-dir /tmp --no-create-home --shell /usr/sbin/nologin worker
 ENV LD_LIBRARY_PATH=/opt/libtorch \
     HOME=/tmp \
+    WORKER_BUNDLED_DATASET=/usr/share/templar/datasets/bundled \
+    DATA_CACHE_DIR=/tmp/dataset-cache \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 COPY --from=build /out/worker /usr/local/bin/worker
+# The bundled dataset (what `data: {bundled: {}}` manifests train on); real runs name theirs
+# by URI in the run manifest.
+COPY worker/data/bundled /usr/share/templar/datasets/bundled
 USER 1000:1000
 WORKDIR /tmp
 ENTRYPOINT ["/usr/local/bin/worker"]

@@ -47,6 +47,8 @@ pub fn node_args(
         "write-secret",
         "--checkpoint-dir",
         checkpoints.to_str().unwrap(),
+        "--bundled-dataset",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/data/bundled"),
         "--device",
         "cpu",
         "--until-window",

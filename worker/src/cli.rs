@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::devnet::DevnetArgs;
 use crate::network::{NodeArgs, ValidatorArgs};
-use crate::{cli_manifest, cli_register, cli_status, cli_weights};
+use crate::{cli_data, cli_manifest, cli_register, cli_status, cli_weights};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -37,4 +37,6 @@ pub enum Command {
     Weights(cli_weights::WeightsArgs),
     /// Write a starting run manifest, or check one and print its SHA-256.
     Manifest(cli_manifest::ManifestArgs),
+    /// Prepare a tokenized dataset from text (and upload it), or inspect one.
+    Data(cli_data::DataCommandArgs),
 }

@@ -280,8 +280,20 @@ impl Node {
             max_windows: None,
             until_window: Some(devnet.windows - 1),
             max_object_mib: MAX_OBJECT_MIB,
+            data: worker_data::DataArgs {
+                bundled_dataset: Some(bundled_dataset()),
+                ..worker_data::DataArgs::with_cache(devnet.dir.join("data-cache").join(&self.name))
+            },
         }
     }
+}
+
+/// The bundled dataset: `WORKER_BUNDLED_DATASET`, else the checkout's `worker/data/bundled`
+/// (the devnet runs from a checkout).
+fn bundled_dataset() -> PathBuf {
+    std::env::var_os("WORKER_BUNDLED_DATASET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/bundled")))
 }
 
 /// Runs the devnet and returns its report (also printed unless `quiet`).

@@ -9,6 +9,8 @@ pub enum NodeError {
     Config(String),
     #[error("model: {0}")]
     Model(#[from] worker_model::ModelError),
+    #[error("data: {0}")]
+    Data(#[from] worker_data::DataError),
     #[error("sparseloco: {0}")]
     SparseLoco(#[from] worker_sparseloco::SparseLocoError),
     #[error("gradient wire format: {0}")]

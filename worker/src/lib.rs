@@ -16,6 +16,7 @@ pub mod behaviour;
 pub mod catch_up;
 pub mod cli;
 pub mod cli_common;
+pub mod cli_data;
 pub mod cli_manifest;
 pub mod cli_register;
 pub mod cli_status;

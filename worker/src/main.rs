@@ -9,7 +9,7 @@ use worker::cli::{Cli, Command};
 use worker::devnet;
 use worker::manifest_source::resolve_manifest;
 use worker::network::{NodeArgs, connect, own_s3_store, peer_s3_store, run_miner, run_validator};
-use worker::{cli_manifest, cli_register, cli_status, cli_weights};
+use worker::{cli_data, cli_manifest, cli_register, cli_status, cli_weights};
 use worker_chain::{Chain, SubxtChain, SubxtChainConfig};
 
 fn init_tracing(format: &str, default_filter: &str) {
@@ -125,6 +125,14 @@ async fn main() -> anyhow::Result<()> {
         Command::Manifest(args) => {
             init_tracing(&cli.log_format, "warn");
             println!("{}", cli_manifest::run(&args).context("worker manifest")?);
+        }
+        Command::Data(args) => {
+            init_tracing(&cli.log_format, "warn");
+            let report = tokio::task::spawn_blocking(move || cli_data::run(&args))
+                .await
+                .context("worker data")?
+                .context("worker data")?;
+            println!("{report}");
         }
         Command::Weights(args) => {
             init_tracing(&cli.log_format, "warn");

@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use tch::{Device, Tensor};
-use worker_model::{
-    InnerTrainer, SampleDigest, TokenDataset, assigned_sample_ids, load_checkpoint, save_checkpoint,
-};
+use worker_model::{InnerTrainer, SampleDigest, Samples, load_checkpoint, save_checkpoint};
 use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio, decode, encode};
 
 use crate::error::{NodeError, Result};
@@ -39,16 +37,15 @@ pub struct Miner {
 /// The sample ids `uid` must train on in `window`, and their digest.
 pub fn assignment(
     settings: &TrainingSettings,
-    dataset: &TokenDataset,
+    dataset: &dyn Samples,
     uid: u16,
     window: u64,
 ) -> Result<(Vec<u64>, SampleDigest)> {
-    let ids = assigned_sample_ids(
+    let ids = dataset.assigned_ids(
         settings.run_seed,
         uid,
         window,
         settings.samples_per_window(),
-        dataset.num_samples(),
     )?;
     let digest = SampleDigest::of(&ids);
     Ok((ids, digest))
@@ -73,10 +70,14 @@ impl Miner {
     pub fn produce(
         &mut self,
         window: u64,
-        dataset: &TokenDataset,
+        dataset: &dyn Samples,
         signer: &dyn Signer,
     ) -> Result<MinerUpload> {
         let (assigned, digest) = self.assignment(dataset, window)?;
+        // The next window's shards download while this one trains.
+        if let Ok((next, _)) = self.assignment(dataset, window + 1) {
+            dataset.prefetch(&next);
+        }
         let (pseudo, train_loss) = self.train(dataset, &assigned)?;
         self.compress_and_seal(window, &pseudo, digest, signer, train_loss)
     }
@@ -84,7 +85,7 @@ impl Miner {
     /// The sample ids this miner must train on in `window`, and their digest.
     pub fn assignment(
         &self,
-        dataset: &TokenDataset,
+        dataset: &dyn Samples,
         window: u64,
     ) -> Result<(Vec<u64>, SampleDigest)> {
         assignment(&self.settings, dataset, self.uid, window)
@@ -97,7 +98,7 @@ impl Miner {
 
     /// Runs the window's inner steps on samples `ids`; returns the pseudo-gradients and the
     /// mean inner loss.
-    pub fn train(&mut self, dataset: &TokenDataset, ids: &[u64]) -> Result<(Vec<Tensor>, f64)> {
+    pub fn train(&mut self, dataset: &dyn Samples, ids: &[u64]) -> Result<(Vec<Tensor>, f64)> {
         let steps = dataset.window_steps(
             ids,
             self.settings.inner_steps,

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use worker_model::TokenDataset;
+use worker_model::Samples;
 use worker_storage::UploadWindow;
 
 use crate::error::Result;
@@ -19,7 +19,7 @@ pub struct WindowInput<'a> {
     pub ctx: &'a NodeContext,
     pub resolve: &'a Resolver,
     pub window: u64,
-    pub dataset: &'a TokenDataset,
+    pub dataset: &'a dyn Samples,
     pub upload_window: UploadWindow,
 }
 

@@ -14,7 +14,8 @@ use run_manifest::deployment::{ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
 use tch::Device;
 use worker_chain::wallet::load_keypair;
 use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
-use worker_model::{CorpusSplit, TokenDataset, open_bundled};
+use worker_data::{DataArgs, ShardedDataset};
+use worker_model::Samples;
 use worker_storage::{
     BucketCredentials, FetchPolicy, ObjectKind, ObjectStore, RunLayout, S3Config, S3Credentials,
     S3Store, StorageError, UploadWindow, delete_old_windows,
@@ -78,6 +79,9 @@ pub struct NodeArgs {
     pub manifest_sha256: Option<String>,
     #[command(flatten)]
     pub storage: StorageArgs,
+    /// Where the run's dataset is cached and how it is read.
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Subnet id.
     #[arg(long, env = "NETUID")]
     pub netuid: u16,
@@ -258,8 +262,12 @@ impl NodeContext {
         parse_device(&self.args.device)
     }
 
-    fn dataset(&self, seq_len: i64) -> Result<TokenDataset> {
-        Ok(open_bundled(CorpusSplit::Train, seq_len as usize)?)
+    /// The dataset the run manifest names (fetched shard by shard, verified, cached).
+    fn dataset(&self) -> Result<ShardedDataset> {
+        Ok(worker_data::open_for_run(
+            self.settings.manifest(),
+            &self.args.data,
+        )?)
     }
 
     fn policy(&self, window: UploadWindow) -> FetchPolicy {
@@ -537,7 +545,7 @@ pub async fn run_miner_with(
         done = Some(miner.load_checkpoint(path)?);
         tracing::info!(window = ?done, "resumed from checkpoint");
     }
-    let dataset = ctx.dataset(miner.replica.model.config().seq_len)?;
+    let dataset = ctx.dataset()?;
     // `done`: the last window whose outer step the model holds; `attempted`: the last
     // window this loop worked on (an abandoned one is replayed by the next catch-up).
     let mut attempted = done;
@@ -609,7 +617,7 @@ async fn miner_window(
     ctx: &NodeContext,
     miner: &mut Miner,
     strategy: &mut dyn MinerStrategy,
-    dataset: &TokenDataset,
+    dataset: &dyn Samples,
     window: u64,
     upload_window: UploadWindow,
     resolve: &Resolver,
@@ -829,7 +837,7 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         validator.gauntlet = worker_gauntlet::Gauntlet::from_json(gauntlet, &json)?;
         tracing::info!("resumed Gauntlet state");
     }
-    let dataset = ctx.dataset(validator.replica.model.config().seq_len)?;
+    let dataset = ctx.dataset()?;
     let sync_len = validator.replica.sync_len();
     let manifest = settings.manifest_hash();
     let mut attempted = done;
@@ -899,7 +907,7 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
 async fn validator_window(
     ctx: &NodeContext,
     validator: &mut Validator,
-    dataset: &TokenDataset,
+    dataset: &dyn Samples,
     window: u64,
     upload_window: UploadWindow,
     sync_len: usize,

@@ -11,7 +11,7 @@ use worker_gauntlet::{
     CopyFlag, Gauntlet, GauntletConfig, Outcome, PeerList, PeerOutcome, WindowReport,
     apply_copy_flags, detect_copies_with,
 };
-use worker_model::{Batch, TokenDataset, assigned_sample_ids};
+use worker_model::{Batch, Samples};
 use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
@@ -212,7 +212,7 @@ impl Validator {
         &mut self,
         window: u64,
         submissions: Vec<Submission>,
-        dataset: &TokenDataset,
+        dataset: &dyn Samples,
         verify: &Verifier,
     ) -> Result<WindowEvaluation> {
         let mut outcomes = Vec::with_capacity(submissions.len());
@@ -312,23 +312,13 @@ impl Validator {
         })
     }
 
-    fn random_batches(&self, dataset: &TokenDataset, window: u64) -> Result<Vec<Batch>> {
+    fn random_batches(&self, dataset: &dyn Samples, window: u64) -> Result<Vec<Batch>> {
         let count = self.eval.random_batches * self.settings.micro_batch_size;
-        let mbs = self.settings.micro_batch_size;
-        let batches = match self.eval.random_seed {
-            Some(seed) => {
-                let ids = assigned_sample_ids(
-                    seed,
-                    RANDOM_STREAM_UID,
-                    window,
-                    count,
-                    dataset.num_samples(),
-                )?;
-                dataset.batches(&ids, mbs)?
-            }
-            None => dataset.random_batches(count, mbs)?,
+        let ids = match self.eval.random_seed {
+            Some(seed) => dataset.assigned_ids(seed, RANDOM_STREAM_UID, window, count)?,
+            None => dataset.random_ids(window, count)?,
         };
-        Ok(batches)
+        Ok(dataset.batches(&ids, self.settings.micro_batch_size)?)
     }
 
     /// Applies the window's aggregate and remembers the new state for sync checks.

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use crate::compression::QUANTIZATION_BITS;
+use crate::data_source::{DatasetUri, Sampling, is_sha256_hex};
 use crate::model_shape::{BUNDLED_VOCAB_SIZE, PRESET_NAMES};
 use crate::sections::DataSection;
 use crate::{MANIFEST_VERSION, RunManifest};
@@ -87,6 +88,7 @@ pub fn validate(manifest: &RunManifest) -> Vec<FieldError> {
         c.fail("runId", format!("{reason} (got {:?})", manifest.run_id));
     }
     check_model(&mut c, manifest);
+    check_data(&mut c, manifest);
     check_training(&mut c, manifest);
     check_window(&mut c, manifest);
     check_sparseloco(&mut c, manifest);
@@ -141,7 +143,8 @@ fn check_model(c: &mut Checker, manifest: &RunManifest) {
         };
         c.fail(&path, err.message);
     }
-    match manifest.data {
+    match &manifest.data {
+        DataSection::Dataset(_) => {}
         DataSection::Bundled {} => c.require(
             shape.vocab_size >= BUNDLED_VOCAB_SIZE,
             &format!("{prefix}.vocab_size"),
@@ -152,6 +155,56 @@ fn check_model(c: &mut Checker, manifest: &RunManifest) {
                 )
             },
         ),
+    }
+}
+
+/// The dataset reference's syntax. Whether the dataset fits the model (vocabulary, EOS) is
+/// checked by the worker once it has read the dataset manifest.
+fn check_data(c: &mut Checker, manifest: &RunManifest) {
+    let DataSection::Dataset(data) = &manifest.data else {
+        return;
+    };
+    if let Err(err) = DatasetUri::parse(&data.uri) {
+        c.fail("data.dataset.uri", err.reason);
+    }
+    c.require(is_sha256_hex(&data.sha256), "data.dataset.sha256", || {
+        format!(
+            "must be 64 lower-case hex digits (the dataset manifest's SHA-256), got {:?}",
+            data.sha256
+        )
+    });
+    if let Some(endpoint) = &data.endpoint {
+        c.require(
+            endpoint.starts_with("http://") || endpoint.starts_with("https://"),
+            "data.dataset.endpoint",
+            || format!("must be an http:// or https:// URL, got {endpoint:?}"),
+        );
+        c.require(
+            matches!(DatasetUri::parse(&data.uri), Ok(DatasetUri::S3 { .. })),
+            "data.dataset.endpoint",
+            || "only an s3:// dataset has an endpoint".into(),
+        );
+    }
+    if let Some(region) = &data.region {
+        c.require(!region.trim().is_empty(), "data.dataset.region", || {
+            "must not be empty (omit it for `auto`)".into()
+        });
+    }
+    if let Sampling::ShardWindow {
+        shards,
+        rotate_every_windows,
+    } = data.sampling
+    {
+        c.require(
+            shards > 0,
+            "data.dataset.sampling.shardWindow.shards",
+            || "must be > 0".into(),
+        );
+        c.require(
+            rotate_every_windows > 0,
+            "data.dataset.sampling.shardWindow.rotateEveryWindows",
+            || "must be > 0".into(),
+        );
     }
 }
 

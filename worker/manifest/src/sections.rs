@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use worker_gauntlet::GauntletConfig;
 
 use crate::compression::SparseLocoConfig;
+pub use crate::data_source::{DatasetRef, Sampling};
 use crate::model_shape::LlamaConfig;
 
 /// Seeds shared by everyone.
@@ -57,6 +58,8 @@ impl ModelSection {
 pub enum DataSection {
     /// The public-domain corpus bundled with the worker (vocabulary of 2048 tokens).
     Bundled {},
+    /// A pre-tokenized dataset on S3 or a directory, pinned by its manifest's SHA-256.
+    Dataset(DatasetRef),
 }
 
 /// Window timing.

@@ -235,3 +235,88 @@ fn load_file_reads_and_pins() {
     assert!(err.to_string().contains("absent.json"), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+fn with_dataset(sampling: Sampling) -> RunManifest {
+    let mut m = reference();
+    m.data = DataSection::Dataset(DatasetRef {
+        uri: "s3://datasets/fineweb/v1".into(),
+        sha256: "ab".repeat(32),
+        endpoint: Some("http://127.0.0.1:8333".into()),
+        region: None,
+        sampling,
+    });
+    m
+}
+
+#[test]
+fn a_dataset_reference_is_its_own_run_and_round_trips() {
+    let whole = with_dataset(Sampling::WholeDataset {});
+    let run = verified(&whole);
+    assert_ne!(run.hash(), verified(&reference()).hash());
+    let text = whole.to_json_pretty();
+    assert!(text.contains("\"wholeDataset\""), "{text}");
+    assert!(
+        !text.contains("region"),
+        "absent options are not written: {text}"
+    );
+    assert_eq!(parse(&text, "t", None).unwrap().hash(), run.hash());
+    let windowed = with_dataset(Sampling::ShardWindow {
+        shards: 8,
+        rotate_every_windows: 455,
+    });
+    let text = windowed.to_json_pretty();
+    assert!(text.contains("\"rotateEveryWindows\": 455"), "{text}");
+    assert_ne!(parse(&text, "t", None).unwrap().hash(), run.hash());
+
+    // Every leaf of the dataset reference is part of the identity.
+    let document: Value = serde_json::from_str(verified(&windowed).canonical()).unwrap();
+    for (pointer, value) in [
+        ("/data/dataset/uri", json!("s3://datasets/fineweb/v2")),
+        ("/data/dataset/sha256", json!("cd".repeat(32))),
+        ("/data/dataset/endpoint", json!("http://127.0.0.1:9000")),
+        ("/data/dataset/sampling/shardWindow/shards", json!(9)),
+    ] {
+        let mut changed = document.clone();
+        *changed.pointer_mut(pointer).unwrap() = value;
+        let other = parse(&changed.to_string(), pointer, None).unwrap();
+        assert_ne!(other.hash(), verified(&windowed).hash(), "{pointer}");
+    }
+}
+
+#[test]
+fn dataset_rules_name_the_field_they_refuse() {
+    let mut m = with_dataset(Sampling::ShardWindow {
+        shards: 0,
+        rotate_every_windows: 0,
+    });
+    if let DataSection::Dataset(data) = &mut m.data {
+        data.uri = "relative/dir".into();
+        data.sha256 = "AB".repeat(32);
+        data.endpoint = Some("127.0.0.1:8333".into());
+    }
+    assert_eq!(
+        paths(m),
+        [
+            "data.dataset.uri",
+            "data.dataset.sha256",
+            "data.dataset.endpoint",
+            "data.dataset.endpoint",
+            "data.dataset.sampling.shardWindow.shards",
+            "data.dataset.sampling.shardWindow.rotateEveryWindows",
+        ]
+    );
+    let mut m = with_dataset(Sampling::WholeDataset {});
+    if let DataSection::Dataset(data) = &mut m.data {
+        data.uri = "file:///mnt/data".into();
+    }
+    assert_eq!(paths(m), ["data.dataset.endpoint"]);
+
+    let mut value: Value =
+        serde_json::from_str(&with_dataset(Sampling::WholeDataset {}).to_json_pretty()).unwrap();
+    value["data"]["dataset"]["secretAccessKey"] = json!("s3cr3t");
+    let err = parse(&value.to_string(), "m.json", None).unwrap_err();
+    assert!(
+        matches!(&err, ManifestError::Parse { path, .. } if path == "data.dataset.secretAccessKey"),
+        "credentials have no place in a manifest: {err}"
+    );
+}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate the bundled tokenized corpus in worker/model/data/.
+"""Regenerate the bundled tokenized corpus in worker/data/bundled/.
 
 Source texts (all public domain): three classic works that the Canterbury
 compression corpus redistributes and that the Brotli source distribution on
@@ -16,7 +16,7 @@ Usage (needs network access to PyPI only, or a local copy of the sdist):
     python3 -m venv /tmp/corpus-venv
     /tmp/corpus-venv/bin/pip install tokenizers==0.23.3
     /tmp/corpus-venv/bin/python worker/model/scripts/generate_corpus.py \
-        [--sdist Brotli-1.1.0.tar.gz] [--out worker/model/data]
+        [--sdist Brotli-1.1.0.tar.gz] [--out worker/data/bundled]
 
 Output: tokenizer.json (byte-level BPE, vocab 2048, "<|endoftext|>" = id 0 is
 the EOS / document separator), flat little-endian uint16 token shards
@@ -115,7 +115,7 @@ def main() -> None:
     here = os.path.dirname(os.path.abspath(__file__))
     parser = argparse.ArgumentParser()
     parser.add_argument("--sdist", help="path to Brotli-1.1.0.tar.gz (downloaded if absent)")
-    parser.add_argument("--out", default=os.path.join(here, "..", "data"))
+    parser.add_argument("--out", default=os.path.join(here, "..", "..", "data", "bundled"))
     args = parser.parse_args()
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -34,6 +34,9 @@ pub enum ModelError {
     /// A request for data that the dataset cannot satisfy.
     #[error("data: {0}")]
     Data(String),
+    /// A dataset that fetches its shards could not provide one (missing, corrupt, unreachable).
+    #[error("data source: {0}")]
+    Source(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Tensors whose number, names, shapes or dtypes do not match the model.
     #[error("shape mismatch: {0}")]
     Shape(String),

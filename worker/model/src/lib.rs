@@ -35,6 +35,7 @@ pub use data::assignment::{
 };
 pub use data::corpus::{CorpusMetadata, CorpusSplit, bundled_corpus, open_bundled};
 pub use data::dataset::{AssignedWindow, TokenDataset, WindowShape};
+pub use data::samples::Samples;
 pub use data::shard::{TokenShard, TokenWidth};
 pub use error::{ModelError, Result};
 pub use export::export_hf;

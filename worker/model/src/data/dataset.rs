@@ -3,7 +3,8 @@
 use crate::batch::Batch;
 use crate::error::{ModelError, Result};
 
-use super::assignment::{SampleDigest, assigned_sample_ids, random_sample_ids};
+use super::assignment::{SampleDigest, random_sample_ids};
+use super::samples::Samples;
 use super::shard::TokenShard;
 
 /// How a window's samples are split: `inner_steps` x `micro_batches_per_step` x
@@ -138,21 +139,12 @@ impl TokenDataset {
 
     /// One batch of the given samples.
     pub fn batch(&self, ids: &[u64]) -> Result<Batch> {
-        let samples = ids
-            .iter()
-            .map(|&id| self.sample(id))
-            .collect::<Result<Vec<_>>>()?;
-        Batch::from_samples(&samples, self.eos_token_id)
+        Samples::batch(self, ids)
     }
 
     /// Consecutive batches of `micro_batch_size` samples (the last one may be smaller).
     pub fn batches(&self, ids: &[u64], micro_batch_size: usize) -> Result<Vec<Batch>> {
-        if micro_batch_size == 0 {
-            return Err(ModelError::Data("micro_batch_size must be > 0".into()));
-        }
-        ids.chunks(micro_batch_size)
-            .map(|chunk| self.batch(chunk))
-            .collect()
+        Samples::batches(self, ids, micro_batch_size)
     }
 
     /// The data `uid` must train on in `window` (see [`super::assignment`]).
@@ -163,19 +155,7 @@ impl TokenDataset {
         window: u64,
         shape: WindowShape,
     ) -> Result<AssignedWindow> {
-        let sample_ids =
-            assigned_sample_ids(run_seed, uid, window, shape.samples(), self.num_samples())?;
-        let steps = self.window_steps(
-            &sample_ids,
-            shape.inner_steps,
-            shape.micro_batches_per_step,
-            shape.micro_batch_size,
-        )?;
-        Ok(AssignedWindow {
-            digest: SampleDigest::of(&sample_ids),
-            sample_ids,
-            steps,
-        })
+        Samples::assigned_window(self, run_seed, uid, window, shape)
     }
 
     /// `count` random samples (fresh OS entropy, not predictable by miners) in batches of
@@ -185,8 +165,7 @@ impl TokenDataset {
         self.batches(&ids, micro_batch_size)
     }
 
-    /// Inner steps of a window: `ids` split into `inner_steps` groups of
-    /// `micro_batches_per_step` micro-batches of `micro_batch_size` samples, in order.
+    /// Inner steps of a window (see [`Samples::window_steps`]).
     pub fn window_steps(
         &self,
         ids: &[u64],
@@ -194,15 +173,26 @@ impl TokenDataset {
         micro_batches_per_step: usize,
         micro_batch_size: usize,
     ) -> Result<Vec<Vec<Batch>>> {
-        let per_step = micro_batches_per_step * micro_batch_size;
-        if per_step == 0 || ids.len() != inner_steps * per_step {
-            return Err(ModelError::Data(format!(
-                "{} sample ids do not fill {inner_steps} steps x {micro_batches_per_step} x {micro_batch_size}",
-                ids.len()
-            )));
-        }
-        ids.chunks(per_step)
-            .map(|step| self.batches(step, micro_batch_size))
-            .collect()
+        Samples::window_steps(
+            self,
+            ids,
+            inner_steps,
+            micro_batches_per_step,
+            micro_batch_size,
+        )
+    }
+}
+
+impl Samples for TokenDataset {
+    fn num_samples(&self) -> u64 {
+        TokenDataset::num_samples(self)
+    }
+
+    fn sample(&self, id: u64) -> Result<Vec<i64>> {
+        TokenDataset::sample(self, id)
+    }
+
+    fn eos_token_id(&self) -> Option<i64> {
+        self.eos_token_id
     }
 }

@@ -5,4 +5,5 @@ pub mod assignment;
 pub mod corpus;
 pub mod dataset;
 pub mod npy;
+pub mod samples;
 pub mod shard;
