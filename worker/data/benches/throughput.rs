@@ -44,7 +44,11 @@ fn main() {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             doc.push_str(words[(state >> 33) as usize % words.len()]);
-            doc.push(if (state >> 20) % 13 == 0 { '.' } else { ' ' });
+            doc.push(if (state >> 20).is_multiple_of(13) {
+                '.'
+            } else {
+                ' '
+            });
         }
         text.push_str(&serde_json::json!({ "text": doc }).to_string());
         text.push('\n');

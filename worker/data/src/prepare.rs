@@ -229,10 +229,10 @@ impl Run<'_> {
         loop {
             let next = documents.next_document()?;
             let exhausted = next.is_none();
-            if let Some((index, text)) = next {
-                if index >= skip_to {
-                    batch.push((index, text));
-                }
+            if let Some((index, text)) = next
+                && index >= skip_to
+            {
+                batch.push((index, text));
             }
             if batch.len() < BATCH_DOCS && !exhausted {
                 continue;
