@@ -808,8 +808,6 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         protocol.weights.interval_windows,
         protocol.weights.version_key,
     );
-    // Miners started without a manifest follow the one the lead validator publishes.
-    publish_manifest(&*ctx.store, settings.manifest()).await?;
     let mut validator = Validator::new(
         settings,
         EvalSettings::from_manifest(settings, (ctx.args.max_object_mib << 20) as usize, None),
@@ -842,7 +840,19 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let manifest = settings.manifest_hash();
     let mut attempted = done;
     let mut completed = 0;
+    let mut manifest_published = false;
     while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
+        // Miners started without a manifest follow the one the lead validator publishes;
+        // a storage outage at start-up delays that, it does not stop the validator.
+        if !manifest_published {
+            match publish_manifest(&*ctx.store, settings.manifest()).await {
+                Ok(()) => manifest_published = true,
+                Err(err) if transient(&err) => {
+                    tracing::warn!(%err, "run manifest not published yet; retrying")
+                }
+                Err(err) => return Err(err),
+            }
+        }
         let before = done;
         let settled = ctx
             .settle(&mut validator.replica, &mut done, resolve)
