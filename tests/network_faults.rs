@@ -37,6 +37,25 @@ fn manifest() -> RunManifest {
     m
 }
 
+/// The embedded chain on its block timer with the test subnet (weights set directly, one
+/// submission per window).
+fn timed_subnet() -> EmbeddedChain {
+    let chain = EmbeddedChain::start(EmbeddedChainConfig {
+        blocks_per_window: BLOCKS_PER_WINDOW,
+        block_time: BLOCK,
+    });
+    chain.add_subnet(
+        NETUID,
+        SubnetConfig {
+            weights_rate_limit: BLOCKS_PER_WINDOW,
+            tempo: 5,
+            commit_reveal: false,
+            ..SubnetConfig::default()
+        },
+    );
+    chain
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
     let _ = tracing_subscriber::fmt()
@@ -53,19 +72,7 @@ async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
     );
     let endpoint = proxy.endpoint();
 
-    let chain = EmbeddedChain::start(EmbeddedChainConfig {
-        blocks_per_window: BLOCKS_PER_WINDOW,
-        block_time: BLOCK,
-    });
-    chain.add_subnet(
-        NETUID,
-        SubnetConfig {
-            weights_rate_limit: BLOCKS_PER_WINDOW,
-            tempo: 5,
-            commit_reveal: false,
-            ..SubnetConfig::default()
-        },
-    );
+    let chain = timed_subnet();
     let owner = Keypair::from_dev_name("owner");
     let (validator_key_path, validator_key) = write_hotkey(dir.path(), "validator", 1);
     let miners: Vec<_> = (0..2u8)
@@ -164,12 +171,14 @@ async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
             at
         })
     };
-    let results = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(roles))
-        .await
-        .expect("the roles finish their windows despite the outages");
-    for result in results {
-        result.expect("a role exited on an outage");
-    }
+    // The first role to fail is reported at once (not hidden behind the timeout).
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        futures::future::try_join_all(roles),
+    )
+    .await
+    .expect("the roles finish their windows despite the outages")
+    .expect("a role exited on an outage");
     let chain_outage_at = faults.await.unwrap();
 
     // Everyone ends on the last window with the same model, bit for bit.
@@ -210,19 +219,7 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
         .try_init();
     let dir = tempfile::tempdir().unwrap();
     let buckets = dir.path().join("buckets");
-    let chain = EmbeddedChain::start(EmbeddedChainConfig {
-        blocks_per_window: BLOCKS_PER_WINDOW,
-        block_time: BLOCK,
-    });
-    chain.add_subnet(
-        NETUID,
-        SubnetConfig {
-            weights_rate_limit: BLOCKS_PER_WINDOW,
-            tempo: 5,
-            commit_reveal: false,
-            ..SubnetConfig::default()
-        },
-    );
+    let chain = timed_subnet();
     let owner = Keypair::from_dev_name("owner");
     // Node 0 leads (most stake), node 1 validates without leading, nodes 2 and 3 mine.
     let keys: Vec<_> = (0..4u8)
@@ -303,12 +300,14 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
         Box::pin(killed(2, 2 * w + 10, 3 * w + 2)),
         Box::pin(node(3)),
     ];
-    let results = tokio::time::timeout(Duration::from_secs(240), futures::future::join_all(roles))
-        .await
-        .expect("the nodes finish their windows");
-    for result in results {
-        result.expect("a node exited with an error");
-    }
+    // The first role to fail is reported at once (not hidden behind the timeout).
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        futures::future::try_join_all(roles),
+    )
+    .await
+    .expect("the nodes finish their windows")
+    .expect("a node exited with an error");
 
     let others: Vec<_> = [(1, "validator.ckpt"), (2, "miner.ckpt"), (3, "miner.ckpt")]
         .iter()

@@ -153,12 +153,14 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             run_miner(ctx, &*resolve).await
         }));
     }
-    let results = tokio::time::timeout(Duration::from_secs(180), futures::future::join_all(roles))
-        .await
-        .expect("roles finish their windows");
-    for result in results {
-        result.expect("role ran without error");
-    }
+    // The first role to fail is reported at once (not hidden behind the timeout).
+    tokio::time::timeout(
+        Duration::from_secs(180),
+        futures::future::try_join_all(roles),
+    )
+    .await
+    .expect("roles finish their windows")
+    .expect("role ran without error");
 
     // Every node committed its bucket; the validator published peer lists and set weights.
     let commitments = chain.commitments(NETUID).await.unwrap();
