@@ -641,9 +641,19 @@ async fn miner_window(
         dataset,
         upload_window,
     };
-    let planned = strategy.produce(miner, input).await?;
+    let mut planned = strategy.produce(miner, input).await?;
     let compute = started.elapsed();
-    let in_time = upload(ctx, window, &upload_window, &planned.upload, planned.timing).await;
+    // The object moves into the request body; only its figures stay for the report.
+    let object = std::mem::take(&mut planned.upload.object);
+    let in_time = upload(
+        ctx,
+        window,
+        &upload_window,
+        object,
+        &planned.upload,
+        planned.timing,
+    )
+    .await;
     NodeContext::wait_deadline(&upload_window).await;
     let produced = Produced {
         upload: planned.upload,
@@ -723,17 +733,19 @@ async fn miner_window(
     Ok(produced)
 }
 
-/// Stores this window's object: before the deadline (bounded by it), or once it passed
-/// for a strategy that uploads late. Returns whether it was stored in time.
+/// Stores this window's `object` (whose figures `upload` holds, for the log): before the
+/// deadline (bounded by it), or once it passed for a strategy that uploads late. Returns
+/// whether it was stored in time.
 async fn upload(
     ctx: &NodeContext,
     window: u64,
     upload_window: &UploadWindow,
+    object: Vec<u8>,
     upload: &MinerUpload,
     timing: UploadTiming,
 ) -> bool {
     let key = ctx.layout.gradient(window, ctx.uid);
-    let body = bytes::Bytes::from(upload.object.clone());
+    let body = bytes::Bytes::from(object);
     if timing == UploadTiming::AfterDeadline {
         // Stored times have whole-second resolution (as on S3): wait into the next second.
         NodeContext::wait_deadline(upload_window).await;
