@@ -5,7 +5,11 @@
 //! run manifest file ([`MANIFEST_FILE`], named by [`ENV_RUN_MANIFEST`], pinned by
 //! [`ENV_RUN_MANIFEST_SHA256`]); there are no hyperparameter variables.
 
-pub use run_manifest::deployment::{ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
+pub use run_manifest::deployment::{
+    ENV_HEALTH_ADDR, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256, HEALTHZ_PATH, METRICS_PATH,
+    READYZ_PATH, REPORT_SCORE_ANNOTATION, REPORT_UID_ANNOTATION, REPORT_WINDOW_ANNOTATION,
+    WORKER_HEALTH_PORT,
+};
 
 /// `miner` or `validator`.
 pub const ENV_ROLE: &str = "WORKER_ROLE";
@@ -68,13 +72,6 @@ pub const WORKER_COMMAND: &str = "worker";
 /// UID / GID the worker runs as.
 pub const WORKER_UID: i64 = 1000;
 
-/// Pod annotation where the worker may report its metagraph UID.
-pub const REPORT_UID_ANNOTATION: &str = "subnet.templar.dev/chain-uid";
-/// Pod annotation where the worker may report the last window it completed.
-pub const REPORT_WINDOW_ANNOTATION: &str = "subnet.templar.dev/last-window";
-/// Pod annotation where the worker may report its last score.
-pub const REPORT_SCORE_ANNOTATION: &str = "subnet.templar.dev/last-score";
-
 /// Environment variables the operator owns; `extraEnv` may not set them.
 pub const RESERVED_ENV: &[&str] = &[
     ENV_ROLE,
@@ -93,6 +90,7 @@ pub const RESERVED_ENV: &[&str] = &[
     ENV_REPLICA_INDEX,
     ENV_POD_NAME,
     ENV_POD_NAMESPACE,
+    ENV_HEALTH_ADDR,
     ENV_RUN_MANIFEST,
     ENV_RUN_MANIFEST_SHA256,
 ];

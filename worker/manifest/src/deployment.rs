@@ -35,6 +35,25 @@ pub const ENV_RUN_MANIFEST: &str = "RUN_MANIFEST";
 /// Environment variable holding the expected SHA-256 of the run manifest.
 pub const ENV_RUN_MANIFEST_SHA256: &str = "RUN_MANIFEST_SHA256";
 
+/// Environment variable naming the address the worker serves its health and metrics
+/// endpoints on (default `0.0.0.0:` [`WORKER_HEALTH_PORT`]).
+pub const ENV_HEALTH_ADDR: &str = "HEALTH_ADDR";
+/// Port of the worker's health and metrics endpoints (the pod's probes target it).
+pub const WORKER_HEALTH_PORT: u16 = 9090;
+/// Liveness: the role loop is making progress.
+pub const HEALTHZ_PATH: &str = "/healthz";
+/// Readiness: the chain answers and the node is in sync with the run.
+pub const READYZ_PATH: &str = "/readyz";
+/// Prometheus text exposition of the worker's gauges.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Pod annotation where the worker reports its metagraph UID on its own pod.
+pub const REPORT_UID_ANNOTATION: &str = "subnet.templar.dev/chain-uid";
+/// Pod annotation where the worker reports the last window it completed.
+pub const REPORT_WINDOW_ANNOTATION: &str = "subnet.templar.dev/last-window";
+/// Pod annotation where the worker reports its last score.
+pub const REPORT_SCORE_ANNOTATION: &str = "subnet.templar.dev/last-score";
+
 #[cfg(test)]
 mod tests {
     use super::*;
