@@ -6,7 +6,8 @@
 //! [`ENV_RUN_MANIFEST_SHA256`]); there are no hyperparameter variables.
 
 pub use run_manifest::deployment::{
-    ENV_HEALTH_ADDR, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256, HEALTHZ_PATH, METRICS_PATH,
+    ENV_HEALTH_ADDR, ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256,
+    HEALTHZ_PATH, METRICS_PATH,
     READYZ_PATH, REPORT_SCORE_ANNOTATION, REPORT_UID_ANNOTATION, REPORT_WINDOW_ANNOTATION,
     WORKER_HEALTH_PORT,
 };
@@ -39,10 +40,6 @@ pub const ENV_COLDKEY_FILE: &str = "COLDKEY_FILE";
 pub const ENV_CHECKPOINT_DIR: &str = "CHECKPOINT_DIR";
 /// Replica index.
 pub const ENV_REPLICA_INDEX: &str = "REPLICA_INDEX";
-/// Pod name (downward API), used by the worker to annotate its own pod.
-pub const ENV_POD_NAME: &str = "POD_NAME";
-/// Pod namespace (downward API).
-pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 /// Writable home (the root filesystem is read-only).
 pub const ENV_HOME: &str = "HOME";
 /// Writable cache directory.

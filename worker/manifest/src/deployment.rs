@@ -47,6 +47,12 @@ pub const READYZ_PATH: &str = "/readyz";
 /// Prometheus text exposition of the worker's gauges.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Environment variable holding the worker's own pod name (downward API `metadata.name`);
+/// with [`ENV_POD_NAMESPACE`] it tells the worker which pod to report on.
+pub const ENV_POD_NAME: &str = "POD_NAME";
+/// Environment variable holding the worker's own namespace (downward API `metadata.namespace`).
+pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
+
 /// Pod annotation where the worker reports its metagraph UID on its own pod.
 pub const REPORT_UID_ANNOTATION: &str = "subnet.templar.dev/chain-uid";
 /// Pod annotation where the worker reports the last window it completed.

@@ -275,18 +275,28 @@ impl Drop for SeaweedFs {
     }
 }
 
-/// A bucket-safe name unique within this machine: `{prefix}-{pid}-{counter}-{nanos}`.
+/// Longest name [`unique_name`] returns: the bucket doubles as the account id of the on-chain
+/// read credentials, whose slot holds 32 characters.
+pub const UNIQUE_NAME_MAX: usize = 32;
+
+/// A bucket-safe name unique within this machine, `{prefix}-{pid}-{counter}-{nanos}` (hex),
+/// never longer than [`UNIQUE_NAME_MAX`]: the prefix is shortened when the suffix needs the room
+/// (a long prefix on a machine with large pids once made a bucket name an invalid account id).
 pub fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|since| since.subsec_nanos())
         .unwrap_or_default();
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
+    let suffix = format!(
+        "-{:x}-{:x}-{nanos:x}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+    );
+    let room = UNIQUE_NAME_MAX.saturating_sub(suffix.len());
+    let prefix: String = prefix.chars().take(room).collect();
+    let prefix = prefix.trim_end_matches('-');
+    format!("{prefix}{suffix}")
 }
 
 fn identities_json() -> String {
@@ -332,4 +342,28 @@ fn answers_http(addr: SocketAddr) -> bool {
     }
     let mut head = [0u8; 12];
     stream.read_exact(&mut head).is_ok() && head.starts_with(b"HTTP/1.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::BucketCredentials;
+
+    #[test]
+    fn unique_names_are_valid_account_ids_whatever_the_prefix() {
+        for prefix in ["x", "faults-validator", "a-very-long-prefix-that-fills-the-slot-alone"] {
+            let name = unique_name(prefix);
+            assert!(name.len() <= UNIQUE_NAME_MAX, "{name} is {} long", name.len());
+            assert!(name.starts_with(&prefix[..prefix.len().min(8)]), "{name}");
+            let credentials = BucketCredentials {
+                account_id: name.clone(),
+                access_key_id: "reader".into(),
+                secret_access_key: "secret".into(),
+            };
+            credentials
+                .to_raw128()
+                .unwrap_or_else(|err| panic!("{name}: {err}"));
+        }
+        assert_ne!(unique_name("x"), unique_name("x"));
+    }
 }
