@@ -2,7 +2,9 @@
 //! 20 s behind a proxy that drops every connection, and later the chain refuses every
 //! request for 3 blocks. No role exits; the windows the outages cost are abandoned and
 //! replayed, and at the end the validator and both miners hold bit-identical models and
-//! the validator sets weights again after the outages.
+//! the validator sets weights again after the outages. On local buckets: nodes killed
+//! mid-window and restarted from their checkpoints, and a miner joining in window 4, all end
+//! bit-identical with the lead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use clap::Parser;
 mod roles;
 use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
 use run_manifest::RunManifest;
-use worker::network::{connect, run_miner, run_validator};
+use worker::network::{Resolver, connect, run_miner, run_validator};
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::testing::{ProxyMode, SeaweedFs, TestProxy, unique_name};
 use worker_storage::{BucketCredentials, ObjectStore, S3Store};
@@ -207,6 +209,105 @@ async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
     );
 }
 
+/// Nodes on local buckets (one directory each under `buckets/`) and one timed embedded
+/// chain, each node started from its own command line by the production role code.
+struct LocalNodes {
+    dir: tempfile::TempDir,
+    chain: EmbeddedChain,
+    run: run_manifest::VerifiedManifest,
+    keys: Vec<(std::path::PathBuf, Keypair)>,
+    resolve: Arc<Resolver>,
+}
+
+impl LocalNodes {
+    /// `count` hotkeys (seeds from `seed`) and the test manifest; nothing registered yet.
+    fn new(count: u8, seed: u8) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = (0..count)
+            .map(|i| write_hotkey(dir.path(), &format!("node-{i}"), seed + i))
+            .collect();
+        let manifest_path = dir.path().join("run-manifest.json");
+        std::fs::write(&manifest_path, manifest().to_json_pretty()).unwrap();
+        let run = run_manifest::load_file(&manifest_path, None).unwrap();
+        let resolver_root = dir.path().join("buckets");
+        let resolve = Arc::new(move |c: &BucketCredentials| {
+            Ok(Arc::new(worker_storage::LocalStore::open(
+                resolver_root.join(&c.account_id),
+            )?) as Arc<dyn ObjectStore>)
+        });
+        Self {
+            dir,
+            chain: timed_subnet(),
+            run,
+            keys,
+            resolve,
+        }
+    }
+
+    /// Registers node `i`'s hotkey (burn paid by the dev owner); returns its uid.
+    async fn register(&self, i: usize) -> u16 {
+        self.chain
+            .burned_register(
+                NETUID,
+                &Keypair::from_dev_name("owner"),
+                &self.keys[i].1.account_id(),
+            )
+            .await
+            .unwrap()
+    }
+
+    fn checkpoints(&self, i: usize) -> std::path::PathBuf {
+        self.dir.path().join(format!("ckpt-{i}"))
+    }
+
+    /// Node `i`'s loop from its command line: connect, then its role until LAST_WINDOW.
+    fn node(
+        &self,
+        i: usize,
+        validator: bool,
+    ) -> impl std::future::Future<Output = worker::Result<()>> + use<> {
+        let manifest_arg = self.dir.path().join("run-manifest.json");
+        let line = node_args(
+            &["--manifest", manifest_arg.to_str().unwrap()],
+            &self.keys[i].0,
+            &format!("bucket-{i}"),
+            &self.checkpoints(i),
+            LAST_WINDOW,
+        );
+        let store: Arc<dyn ObjectStore> = Arc::new(
+            worker_storage::LocalStore::open(self.dir.path().join(format!("buckets/bucket-{i}")))
+                .unwrap(),
+        );
+        let chain: Arc<dyn Chain> = Arc::new(self.chain.clone());
+        let (resolve, run) = (self.resolve.clone(), self.run.clone());
+        async move {
+            if validator {
+                let args = ValidatorCli::parse_from(line).validator;
+                let ctx = connect(chain, store, args.node, &run).await?;
+                run_validator(ctx, &*resolve).await
+            } else {
+                let args = MinerCli::parse_from(line).node;
+                let ctx = connect(chain, store, args, &run).await?;
+                run_miner(ctx, &*resolve).await
+            }
+        }
+    }
+}
+
+/// Runs the roles until all have finished (the first to fail is reported at once, not
+/// hidden behind the timeout).
+async fn run_all(
+    roles: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>> + '_>>>,
+) {
+    tokio::time::timeout(
+        Duration::from_secs(240),
+        futures::future::try_join_all(roles),
+    )
+    .await
+    .expect("the nodes finish their windows")
+    .expect("a node exited with an error");
+}
+
 /// A lead validator, a non-lead validator and two miners on local buckets. Miner 0 is
 /// killed mid-window 2 and the lead mid-window 4 (their loops dropped at an await, as by
 /// SIGKILL: nothing is flushed), each restarted from its checkpoint directory a window
@@ -217,71 +318,23 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
         .with_test_writer()
         .try_init();
-    let dir = tempfile::tempdir().unwrap();
-    let buckets = dir.path().join("buckets");
-    let chain = timed_subnet();
-    let owner = Keypair::from_dev_name("owner");
     // Node 0 leads (most stake), node 1 validates without leading, nodes 2 and 3 mine.
-    let keys: Vec<_> = (0..4u8)
-        .map(|i| write_hotkey(dir.path(), &format!("node-{i}"), 40 + i))
-        .collect();
+    let nodes = LocalNodes::new(4, 40);
     let mut uids = Vec::new();
-    for (_, key) in &keys {
-        uids.push(
-            chain
-                .burned_register(NETUID, &owner, &key.account_id())
-                .await
-                .unwrap(),
-        );
+    for i in 0..4 {
+        uids.push(nodes.register(i).await);
     }
+    let chain = &nodes.chain;
     chain
-        .add_stake(NETUID, &keys[0].1.account_id(), 2_000_000)
+        .add_stake(NETUID, &nodes.keys[0].1.account_id(), 2_000_000)
         .unwrap();
     chain
-        .add_stake(NETUID, &keys[1].1.account_id(), 1_000_000)
+        .add_stake(NETUID, &nodes.keys[1].1.account_id(), 1_000_000)
         .unwrap();
-    let manifest_path = dir.path().join("run-manifest.json");
-    std::fs::write(&manifest_path, manifest().to_json_pretty()).unwrap();
-    let run = run_manifest::load_file(&manifest_path, None).unwrap();
-    let manifest_arg = manifest_path.to_str().unwrap().to_owned();
-    let resolver_root = buckets.clone();
-    let resolve = Arc::new(move |c: &BucketCredentials| {
-        Ok(Arc::new(worker_storage::LocalStore::open(
-            resolver_root.join(&c.account_id),
-        )?) as Arc<dyn ObjectStore>)
-    });
-    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
-    let ckpt = |i: usize| dir.path().join(format!("ckpt-{i}"));
-
-    // One node's loop from its command line: connect, then its role until LAST_WINDOW.
-    let node = |i: usize| {
-        let line = node_args(
-            &["--manifest", &manifest_arg],
-            &keys[i].0,
-            &format!("bucket-{i}"),
-            &ckpt(i),
-            LAST_WINDOW,
-        );
-        let store: Arc<dyn ObjectStore> = Arc::new(
-            worker_storage::LocalStore::open(buckets.join(format!("bucket-{i}"))).unwrap(),
-        );
-        let (chain, resolve, run) = (shared.clone(), resolve.clone(), run.clone());
-        async move {
-            if i < 2 {
-                let args = ValidatorCli::parse_from(line).validator;
-                let ctx = connect(chain, store, args.node, &run).await?;
-                run_validator(ctx, &*resolve).await
-            } else {
-                let args = MinerCli::parse_from(line).node;
-                let ctx = connect(chain, store, args, &run).await?;
-                run_miner(ctx, &*resolve).await
-            }
-        }
-    };
     // Kills node `i` at block `kill` and starts it again at block `restart`.
-    let killed = |i: usize, kill: u64, restart: u64| {
-        let first = node(i);
-        let again = node(i);
+    let killed = |i: usize, validator: bool, kill: u64, restart: u64| {
+        let first = nodes.node(i, validator);
+        let again = nodes.node(i, validator);
         let chain = chain.clone();
         async move {
             tokio::select! {
@@ -294,26 +347,23 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
     };
     let w = BLOCKS_PER_WINDOW;
     let lead_restart = 5 * w + 2;
-    let roles: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>>>>> = vec![
-        Box::pin(killed(0, 4 * w + 10, lead_restart)),
-        Box::pin(node(1)),
-        Box::pin(killed(2, 2 * w + 10, 3 * w + 2)),
-        Box::pin(node(3)),
-    ];
-    // The first role to fail is reported at once (not hidden behind the timeout).
-    tokio::time::timeout(
-        Duration::from_secs(240),
-        futures::future::try_join_all(roles),
-    )
-    .await
-    .expect("the nodes finish their windows")
-    .expect("a node exited with an error");
+    run_all(vec![
+        Box::pin(killed(0, true, 4 * w + 10, lead_restart)),
+        Box::pin(nodes.node(1, true)),
+        Box::pin(killed(2, false, 2 * w + 10, 3 * w + 2)),
+        Box::pin(nodes.node(3, false)),
+    ])
+    .await;
 
     let others: Vec<_> = [(1, "validator.ckpt"), (2, "miner.ckpt"), (3, "miner.ckpt")]
         .iter()
-        .map(|(i, f)| ckpt(*i).join(f))
+        .map(|(i, f)| nodes.checkpoints(*i).join(f))
         .collect();
-    let window = assert_bit_identical(&run, &ckpt(0).join("validator.ckpt"), &others);
+    let window = assert_bit_identical(
+        &nodes.run,
+        &nodes.checkpoints(0).join("validator.ckpt"),
+        &others,
+    );
     assert_eq!(window, LAST_WINDOW);
     let metagraph = chain.metagraph(NETUID).await.unwrap();
     for uid in &uids[..2] {
@@ -324,4 +374,73 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
             neuron.last_update
         );
     }
+}
+
+/// A miner that first starts in window 4 (empty checkpoint directory, registered late, as a
+/// new pod would be) loads the lead's published checkpoint, replays the windows it missed
+/// from the retained objects, passes the validator's sync check and earns weight; everyone
+/// ends bit-identical with the lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_miner_joining_at_window_4_catches_up_and_earns_weight() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
+    // Node 0 validates, nodes 1 and 2 mine from the start, node 3 joins in window 4.
+    let nodes = LocalNodes::new(4, 60);
+    let validator_uid = nodes.register(0).await;
+    nodes.register(1).await;
+    nodes.register(2).await;
+    let chain = &nodes.chain;
+    chain
+        .add_stake(NETUID, &nodes.keys[0].1.account_id(), 1_000_000)
+        .unwrap();
+    let joined_at = 4 * BLOCKS_PER_WINDOW + 2;
+    let late = {
+        let joiner = nodes.node(3, false);
+        let nodes = &nodes;
+        async move {
+            nodes.chain.wait_for_block(joined_at).await.ok();
+            nodes.register(3).await;
+            joiner.await
+        }
+    };
+    run_all(vec![
+        Box::pin(nodes.node(0, true)),
+        Box::pin(nodes.node(1, false)),
+        Box::pin(nodes.node(2, false)),
+        Box::pin(late),
+    ])
+    .await;
+
+    let others: Vec<_> = (1..4)
+        .map(|i| nodes.checkpoints(i).join("miner.ckpt"))
+        .collect();
+    let window = assert_bit_identical(
+        &nodes.run,
+        &nodes.checkpoints(0).join("validator.ckpt"),
+        &others,
+    );
+    assert_eq!(window, LAST_WINDOW);
+    let joiner_uid = chain
+        .metagraph(NETUID)
+        .await
+        .unwrap()
+        .neurons
+        .iter()
+        .find(|n| n.hotkey == nodes.keys[3].1.account_id())
+        .map(|n| n.uid)
+        .expect("the late miner is registered");
+    // The validator's last weights give the late miner a share.
+    let weights = chain.weights(NETUID).unwrap();
+    let row = &weights[usize::from(validator_uid)];
+    let share = row
+        .iter()
+        .find(|(uid, _)| *uid == joiner_uid)
+        .map(|(_, w)| *w)
+        .unwrap_or(0);
+    assert!(
+        share > 0,
+        "the late miner (uid {joiner_uid}) earned no weight: {row:?}"
+    );
 }

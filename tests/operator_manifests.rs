@@ -389,10 +389,26 @@ fn helm_chart_renders_lints_and_parses_into_typed_objects() {
     assert_eq!(objects.cluster_roles.len(), 1);
     let rules = objects.cluster_roles[0].rules.clone().unwrap();
     rules_are_least_privilege(&rules);
+    // patch: held so the operator may grant it to the workers' self-report Role.
     assert_eq!(
         verbs_for(&rules, "", "pods"),
+        ["get", "list", "watch", "create", "delete", "patch"]
+    );
+    assert_eq!(
+        verbs_for(&rules, "batch", "jobs"),
         ["get", "list", "watch", "create", "delete"]
     );
+    for (group, resource) in [
+        ("", "serviceaccounts"),
+        ("rbac.authorization.k8s.io", "roles"),
+        ("rbac.authorization.k8s.io", "rolebindings"),
+    ] {
+        assert_eq!(
+            verbs_for(&rules, group, resource),
+            ["get", "create", "update"],
+            "{resource}"
+        );
+    }
     assert_eq!(
         verbs_for(&rules, "", "configmaps"),
         ["get", "list", "watch", "create", "update"]

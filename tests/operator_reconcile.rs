@@ -5,6 +5,7 @@ mod operator;
 use std::time::Duration;
 
 use http::Method;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::ResourceExt;
@@ -272,14 +273,29 @@ async fn status_is_server_side_applied_and_tracks_readiness() {
     );
 
     // Nothing changed: no writes; the object is re-read (read-your-writes: the backoff state
-    // lives in its status), the rendered manifest is read and the pods listed.
+    // lives in its status), the rendered manifest and the workers' identity (ServiceAccount,
+    // Role, RoleBinding) are read and the pods listed.
     h.api.clear_requests();
     h.reconcile::<TrainingRun>("run").await.unwrap();
     let reqs = h.api.requests();
-    assert_eq!(reqs.len(), 3, "steady state only reads: {reqs:?}");
     assert!(reqs.iter().all(|r| r.method == Method::GET), "{reqs:?}");
-    assert!(reqs[0].path.ends_with("/trainingruns/run/status"));
-    assert!(reqs[1].path.ends_with("/configmaps/run-run-manifest"));
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path.as_str()).collect();
+    let ends = [
+        "/trainingruns/run/status",
+        "/configmaps/run-run-manifest",
+        "/serviceaccounts/run-worker",
+        "/roles/run-worker-report",
+        "/rolebindings/run-worker-report",
+        "/pods",
+    ];
+    assert_eq!(
+        paths.len(),
+        ends.len(),
+        "steady state only reads: {paths:?}"
+    );
+    for (path, end) in paths.iter().zip(ends) {
+        assert!(path.ends_with(end), "{path} is not {end}: {paths:?}");
+    }
 }
 
 #[tokio::test]
@@ -589,6 +605,36 @@ async fn validator_set_pods_carry_the_runs_manifest_and_keys() {
     h.api.create(&training_run("run", 1));
     h.settle::<ValidatorSet>("vs").await;
     h.settle::<TrainingRun>("run").await;
+    // The validator set has a coldkey: its hotkeys are registered by one-shot Jobs first, and
+    // no validator pod exists before its Job has completed.
+    assert_eq!(h.pod_names(), ["run-miner-0"]);
+    let jobs: Vec<String> = h
+        .api
+        .list::<Job>(NS)
+        .into_iter()
+        .filter_map(|j| j.metadata.name)
+        .collect();
+    assert_eq!(jobs, ["vs-register-0", "vs-register-1"]);
+    let job = h.api.get::<Job>(NS, "vs-register-1").unwrap();
+    let template = job.spec.unwrap().template.spec.unwrap();
+    let job_secrets: Vec<String> = template
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert_eq!(job_secrets, ["validator-hotkey-1", "validator-coldkey"]);
+    let s = h.get::<ValidatorSet>("vs").status.unwrap();
+    assert_eq!(s.replica(1).unwrap().phase, ReplicaPhase::Registering);
+    for name in ["vs-register-0", "vs-register-1"] {
+        h.api.edit::<Job>(NS, name, |j| {
+            j["status"] = json!({
+                "succeeded": 1,
+                "conditions": [{"type": "Complete", "status": "True"}]
+            });
+        });
+    }
+    h.settle::<ValidatorSet>("vs").await;
     assert_eq!(
         h.pod_names(),
         ["run-miner-0", "vs-validator-0", "vs-validator-1"]
@@ -608,23 +654,16 @@ async fn validator_set_pods_carry_the_runs_manifest_and_keys() {
     );
     assert_eq!(env_value(&pod, "PEERS_PER_WINDOW"), None);
     assert_eq!(
-        env_value(&pod, "COLDKEY_FILE").as_deref(),
-        Some("/var/run/secrets/subnet/coldkey/coldkey")
+        env_value(&pod, "COLDKEY_FILE"),
+        None,
+        "the long-running validator never sees the coldkey"
     );
     let volumes = pod.spec.as_ref().unwrap().volumes.clone().unwrap();
-    let secret = |name: &str| {
-        volumes
-            .iter()
-            .find(|v| v.name == name)
-            .unwrap()
-            .secret
-            .clone()
-            .unwrap()
-            .secret_name
-            .unwrap()
-    };
-    assert_eq!(secret("hotkey"), "validator-hotkey-1");
-    assert_eq!(secret("coldkey"), "validator-coldkey");
+    let secrets: Vec<String> = volumes
+        .iter()
+        .filter_map(|v| v.secret.as_ref()?.secret_name.clone())
+        .collect();
+    assert_eq!(secrets, ["validator-hotkey-1"]);
     assert_eq!(pod.labels()["subnet.templar.dev/validatorset"], "vs");
     let s = h.get::<ValidatorSet>("vs").status.unwrap();
     assert_eq!(

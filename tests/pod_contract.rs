@@ -244,3 +244,37 @@ fn every_reference_manifest_the_worker_writes_the_operator_accepts() {
         );
     }
 }
+
+/// The registration Job's container (the only one with the coldkey) is parsed by the worker's
+/// own `register` command: the netuid, endpoint, hotkey and coldkey files it names are the
+/// ones the Job mounts.
+#[test]
+fn the_registration_job_runs_worker_register_with_the_mounted_keys() {
+    let mut miners: TrainingRun = read("trainingrun.yaml");
+    assert!(
+        subnet_operator::rendered::rendered_registration(&miners, 0)
+            .unwrap()
+            .is_none(),
+        "no coldkey, no registration Job"
+    );
+    miners.spec.workload.wallet.coldkey_secret = Some("miner-coldkey".into());
+    let rendered = subnet_operator::rendered::rendered_registration(&miners, 1)
+        .unwrap()
+        .expect("a Job with a coldkey");
+    let dir = tempfile::tempdir().unwrap();
+    let cli = parse_pod(&rendered, dir.path()).expect("the worker parses the Job's pod");
+    let Command::Register(args) = cli.command else {
+        panic!("the Job runs {:?}", cli.command);
+    };
+    assert_eq!(args.chain.netuid, miners.spec.workload.netuid);
+    assert!(args.chain.json, "the Job's log is the JSON report");
+    let contents = |path: &Path| std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        contents(&args.coldkey_file),
+        subnet_operator::rendered::secret_placeholder("miner-coldkey", "coldkey")
+    );
+    assert_eq!(
+        contents(args.hotkey.hotkey_file.as_deref().unwrap()),
+        subnet_operator::rendered::secret_placeholder("miner-hotkey-1", "hotkey")
+    );
+}

@@ -73,6 +73,14 @@ pub fn phase_of(counts: &Counts, suspended: bool) -> Phase {
     }
 }
 
+fn join(indices: &[i32]) -> String {
+    indices
+        .iter()
+        .map(i32::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Status after executing `plan`.
 pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -> WorkloadStatus {
     let c = &plan.counts;
@@ -98,6 +106,16 @@ pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -
             status: false,
             reason: "Unschedulable",
             message: format!("{ready_msg}; replica {index} cannot be scheduled: {why}"),
+        }
+    } else if !plan.registering.is_empty() {
+        ConditionSpec {
+            type_: READY,
+            status: false,
+            reason: "Registering",
+            message: format!(
+                "{ready_msg}; replicas [{}] wait for their hotkey registration Job",
+                join(&plan.registering)
+            ),
         }
     } else {
         ConditionSpec {
@@ -143,18 +161,37 @@ pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -
             message: "all replicas are up to date".to_owned(),
         }
     };
-    let failing: Vec<String> = plan
-        .replicas
-        .iter()
-        .filter(|r| matches!(r.phase, ReplicaPhase::Failed | ReplicaPhase::BackOff))
-        .map(|r| r.index.to_string())
-        .collect();
-    let degraded = if failing.is_empty() || suspended {
+    let indices = |phases: &[ReplicaPhase]| -> Vec<i32> {
+        plan.replicas
+            .iter()
+            .filter(|r| phases.contains(&r.phase))
+            .map(|r| r.index)
+            .collect()
+    };
+    let exited = indices(&[ReplicaPhase::Failed, ReplicaPhase::BackOff]);
+    let unregistered = indices(&[ReplicaPhase::RegistrationFailed]);
+    let degraded = if suspended || (exited.is_empty() && unregistered.is_empty()) {
         ConditionSpec {
             type_: DEGRADED,
             status: false,
             reason: "AsExpected",
             message: "no replica is failing".to_owned(),
+        }
+    } else if !unregistered.is_empty() {
+        let why = plan
+            .replicas
+            .iter()
+            .find(|r| r.phase == ReplicaPhase::RegistrationFailed)
+            .and_then(|r| r.last_failure.clone())
+            .unwrap_or_default();
+        ConditionSpec {
+            type_: DEGRADED,
+            status: true,
+            reason: "RegistrationFailed",
+            message: format!(
+                "hotkey registration of replicas [{}] failed: {why}",
+                join(&unregistered)
+            ),
         }
     } else {
         ConditionSpec {
@@ -163,7 +200,7 @@ pub fn status_from_plan(ctx: &StatusContext<'_>, plan: &Plan, suspended: bool) -
             reason: "ReplicaFailed",
             message: format!(
                 "replicas [{}] exited; recreating with exponential backoff",
-                failing.join(", ")
+                join(&exited)
             ),
         }
     };

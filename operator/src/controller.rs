@@ -1,9 +1,10 @@
 //! Wires the reconcilers into `kube::runtime::Controller`s (one per kind, each owning pods and
-//! watching the ConfigMaps its objects read their run manifest from or render it into).
+//! registration Jobs, and watching the ConfigMaps its objects read their run manifest from or render it into).
 
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::api::{Api, ListParams};
 use kube::runtime::controller::{self, Controller};
@@ -16,6 +17,7 @@ use crate::crd::{TrainingRun, ValidatorSet};
 use crate::manifest::references;
 use crate::naming::{MANAGER, manifest_config_map_name};
 use crate::reconciler::{Context, error_policy, reconcile};
+use crate::registration_job::registration_job_selector;
 use crate::workload::Workload;
 
 /// Where and how hard the controllers work.
@@ -86,9 +88,15 @@ async fn run_kind<K: Workload>(client: Client, ctx: Arc<Context>, options: Contr
             move |config_map| workloads_for_config_map(&store.state(), &config_map),
         )
         .owns(
-            api::<Pod>(client, ns),
+            api::<Pod>(client.clone(), ns),
             watcher::Config::default()
                 .labels(&pod_selector)
+                .any_semantic(),
+        )
+        .owns(
+            api::<Job>(client, ns),
+            watcher::Config::default()
+                .labels(&registration_job_selector())
                 .any_semantic(),
         )
         .with_config(controller::Config::default().concurrency(options.concurrency))

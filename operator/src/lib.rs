@@ -23,11 +23,15 @@ pub mod manifest;
 pub mod metrics;
 pub mod naming;
 pub mod observed;
+pub mod owned_object;
 pub mod pod_builder;
 pub mod reconciler;
+pub mod registration;
+pub mod registration_job;
 pub mod rendered;
 pub mod rollout;
 pub mod validation;
+pub mod worker_identity;
 pub mod workload;
 
 pub use error::Error;

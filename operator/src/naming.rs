@@ -26,6 +26,24 @@ pub fn checkpoint_claim_name(owner: &str, index: i32) -> String {
     format!("{owner}-checkpoint-{index}")
 }
 
+/// One-shot registration Job of replica `index` (runs `worker register` with the coldkey).
+pub fn registration_job_name(owner: &str, index: i32) -> String {
+    format!("{owner}-register-{index}")
+}
+
+/// `app.kubernetes.io/component` of registration Jobs and their pods.
+pub const REGISTRATION_COMPONENT: &str = "registration";
+
+/// ServiceAccount the operator creates for a workload's worker pods.
+pub fn worker_service_account_name(owner: &str) -> String {
+    format!("{owner}-worker")
+}
+
+/// Role (and RoleBinding) letting a workload's workers get and patch their own pods.
+pub fn worker_report_role_name(owner: &str) -> String {
+    format!("{owner}-worker-report")
+}
+
 /// ConfigMap the operator renders the verified run manifest into.
 pub fn manifest_config_map_name(owner: &str) -> String {
     format!("{owner}-run-manifest")

@@ -3,14 +3,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, KeyToPath, LocalObjectReference, ObjectFieldSelector, PersistentVolumeClaim,
-    PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecretVolumeSource, SecurityContext, Toleration, Volume,
-    VolumeMount,
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
+    EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference, ObjectFieldSelector,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    Probe, ResourceRequirements, SeccompProfile, SecretKeySelector, SecretVolumeSource,
+    SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use run_manifest::VerifiedManifest;
 use sha2::{Digest, Sha256};
@@ -23,6 +24,7 @@ use crate::naming::{
     hotkey_secret, manifest_config_map_name, pod_labels, pod_name, selector_labels,
 };
 use crate::validation::GPU_RESOURCE;
+use crate::worker_identity::pod_service_account;
 use crate::workload::Workload;
 
 pub use crate::rendered::{RenderError, RenderedPod, rendered_files};
@@ -56,23 +58,43 @@ pub struct DesiredPod {
 
 const VOLUME_TMP: &str = "tmp";
 const VOLUME_SHM: &str = "dshm";
-const VOLUME_HOTKEY: &str = "hotkey";
-const VOLUME_COLDKEY: &str = "coldkey";
+pub(crate) const VOLUME_HOTKEY: &str = "hotkey";
 const VOLUME_CHECKPOINTS: &str = "checkpoints";
 const VOLUME_MANIFEST: &str = "run-manifest";
 /// Owner-and-group readable Secret files (the pod's fsGroup owns them).
-const SECRET_FILE_MODE: i32 = 0o440;
+pub(crate) const SECRET_FILE_MODE: i32 = 0o440;
 /// World-readable manifest file (it holds no secret).
 const MANIFEST_FILE_MODE: i32 = 0o444;
 /// Seconds the worker gets to finish an upload on shutdown.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
-fn owner_reference<K: Workload>(obj: &K) -> Result<OwnerReference, BuildError> {
+pub(crate) fn owner_reference<K: Workload>(obj: &K) -> Result<OwnerReference, BuildError> {
     obj.controller_owner_ref(&())
         .ok_or(BuildError::MissingMetadata("uid"))
 }
 
-fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
+/// Name of the worker container's health and metrics port.
+pub const HEALTH_PORT_NAME: &str = "health";
+
+/// An HTTP probe of the worker's health server. The worker itself allows for slow windows and
+/// start-up (its `/healthz` turns 503 only after several missed windows), so the probe needs
+/// no long initial delay; three failures in a row act.
+fn health_probe(path: &str, period_seconds: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(HEALTH_PORT_NAME.to_owned()),
+            scheme: Some("HTTP".to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period_seconds),
+        timeout_seconds: Some(5),
+        failure_threshold: Some(3),
+        ..Probe::default()
+    }
+}
+
+pub(crate) fn plain_env(name: &str, value: impl Into<String>) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
         value: Some(value.into()),
@@ -116,7 +138,7 @@ fn credentials_env(id_env: &str, secret_env_name: &str, r: &CredentialsSecretRef
     ]
 }
 
-fn secret_volume(name: &str, secret: &str, key: &str) -> Volume {
+pub(crate) fn secret_volume(name: &str, secret: &str, key: &str) -> Volume {
     Volume {
         name: name.to_owned(),
         secret: Some(SecretVolumeSource {
@@ -152,7 +174,7 @@ fn manifest_volume(config_map: &str) -> Volume {
     }
 }
 
-fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
+pub(crate) fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
     Volume {
         name: name.to_owned(),
         empty_dir: Some(EmptyDirVolumeSource {
@@ -168,7 +190,7 @@ pub fn checkpoint_sub_path(index: i32) -> String {
     format!("replica-{index}")
 }
 
-fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
+pub(crate) fn mount(name: &str, path: &str, read_only: bool) -> VolumeMount {
     VolumeMount {
         name: name.to_owned(),
         mount_path: path.to_owned(),
@@ -192,7 +214,7 @@ fn container_resources(
     (resources != ResourceRequirements::default()).then_some(resources)
 }
 
-fn restricted_container_security() -> SecurityContext {
+pub(crate) fn restricted_container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         read_only_root_filesystem: Some(true),
@@ -215,7 +237,7 @@ fn runtime_default_seccomp() -> SeccompProfile {
     }
 }
 
-fn pod_security() -> PodSecurityContext {
+pub(crate) fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(WORKER_UID),
@@ -317,16 +339,14 @@ pub fn desired_pod<K: Workload>(
         ENV_HOTKEY_FILE,
         format!("{HOTKEY_DIR}/{}", p.wallet.hotkey_key),
     ));
-    if p.wallet.coldkey_secret.is_some() {
-        env.push(plain_env(
-            ENV_COLDKEY_FILE,
-            format!("{COLDKEY_DIR}/{}", p.wallet.coldkey_key),
-        ));
-    }
     env.push(plain_env(ENV_CHECKPOINT_DIR, checkpoint_dir.as_str()));
     env.push(plain_env(ENV_REPLICA_INDEX, index.to_string()));
     env.push(field_env(ENV_POD_NAME, "metadata.name"));
     env.push(field_env(ENV_POD_NAMESPACE, "metadata.namespace"));
+    env.push(plain_env(
+        ENV_HEALTH_ADDR,
+        format!("0.0.0.0:{WORKER_HEALTH_PORT}"),
+    ));
     env.push(plain_env(ENV_HOME, TMP_DIR));
     env.push(plain_env(ENV_XDG_CACHE_HOME, format!("{TMP_DIR}/.cache")));
     env.extend(p.extra_env.iter().cloned());
@@ -343,14 +363,8 @@ pub fn desired_pod<K: Workload>(
         mount(VOLUME_MANIFEST, MANIFEST_DIR, true),
         mount(VOLUME_HOTKEY, HOTKEY_DIR, true),
     ];
-    if let Some(coldkey) = &p.wallet.coldkey_secret {
-        volumes.push(secret_volume(
-            VOLUME_COLDKEY,
-            coldkey,
-            &p.wallet.coldkey_key,
-        ));
-        mounts.push(mount(VOLUME_COLDKEY, COLDKEY_DIR, true));
-    }
+    // The coldkey never reaches this long-running pod: the one-shot registration Job
+    // (`registration_job`) is the only place it is mounted.
     let claim = p.checkpoint.as_ref().and_then(|c| {
         c.existing_claim.clone().or_else(|| {
             c.claim_template
@@ -394,6 +408,14 @@ pub fn desired_pod<K: Workload>(
         security_context: Some(restricted_container_security()),
         volume_mounts: Some(mounts),
         termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ports: Some(vec![ContainerPort {
+            name: Some(HEALTH_PORT_NAME.to_owned()),
+            container_port: i32::from(WORKER_HEALTH_PORT),
+            protocol: Some("TCP".to_owned()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(health_probe(READYZ_PATH, 10)),
+        liveness_probe: Some(health_probe(HEALTHZ_PATH, 30)),
         ..Container::default()
     };
 
@@ -416,8 +438,10 @@ pub fn desired_pod<K: Workload>(
         restart_policy: Some("Never".to_owned()),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(pod_security()),
-        automount_service_account_token: Some(p.service_account_name.is_some()),
-        service_account_name: p.service_account_name.clone(),
+        // The token lets the worker report on its own pod (the Role of `worker_identity`
+        // allows get and patch on the workload's pods by name, nothing else).
+        automount_service_account_token: Some(true),
+        service_account_name: Some(pod_service_account(obj)),
         enable_service_links: Some(false),
         image_pull_secrets: (!p.image_pull_secrets.is_empty()).then(|| {
             p.image_pull_secrets
@@ -597,15 +621,13 @@ mod tests {
         let hotkey = secret_of(VOLUME_HOTKEY);
         assert_eq!(hotkey.secret_name.as_deref(), Some("miner-hotkey-1"));
         assert_eq!(hotkey.default_mode, Some(0o440));
-        assert_eq!(
-            secret_of(VOLUME_COLDKEY).secret_name.as_deref(),
-            Some("cold")
+        assert!(
+            vols.iter()
+                .all(|v| v.secret.as_ref().and_then(|s| s.secret_name.as_deref()) != Some("cold")),
+            "the coldkey Secret is never mounted into a long-running pod"
         );
         let mounts = spec.containers[0].volume_mounts.as_ref().unwrap();
-        for m in mounts
-            .iter()
-            .filter(|m| m.name == VOLUME_HOTKEY || m.name == VOLUME_COLDKEY)
-        {
+        for m in mounts.iter().filter(|m| m.name == VOLUME_HOTKEY) {
             assert_eq!(m.read_only, Some(true), "{}", m.name);
         }
         let read_secret = env(&pod, ENV_STORAGE_READ_SECRET_ACCESS_KEY).unwrap();
@@ -617,12 +639,31 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!((sel.name.as_str(), sel.key.as_str()), ("s3-read", "secret"));
-        assert_eq!(
-            env(&pod, ENV_COLDKEY_FILE).unwrap().value.as_deref(),
-            Some("/var/run/secrets/subnet/coldkey/coldkey")
-        );
-        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert!(env(&pod, ENV_COLDKEY_FILE).is_none());
+        // The token is the workload's own ServiceAccount (get + patch on its pods only).
+        assert_eq!(spec.automount_service_account_token, Some(true));
+        assert_eq!(spec.service_account_name.as_deref(), Some("run-worker"));
         assert_eq!(spec.enable_service_links, Some(false));
+    }
+
+    #[test]
+    fn probes_target_the_workers_health_server() {
+        let pod = desired_pod(&run(1), 0, &verified()).unwrap().pod;
+        let container = &pod.spec.as_ref().unwrap().containers[0];
+        let port = &container.ports.as_ref().unwrap()[0];
+        assert_eq!(port.container_port, i32::from(WORKER_HEALTH_PORT));
+        assert_eq!(port.name.as_deref(), Some(HEALTH_PORT_NAME));
+        let path = |probe: &Option<Probe>| {
+            let get = probe.as_ref().unwrap().http_get.clone().unwrap();
+            assert_eq!(get.port, IntOrString::String(HEALTH_PORT_NAME.into()));
+            get.path.unwrap()
+        };
+        assert_eq!(path(&container.readiness_probe), READYZ_PATH);
+        assert_eq!(path(&container.liveness_probe), HEALTHZ_PATH);
+        assert_eq!(
+            env(&pod, ENV_HEALTH_ADDR).unwrap().value.as_deref(),
+            Some("0.0.0.0:9090")
+        );
     }
 
     #[test]

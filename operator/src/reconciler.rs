@@ -22,9 +22,12 @@ use crate::manifest::referenced_config_map;
 use crate::metrics::Metrics;
 use crate::naming::selector_string;
 use crate::observed::{ObservedPod, observe};
+use crate::owned_object;
 use crate::pod_builder::{desired_claim, desired_manifest_config_map, desired_pod};
+use crate::registration::{create_registration_jobs, registration_states};
 use crate::rollout::{self, PlanInput, ReplicaTarget};
 use crate::validation;
+use crate::worker_identity::{apply_worker_identity, desired_worker_identity};
 use crate::workload::Workload;
 
 /// Finalizer earlier versions put on every workload; this version removes it.
@@ -238,28 +241,10 @@ async fn write_manifest_config_map(
     desired: &ConfigMap,
 ) -> Result<(), Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-    let name = desired.name_any();
-    match config_maps.get_opt(&name).await? {
-        None => {
-            let result = config_maps
-                .create(&PostParams::default(), desired)
-                .await
-                .map(|_| ());
-            ignore_status(result, 409)?;
-        }
-        Some(current)
-            if current.data != desired.data
-                || current.metadata.annotations != desired.metadata.annotations =>
-        {
-            let mut updated = desired.clone();
-            updated.metadata.resource_version = current.metadata.resource_version;
-            config_maps
-                .replace(&name, &PostParams::default(), &updated)
-                .await?;
-        }
-        Some(_) => {}
-    }
-    Ok(())
+    owned_object::ensure(&config_maps, desired, |current, desired| {
+        current.data == desired.data && current.metadata.annotations == desired.metadata.annotations
+    })
+    .await
 }
 
 async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> {
@@ -304,6 +289,8 @@ async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> 
         }
     };
     write_manifest_config_map(ctx, &ns, &desired_manifest_config_map(obj, &manifest)?).await?;
+    // Before any pod: a pod naming a missing ServiceAccount is refused by admission.
+    apply_worker_identity(&ctx.client, &ns, &desired_worker_identity(obj)?).await?;
 
     let params = obj.workload();
     let desired = if params.suspend {
@@ -313,6 +300,11 @@ async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> 
             .map(|i| desired_pod(obj, i, &manifest))
             .collect::<Result<Vec<_>, _>>()?
     };
+    let (registrations, missing_jobs) = if params.suspend {
+        Default::default()
+    } else {
+        registration_states(obj, &ctx.client, &ns, params.replicas).await?
+    };
     let targets: Vec<ReplicaTarget> = desired
         .iter()
         .map(|d| ReplicaTarget {
@@ -320,6 +312,7 @@ async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> 
             pod_name: d.pod.name_any(),
             config_hash: d.config_hash.clone(),
             hotkey_secret: d.hotkey_secret.clone(),
+            registration: registrations.get(&d.index).cloned().unwrap_or_default(),
         })
         .collect();
 
@@ -338,6 +331,7 @@ async fn apply<K: Workload>(cached: &K, ctx: &Context) -> Result<Action, Error> 
     // Status first: restarts / nextRetry are recorded before the failed pod disappears.
     patch_status(&api, obj, &status).await?;
 
+    create_registration_jobs(&ctx.client, &ns, &plan.registering, &missing_jobs).await?;
     for deletion in &plan.delete {
         debug!(pod = %deletion.pod, reason = ?deletion.reason, "deleting pod");
         delete_pod(&pods, &deletion.pod, deletion.uid.as_deref()).await?;

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use crate::contract::CONTAINER_NAME;
 use crate::manifest::referenced_config_map;
 use crate::pod_builder::{BuildError, desired_manifest_config_map, desired_pod};
+use crate::registration_job::{REGISTER_CONTAINER_NAME, desired_registration_job};
 use crate::validation::{self, Rejection};
 use crate::workload::Workload;
 
@@ -74,11 +75,48 @@ pub fn rendered_files<K: Workload>(
     let manifest = validation::admit(&obj, referenced).map_err(RenderError::Rejected)?;
     let rendered_map = desired_manifest_config_map(&obj, &manifest)?;
     let pod = desired_pod(&obj, index, &manifest)?.pod;
+    Ok(render_container(pod, CONTAINER_NAME, Some(&rendered_map)))
+}
+
+/// Renders the registration Job of replica `index` as its pod would start (`None` without a
+/// coldkey): the `register` container's command, args, env and mounted Secret files.
+pub fn rendered_registration<K: Workload>(
+    obj: &K,
+    index: i32,
+) -> Result<Option<RenderedPod>, RenderError> {
+    let mut obj = obj.clone();
+    let meta = obj.meta_mut();
+    meta.uid.get_or_insert_with(|| PLACEHOLDER_UID.to_owned());
+    meta.namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+    validation::validate(&obj).map_err(|errors| {
+        RenderError::Rejected(Rejection {
+            reason: crate::conditions::REASON_INVALID_SPEC,
+            errors,
+        })
+    })?;
+    let Some(job) = desired_registration_job(&obj, index)? else {
+        return Ok(None);
+    };
+    let template = job.spec.map(|s| s.template).unwrap_or_default();
+    let mut pod_meta = template.metadata.unwrap_or_default();
+    pod_meta.name = Some(format!("{}-pod", job.metadata.name.unwrap_or_default()));
+    pod_meta.namespace = job.metadata.namespace;
+    let pod = Pod {
+        metadata: pod_meta,
+        spec: template.spec,
+        status: None,
+    };
+    Ok(Some(render_container(pod, REGISTER_CONTAINER_NAME, None)))
+}
+
+/// The kubelet's view of container `name` of `pod`.
+fn render_container(pod: Pod, name: &str, rendered_map: Option<&ConfigMap>) -> RenderedPod {
     let spec = pod.spec.clone().unwrap_or_default();
     let container = spec
         .containers
         .iter()
-        .find(|c| c.name == CONTAINER_NAME)
+        .find(|c| c.name == name)
         .cloned()
         .unwrap_or_default();
     let volumes = spec.volumes.unwrap_or_default();
@@ -88,13 +126,13 @@ pub fn rendered_files<K: Workload>(
         .flatten()
         .map(|e| (e.name.clone(), env_value(e, &pod)))
         .collect();
-    Ok(RenderedPod {
+    RenderedPod {
         command: container.command.clone().unwrap_or_default(),
         args: container.args.clone().unwrap_or_default(),
         env,
-        files: mounted_files(&container, &volumes, &rendered_map),
+        files: mounted_files(&container, &volumes, rendered_map),
         pod,
-    })
+    }
 }
 
 fn env_value(var: &EnvVar, pod: &Pod) -> String {
@@ -118,11 +156,13 @@ fn env_value(var: &EnvVar, pod: &Pod) -> String {
 fn mounted_files(
     container: &Container,
     volumes: &[Volume],
-    rendered_map: &ConfigMap,
+    rendered_map: Option<&ConfigMap>,
 ) -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
-    let rendered_name = rendered_map.name_any();
-    let data = rendered_map.data.clone().unwrap_or_default();
+    let rendered_name = rendered_map.map(|m| m.name_any());
+    let data = rendered_map
+        .and_then(|m| m.data.clone())
+        .unwrap_or_default();
     for mount in container.volume_mounts.iter().flatten() {
         let Some(volume) = volumes.iter().find(|v| v.name == mount.name) else {
             continue;
@@ -131,7 +171,7 @@ fn mounted_files(
         if let Some(cm) = volume
             .config_map
             .as_ref()
-            .filter(|c| c.name == rendered_name)
+            .filter(|c| Some(&c.name) == rendered_name.as_ref())
         {
             for item in cm.items.iter().flatten() {
                 if let Some(text) = data.get(&item.key) {

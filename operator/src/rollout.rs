@@ -31,6 +31,22 @@ pub struct ReplicaTarget {
     pub config_hash: String,
     /// Hotkey Secret of the replica.
     pub hotkey_secret: String,
+    /// Whether its hotkey registration allows creating the pod.
+    pub registration: Registration,
+}
+
+/// State of a replica's one-shot hotkey registration (the Job with the coldkey).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Registration {
+    /// The workload has no coldkey: hotkeys are registered out of band.
+    #[default]
+    NotRequired,
+    /// The Job is missing, outdated or still running.
+    Pending,
+    /// The Job completed: the hotkey is registered.
+    Complete,
+    /// The Job failed; why, for the status.
+    Failed(String),
 }
 
 /// Everything the planner looks at.
@@ -133,6 +149,8 @@ pub struct Plan {
     pub requeue_after: Option<Duration>,
     /// Replicas whose pod the scheduler cannot place, with its message.
     pub unschedulable: Vec<(i32, String)>,
+    /// Replicas waiting for their registration Job before their pod is created.
+    pub registering: Vec<i32>,
 }
 
 impl Plan {
@@ -235,6 +253,13 @@ pub fn plan(input: &PlanInput<'_>) -> Plan {
                     st.phase = ReplicaPhase::BackOff;
                     out.counts.failing += 1;
                     out.requeue_in(until(input.now, at));
+                } else if target.registration == Registration::Pending {
+                    st.phase = ReplicaPhase::Registering;
+                    out.registering.push(index);
+                } else if let Registration::Failed(why) = &target.registration {
+                    st.phase = ReplicaPhase::RegistrationFailed;
+                    st.last_failure = Some(why.clone());
+                    out.counts.failing += 1;
                 } else {
                     st.phase = ReplicaPhase::Creating;
                     st.pod = Some(target.pod_name.clone());
@@ -363,6 +388,7 @@ mod tests {
                 pod_name: format!("r-miner-{i}"),
                 config_hash: format!("{hash}{i}"),
                 hotkey_secret: format!("hk-{i}"),
+                registration: Registration::NotRequired,
             })
             .collect()
     }
@@ -411,6 +437,31 @@ mod tests {
         assert!(p.delete.is_empty());
         assert_eq!(p.counts.existing, 3);
         assert!(p.replicas.iter().all(|r| r.phase == ReplicaPhase::Creating));
+    }
+
+    #[test]
+    fn a_pod_waits_for_its_registration_job() {
+        let mut t = targets(3, "h");
+        t[0].registration = Registration::Complete;
+        t[1].registration = Registration::Pending;
+        t[2].registration = Registration::Failed("registration Job r-register-2 failed".into());
+        let p = run_plan(3, &t, &[], &[]);
+        assert_eq!(p.create, [0], "only the registered replica gets its pod");
+        assert_eq!(p.registering, [1]);
+        let phase = |i: usize| p.replicas[i].phase;
+        assert_eq!(phase(0), ReplicaPhase::Creating);
+        assert_eq!(phase(1), ReplicaPhase::Registering);
+        assert_eq!(phase(2), ReplicaPhase::RegistrationFailed);
+        assert_eq!(
+            p.replicas[2].last_failure.as_deref(),
+            Some("registration Job r-register-2 failed")
+        );
+        assert_eq!(p.counts.failing, 1);
+        // A running pod is never held back by its registration (e.g. after an upgrade).
+        let running = [pod(1, "h", PodPhase::Running, true)];
+        let p = run_plan(3, &t, &running, &[]);
+        assert_eq!(p.replicas[1].phase, ReplicaPhase::Running);
+        assert!(p.registering.is_empty());
     }
 
     #[test]

@@ -10,7 +10,9 @@ use worker_chain::wallet::load_keypair;
 use worker_chain::{AccountId, Chain, ChainError, Keypair};
 
 use crate::cli_common::{ChainArgs, HotkeyArgs, print_report};
-use crate::error::Result;
+use crate::error::{NodeError, Result};
+use run_manifest::deployment::REGISTER_PERMANENT_FAILURE_EXIT_CODE;
+use worker_chain::ErrorClass;
 
 /// Options of `worker register`.
 #[derive(Debug, Clone, Args)]
@@ -79,6 +81,16 @@ pub async fn register(
     })
 }
 
+/// The process exit code for a failed `worker register`: 1 when the same call can succeed
+/// later (the chain was unreachable or busy), [`REGISTER_PERMANENT_FAILURE_EXIT_CODE`] when
+/// it cannot without a change by the user (refused by the chain, unreadable wallet, bad input).
+pub fn failure_exit_code(err: &NodeError) -> i32 {
+    match err {
+        NodeError::Chain(chain) if chain.class() == ErrorClass::Retryable => 1,
+        _ => REGISTER_PERMANENT_FAILURE_EXIT_CODE,
+    }
+}
+
 /// `worker register`.
 pub async fn run(args: &RegisterArgs) -> Result<()> {
     let password = args.chain.password();
@@ -87,4 +99,28 @@ pub async fn run(args: &RegisterArgs) -> Result<()> {
     let chain = args.chain.connect().await?;
     let report = register(&chain, args.chain.netuid, &coldkey, &hotkey).await?;
     print_report(&report, args.chain.json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transient_chain_failures_are_worth_a_retry() {
+        let unreachable = NodeError::Chain(ChainError::Rpc("connection refused".into()));
+        assert_eq!(failure_exit_code(&unreachable), 1);
+        let full = NodeError::Chain(ChainError::SubnetFull {
+            netuid: 3,
+            capacity: 256,
+        });
+        assert_eq!(
+            failure_exit_code(&full),
+            REGISTER_PERMANENT_FAILURE_EXIT_CODE
+        );
+        let config = NodeError::Config("no coldkey".into());
+        assert_eq!(
+            failure_exit_code(&config),
+            REGISTER_PERMANENT_FAILURE_EXIT_CODE
+        );
+    }
 }

@@ -116,7 +116,11 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Register(args) => {
             init_tracing(&cli.log_format, "warn");
-            cli_register::run(&args).await.context("worker register")?;
+            if let Err(err) = cli_register::run(&args).await {
+                // The exit code tells a Job whether retrying can help.
+                eprintln!("Error: worker register: {err}");
+                std::process::exit(cli_register::failure_exit_code(&err));
+            }
         }
         Command::Status(args) => {
             init_tracing(&cli.log_format, "warn");

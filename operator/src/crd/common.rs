@@ -92,7 +92,10 @@ fn default_secret_access_key_key() -> String {
      "message": "wallet.hotkeySecretTemplate must contain the {index} placeholder"}
 ]))]
 pub struct WalletSpec {
-    /// Secret holding the coldkey, mounted only when set (needed for registration).
+    /// Secret holding the coldkey. When set, each replica's hotkey is burn-registered by a
+    /// one-shot Job (`{name}-register-{i}`, `worker register`) that alone mounts it; the
+    /// long-running miner or validator pods never see the coldkey and start once their Job
+    /// has completed. Unset: the hotkeys must be registered out of band.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 253))]
     pub coldkey_secret: Option<String>,

@@ -98,6 +98,10 @@ pub enum ReplicaPhase {
     Failed,
     /// Waiting for `nextRetry` before recreating the pod.
     BackOff,
+    /// Waiting for the one-shot registration Job of its hotkey before creating the pod.
+    Registering,
+    /// The registration Job failed; `lastFailure` says why (delete the Job to retry).
+    RegistrationFailed,
     /// The pod is terminating.
     Terminating,
     /// The workload is suspended.

@@ -300,6 +300,8 @@ impl ControlPlane {
             "persistentvolumeclaim-protection-controller",
             "persistentvolume-protection-controller",
             "root-ca-certificate-publisher-controller",
+            // The operator's one-shot hotkey registration Jobs.
+            "job-controller",
         ];
         processes.push(Process::spawn(
             "kube-controller-manager",

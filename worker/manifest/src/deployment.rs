@@ -53,6 +53,12 @@ pub const ENV_POD_NAME: &str = "POD_NAME";
 /// Environment variable holding the worker's own namespace (downward API `metadata.namespace`).
 pub const ENV_POD_NAMESPACE: &str = "POD_NAMESPACE";
 
+/// Exit code of `worker register` when retrying cannot help (the chain refused the
+/// registration, the wallet cannot be read, the arguments are wrong): the operator's
+/// registration Job fails at once on it instead of burning its retries. Any other failure
+/// (exit code 1: chain unreachable, timeout, rate limit) is retried by the Job.
+pub const REGISTER_PERMANENT_FAILURE_EXIT_CODE: i32 = 3;
+
 /// Pod annotation where the worker reports its metagraph UID on its own pod.
 pub const REPORT_UID_ANNOTATION: &str = "subnet.templar.dev/chain-uid";
 /// Pod annotation where the worker reports the last window it completed.

@@ -351,9 +351,17 @@ mod tests {
 
     #[test]
     fn unique_names_are_valid_account_ids_whatever_the_prefix() {
-        for prefix in ["x", "faults-validator", "a-very-long-prefix-that-fills-the-slot-alone"] {
+        for prefix in [
+            "x",
+            "faults-validator",
+            "a-very-long-prefix-that-fills-the-slot-alone",
+        ] {
             let name = unique_name(prefix);
-            assert!(name.len() <= UNIQUE_NAME_MAX, "{name} is {} long", name.len());
+            assert!(
+                name.len() <= UNIQUE_NAME_MAX,
+                "{name} is {} long",
+                name.len()
+            );
             assert!(name.starts_with(&prefix[..prefix.len().min(8)]), "{name}");
             let credentials = BucketCredentials {
                 account_id: name.clone(),
