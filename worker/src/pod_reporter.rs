@@ -116,12 +116,9 @@ impl PodReporter {
 
     /// Merge-patches the pod's report annotations.
     pub async fn report(&self, report: &PodReport) -> Result<(), ReportError> {
-        let patch = report.patch();
-        let request = self.pods.patch(
-            &self.target.name,
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        );
+        let patch = Patch::Merge(report.patch());
+        let params = PatchParams::default();
+        let request = self.pods.patch(&self.target.name, &params, &patch);
         match tokio::time::timeout(PATCH_TIMEOUT, request).await {
             Ok(result) => result.map(|_| ()).map_err(ReportError::from),
             Err(_) => Err(ReportError::Timeout(PATCH_TIMEOUT)),
