@@ -18,8 +18,8 @@ use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotke
 use run_manifest::{PUBLISHED_MANIFEST_KEY, RunManifest};
 use worker::health_server::HealthAddr;
 use worker::manifest_source::resolve_manifest;
-use worker::node_observer::NodeMonitor;
 use worker::network::{connect, run_miner, run_validator};
+use worker::node_observer::NodeMonitor;
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::{LocalStore, ObjectStore, RunLayout};
 
@@ -194,7 +194,10 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
                 .and_then(|l| l.rsplit_once(' '))
                 .and_then(|(_, v)| v.parse::<f64>().ok())
         };
-        assert!(gauge("worker_last_window").is_some_and(|w| w >= 3.0), "{metrics}");
+        assert!(
+            gauge("worker_last_window").is_some_and(|w| w >= 3.0),
+            "{metrics}"
+        );
         assert!(gauge("worker_last_score").is_some(), "{metrics}");
         assert_eq!(gauge("worker_in_sync"), Some(1.0), "{metrics}");
         if let Some(uid) = uid {

@@ -159,11 +159,16 @@ async fn the_health_server_answers_probes_and_metrics_over_tcp() {
 
     // Dropped with the node: the port stops answering.
     drop(server);
-    let closed = poll("the health server to stop", Duration::from_secs(5), || async move {
-        TcpStream::connect(addr).await.is_err().then_some(())
-    })
+    let closed = poll(
+        "the health server to stop",
+        Duration::from_secs(5),
+        || async move { TcpStream::connect(addr).await.is_err().then_some(()) },
+    )
     .await;
-    assert!(closed.is_ok(), "the server still accepts after being dropped");
+    assert!(
+        closed.is_ok(),
+        "the server still accepts after being dropped"
+    );
 }
 
 /// A pod nothing schedules (it only carries the report).
@@ -227,7 +232,9 @@ async fn the_pod_report_lands_on_the_own_pod_only() {
     let admin = ns.admin().await.unwrap();
     let pods: Api<Pod> = Api::namespaced(admin.clone(), &ns.name);
     for name in ["miner-0", "miner-1"] {
-        pods.create(&PostParams::default(), &pod(name)).await.unwrap();
+        pods.create(&PostParams::default(), &pod(name))
+            .await
+            .unwrap();
     }
     service_account_for(&admin, &ns.name, "miner-0").await;
     let client = ns.service_account_client("worker").await.unwrap();
@@ -270,7 +277,10 @@ async fn the_pod_report_lands_on_the_own_pod_only() {
     .unwrap();
     let written = annotations(&pods.get("miner-0").await.unwrap());
     assert_eq!(written[REPORT_WINDOW_ANNOTATION], "43");
-    assert!(!written.contains_key(REPORT_SCORE_ANNOTATION), "{written:?}");
+    assert!(
+        !written.contains_key(REPORT_SCORE_ANNOTATION),
+        "{written:?}"
+    );
 
     // The Role names only its own pod: another pod is refused and left as it was.
     let other = PodReporter::new(client.clone(), target("miner-1"));

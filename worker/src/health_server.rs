@@ -183,7 +183,8 @@ impl Response {
 
 /// The response to `GET path` for a node in `state` at `now`.
 pub fn route(path: &str, state: &HealthState, now: Instant) -> Response {
-    let verdict = |v: crate::node_health::Verdict| Response::text(if v.ok { 200 } else { 503 }, v.reason);
+    let verdict =
+        |v: crate::node_health::Verdict| Response::text(if v.ok { 200 } else { 503 }, v.reason);
     match path {
         p if p == HEALTHZ_PATH => verdict(state.liveness(now)),
         p if p == READYZ_PATH => verdict(state.readiness(now)),

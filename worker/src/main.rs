@@ -8,8 +8,8 @@ use tracing_subscriber::EnvFilter;
 use worker::cli::{Cli, Command};
 use worker::devnet;
 use worker::manifest_source::resolve_manifest;
-use worker::node_observer::NodeMonitor;
 use worker::network::{NodeArgs, connect, own_s3_store, peer_s3_store, run_miner, run_validator};
+use worker::node_observer::NodeMonitor;
 use worker::{cli_data, cli_manifest, cli_register, cli_status, cli_weights};
 use worker_chain::{Chain, SubxtChain, SubxtChainConfig};
 

@@ -23,11 +23,11 @@ use worker_storage::{
 
 use crate::catch_up::{fetch_published_checkpoint, publish_checkpoint, replay};
 use crate::error::{NodeError, Result};
-use crate::health_server::HealthAddr;
 use crate::exchange::{
     AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, publish_peer_list,
     read_peer_list, resolve_peers, upload_sync_sample,
 };
+use crate::health_server::HealthAddr;
 use crate::manifest_source::publish_manifest;
 use crate::miner::{Miner, MinerUpload};
 use crate::miner_strategy::{Honest, MinerStrategy, UploadTiming, WindowInput};

@@ -282,7 +282,12 @@ mod tests {
         let health = started(t0);
         assert!(health.readiness(t0 + secs(1)).reason.contains("chain"));
         health.chain_reachable(true);
-        assert!(health.readiness(t0 + secs(1)).reason.contains("catching up"));
+        assert!(
+            health
+                .readiness(t0 + secs(1))
+                .reason
+                .contains("catching up")
+        );
         health.synced(true, t0 + secs(2));
         assert!(health.readiness(t0 + secs(3)).ok);
         // Two windows plus the grace after catching up, nothing completed: not ready.
