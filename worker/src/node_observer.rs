@@ -28,7 +28,7 @@ impl NodeObserver {
     fn window_completed(&self, uid: u16, window: u64, score: Option<f64>) {
         self.health.window_completed(window, score, Instant::now());
         if let Some(reporter) = &self.reporter {
-            reporter.send(PodReport { uid, window, score });
+            reporter.send(PodReport::window(uid, window, score));
         }
     }
 }
@@ -36,6 +36,9 @@ impl NodeObserver {
 impl RoleEvents for NodeObserver {
     fn role_started(&self, started: &RoleStarted) {
         self.health.role_started(*started);
+        if let Some(reporter) = &self.reporter {
+            reporter.send(PodReport::started(started.uid));
+        }
     }
 
     fn chain_reachable(&self, reachable: bool) {

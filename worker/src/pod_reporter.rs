@@ -51,32 +51,51 @@ impl PodTarget {
     }
 }
 
-/// What a node reports after a window.
+/// What a node reports: its uid when its role starts, then after each window the window
+/// and its score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PodReport {
     pub uid: u16,
-    pub window: u64,
+    /// The completed window (`None`: the role just started, only the uid is reported).
+    pub window: Option<u64>,
     /// The node's score, when it has one (a non-finite score is not reported).
     pub score: Option<f64>,
 }
 
 impl PodReport {
-    /// The merge patch setting the report annotations (a missing score removes its
-    /// annotation, so no stale score stays behind).
+    /// The uid alone, when the role starts (the last window and score, from an earlier
+    /// container of this pod, stay until the next window replaces them).
+    pub fn started(uid: u16) -> Self {
+        Self {
+            uid,
+            window: None,
+            score: None,
+        }
+    }
+
+    /// After `window`, with the node's `score` then.
+    pub fn window(uid: u16, window: u64, score: Option<f64>) -> Self {
+        Self {
+            uid,
+            window: Some(window),
+            score,
+        }
+    }
+
+    /// The merge patch setting the report annotations. A window report without a score
+    /// removes the score annotation, so no stale score stays behind.
     pub fn patch(&self) -> serde_json::Value {
-        let score = self
-            .score
-            .filter(|s| s.is_finite())
-            .map(|s| serde_json::Value::String(s.to_string()));
-        json!({
-            "metadata": {
-                "annotations": {
-                    REPORT_UID_ANNOTATION: self.uid.to_string(),
-                    REPORT_WINDOW_ANNOTATION: self.window.to_string(),
-                    REPORT_SCORE_ANNOTATION: score,
-                }
-            }
-        })
+        let mut annotations = serde_json::Map::new();
+        annotations.insert(REPORT_UID_ANNOTATION.into(), self.uid.to_string().into());
+        if let Some(window) = self.window {
+            annotations.insert(REPORT_WINDOW_ANNOTATION.into(), window.to_string().into());
+            let score = self
+                .score
+                .filter(|s| s.is_finite())
+                .map_or(serde_json::Value::Null, |s| s.to_string().into());
+            annotations.insert(REPORT_SCORE_ANNOTATION.into(), score);
+        }
+        json!({ "metadata": { "annotations": annotations } })
     }
 }
 
@@ -139,13 +158,13 @@ impl PodReporter {
                 match self.report(&report).await {
                     Ok(()) => {
                         if failing {
-                            tracing::info!(pod = %self.target.name, window = report.window, "pod report delivered again");
+                            tracing::info!(pod = %self.target.name, window = ?report.window, "pod report delivered again");
                         }
                         failing = false;
                     }
                     Err(err) => {
                         // One report per window, so at most one warning per window.
-                        tracing::warn!(pod = %self.target.name, window = report.window, %err, "pod report failed; the role goes on");
+                        tracing::warn!(pod = %self.target.name, window = ?report.window, %err, "pod report failed; the role goes on");
                         failing = true;
                     }
                 }
@@ -188,24 +207,24 @@ mod tests {
 
     #[test]
     fn the_patch_sets_all_three_annotations_and_drops_a_missing_score() {
-        let patch = PodReport {
-            uid: 12,
-            window: 345,
-            score: Some(0.125),
-        }
-        .patch();
+        let patch = PodReport::window(12, 345, Some(0.125)).patch();
         let annotations = &patch["metadata"]["annotations"];
         assert_eq!(annotations[REPORT_UID_ANNOTATION], "12");
         assert_eq!(annotations[REPORT_WINDOW_ANNOTATION], "345");
         assert_eq!(annotations[REPORT_SCORE_ANNOTATION], "0.125");
         for score in [None, Some(f64::NAN), Some(f64::INFINITY)] {
-            let patch = PodReport {
-                uid: 1,
-                window: 2,
-                score,
-            }
-            .patch();
-            assert!(patch["metadata"]["annotations"][REPORT_SCORE_ANNOTATION].is_null());
+            let patch = PodReport::window(1, 2, score).patch();
+            let annotations = patch["metadata"]["annotations"].as_object().unwrap();
+            // Present as null: a merge patch deletes the annotation.
+            assert!(annotations[REPORT_SCORE_ANNOTATION].is_null());
         }
+    }
+
+    #[test]
+    fn the_start_report_touches_only_the_uid() {
+        let patch = PodReport::started(9).patch();
+        let annotations = patch["metadata"]["annotations"].as_object().unwrap();
+        assert_eq!(annotations.len(), 1);
+        assert_eq!(annotations[REPORT_UID_ANNOTATION], "9");
     }
 }
