@@ -4,8 +4,10 @@
 //!   node's gauges, other paths are 404, and the server stops when dropped;
 //! - the pod report against a real kube-apiserver (tests/kube-harness, built by
 //!   scripts/setup-k8s.sh; this test fails, never skips, without it): authenticated as a
-//!   ServiceAccount whose Role allows only get + patch on its own pod, the worker's report
-//!   lands as the annotations the operator reads, and patching another pod is refused (403).
+//!   ServiceAccount whose Role allows only get + patch on its own pod, the worker's reports
+//!   (uid at start, then window and score) land as the annotations the operator reads, also
+//!   through the background sender the role loop uses, and patching another pod is refused
+//!   (403).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
