@@ -360,6 +360,11 @@ fn sigterm_stops_a_real_miner_process_cleanly() {
         .local_addr()
         .unwrap()
         .port();
+    let health_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_worker"))
         .args(["miner", "--netuid", "1", "--device", "cpu"])
         .arg("--chain-endpoint")
@@ -376,6 +381,8 @@ fn sigterm_stops_a_real_miner_process_cleanly() {
             "--storage-secret-access-key",
             "s",
         ])
+        .arg("--health-addr")
+        .arg(format!("127.0.0.1:{health_port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -385,6 +392,12 @@ fn sigterm_stops_a_real_miner_process_cleanly() {
         child.try_wait().unwrap().is_none(),
         "the miner exited before the signal"
     );
+    // While it waits for the chain its probes answer: live (starting), not ready.
+    let health = std::net::SocketAddr::from(([127, 0, 0, 1], health_port));
+    let (status, body) = http_get(health, run_manifest::deployment::HEALTHZ_PATH);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = http_get(health, run_manifest::deployment::READYZ_PATH);
+    assert_eq!(status, 503, "{body}");
     let sent = Instant::now();
     let killed = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -402,4 +415,23 @@ fn sigterm_stops_a_real_miner_process_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
+}
+
+/// Status code and body of a plain `GET path` on `addr`.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: worker\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

@@ -16,8 +16,10 @@ use clap::Parser;
 mod roles;
 use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
 use run_manifest::{PUBLISHED_MANIFEST_KEY, RunManifest};
+use worker::health_server::HealthAddr;
 use worker::manifest_source::resolve_manifest;
 use worker::network::{connect, run_miner, run_validator};
+use worker::node_observer::NodeMonitor;
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::{LocalStore, ObjectStore, RunLayout};
 
@@ -101,7 +103,19 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     // task, as `worker` runs one of them on its main task; the block timer runs elsewhere.
     let mut roles: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = worker::Result<()>>>>> =
         Vec::new();
+    // The validator and miner 0 are watched as `worker` watches them (health endpoints on a
+    // free port, the monitor outliving the role).
+    let local = HealthAddr::Listen("127.0.0.1:0".parse().unwrap());
+    let monitors = [
+        NodeMonitor::start(local).await.unwrap(),
+        NodeMonitor::start(local).await.unwrap(),
+    ];
+    let health_addrs: Vec<_> = monitors
+        .iter()
+        .map(|m| m.server.as_ref().unwrap().local_addr())
+        .collect();
     {
+        let observer = monitors[0].observer.clone();
         let args = ValidatorCli::parse_from(node_args(
             &["--manifest", &manifest_arg],
             &validator_key_path,
@@ -116,7 +130,8 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         let resolve = resolve.clone();
         roles.push(Box::pin(async move {
             let run = resolve_manifest(&args.node, &*chain, &*resolve, false).await?;
-            let ctx = connect(chain, store, args.node.clone(), &run).await?;
+            let mut ctx = connect(chain, store, args.node.clone(), &run).await?;
+            ctx.events = observer;
             run_validator(ctx, &*resolve).await
         }));
     }
@@ -142,6 +157,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         let chain = shared.clone();
         let resolve = resolve.clone();
         let timed = chain_handle.clone();
+        let observer = (i == 0).then(|| monitors[1].observer.clone());
         roles.push(Box::pin(async move {
             if i == 2 {
                 while timed.block() < 2 * 20 + 5 {
@@ -149,7 +165,10 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
                 }
             }
             let run = resolve_manifest(&args, &*chain, &*resolve, true).await?;
-            let ctx = connect(chain, store, args, &run).await?;
+            let mut ctx = connect(chain, store, args, &run).await?;
+            if let Some(observer) = observer {
+                ctx.events = observer;
+            }
             run_miner(ctx, &*resolve).await
         }));
     }
@@ -161,6 +180,30 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
     .await
     .expect("roles finish their windows")
     .expect("role ran without error");
+
+    // Right after their last window both watched nodes are ready and report it.
+    for (addr, uid) in health_addrs.iter().zip([Some(validator_uid), None]) {
+        let (status, body) = http_get(*addr, run_manifest::deployment::READYZ_PATH).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, metrics) = http_get(*addr, run_manifest::deployment::METRICS_PATH).await;
+        assert_eq!(status, 200);
+        let gauge = |name: &str| {
+            metrics
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}{{")))
+                .and_then(|l| l.rsplit_once(' '))
+                .and_then(|(_, v)| v.parse::<f64>().ok())
+        };
+        assert!(
+            gauge("worker_last_window").is_some_and(|w| w >= 3.0),
+            "{metrics}"
+        );
+        assert!(gauge("worker_last_score").is_some(), "{metrics}");
+        assert_eq!(gauge("worker_in_sync"), Some(1.0), "{metrics}");
+        if let Some(uid) = uid {
+            assert_eq!(gauge("worker_uid"), Some(f64::from(uid)), "{metrics}");
+        }
+    }
 
     // Every node committed its bucket; the validator published peer lists and set weights.
     let commitments = chain.commitments(NETUID).await.unwrap();
@@ -220,4 +263,26 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         );
     }
     assert!(dir.path().join("validator-ckpt/gauntlet.json").exists());
+}
+
+/// Status code and body of `GET path` on `addr`.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: worker\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }

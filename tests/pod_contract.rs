@@ -85,6 +85,13 @@ fn start(rendered: &RenderedPod) -> TrainingSettings {
     let dir = tempfile::tempdir().unwrap();
     let cli = parse_pod(rendered, dir.path()).expect("the worker parses the pod");
     let args = node_args(cli);
+    // The worker serves its health endpoints on the port the pod's probes target.
+    assert!(
+        matches!(args.health_addr, worker::health_server::HealthAddr::Listen(addr)
+            if addr.port() == run_manifest::deployment::WORKER_HEALTH_PORT),
+        "health endpoints on {}",
+        args.health_addr
+    );
     let run = manifest_from_args(&args)
         .expect("the worker loads the mounted manifest")
         .expect("the pod names a manifest");

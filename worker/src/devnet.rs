@@ -280,6 +280,8 @@ impl Node {
             max_windows: None,
             until_window: Some(devnet.windows - 1),
             max_object_mib: MAX_OBJECT_MIB,
+            // Many nodes in one process: no health endpoints (they would share a port).
+            health_addr: crate::health_server::HealthAddr::Off,
             data: worker_data::DataArgs {
                 bundled_dataset: Some(bundled_dataset()),
                 ..worker_data::DataArgs::with_cache(devnet.dir.join("data-cache").join(&self.name))

@@ -9,6 +9,8 @@
 //! * [`network`]: the production miner and validator loops;
 //! * [`miner_strategy`] + [`role_events`]: the narrow seams the devnet plugs its cheaters and
 //!   its report into;
+//! * [`node_health`] + [`health_server`] + [`pod_reporter`]: a production node's probes,
+//!   metrics and report on its pod, fed by [`node_observer`];
 //! * [`devnet`]: a whole subnet in one process, running the production loops.
 
 pub mod adversaries;
@@ -26,10 +28,14 @@ pub mod error;
 pub mod evaluator;
 pub mod exchange;
 pub mod gradient_object;
+pub mod health_server;
 pub mod manifest_source;
 pub mod miner;
 pub mod miner_strategy;
 pub mod network;
+pub mod node_health;
+pub mod node_observer;
+pub mod pod_reporter;
 pub mod replica;
 pub mod report;
 pub mod role_events;

@@ -9,6 +9,7 @@ use worker::cli::{Cli, Command};
 use worker::devnet;
 use worker::manifest_source::resolve_manifest;
 use worker::network::{NodeArgs, connect, own_s3_store, peer_s3_store, run_miner, run_validator};
+use worker::node_observer::NodeMonitor;
 use worker::{cli_data, cli_manifest, cli_register, cli_status, cli_weights};
 use worker_chain::{Chain, SubxtChain, SubxtChainConfig};
 
@@ -25,11 +26,16 @@ fn init_tracing(format: &str, default_filter: &str) {
     }
 }
 
-/// Connects a miner (`may_follow`: it may take the lead validator's manifest) or validator.
+/// Starts the node's health endpoints and pod report, then connects a miner (`may_follow`:
+/// it may take the lead validator's manifest) or validator watched by them.
 async fn connect_node(
     args: NodeArgs,
     may_follow: bool,
-) -> anyhow::Result<worker::network::NodeContext> {
+) -> anyhow::Result<(worker::network::NodeContext, NodeMonitor)> {
+    // Up before connecting, so the probes answer while the node waits for the chain.
+    let monitor = NodeMonitor::start(args.health_addr)
+        .await
+        .with_context(|| format!("serving the health endpoints on {}", args.health_addr))?;
     // A bad manifest is refused before anything is contacted.
     let given = worker::manifest_source::manifest_from_args(&args)?;
     let mut config = SubxtChainConfig::new(args.chain_endpoint.clone());
@@ -55,7 +61,9 @@ async fn connect_node(
         }
     };
     let store = own_s3_store(&args.storage)?;
-    Ok(connect(chain, store, args, &run).await?)
+    let mut ctx = connect(chain, store, args, &run).await?;
+    ctx.events = monitor.observer.clone();
+    Ok((ctx, monitor))
 }
 
 /// Runs a role until it ends or the process gets SIGTERM / SIGINT. A role checkpoints
@@ -93,7 +101,7 @@ async fn main() -> anyhow::Result<()> {
             let peer_endpoint = args.storage.peer_storage_endpoint.clone();
             // Connecting (which may wait for the chain or the lead's manifest) is stoppable too.
             until_stopped(async move {
-                let ctx = connect_node(args, true).await?;
+                let (ctx, _monitor) = connect_node(args, true).await?;
                 run_miner(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
                 Ok(())
             })
@@ -103,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
             init_tracing(&cli.log_format, "info");
             let peer_endpoint = args.node.storage.peer_storage_endpoint.clone();
             until_stopped(async move {
-                let ctx = connect_node(args.node.clone(), false).await?;
+                let (ctx, _monitor) = connect_node(args.node.clone(), false).await?;
                 run_validator(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
                 Ok(())
             })

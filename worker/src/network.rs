@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use clap::Args;
 use run_manifest::VerifiedManifest;
-use run_manifest::deployment::{ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
+use run_manifest::deployment::{ENV_HEALTH_ADDR, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
 use tch::Device;
 use worker_chain::wallet::load_keypair;
 use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
@@ -27,11 +27,14 @@ use crate::exchange::{
     AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, publish_peer_list,
     read_peer_list, resolve_peers, upload_sync_sample,
 };
+use crate::health_server::HealthAddr;
 use crate::manifest_source::publish_manifest;
 use crate::miner::{Miner, MinerUpload};
 use crate::miner_strategy::{Honest, MinerStrategy, UploadTiming, WindowInput};
 use crate::replica::Replica;
-use crate::role_events::{MinerWindowReport, RoleEvents, Unobserved, ValidatorWindowReport};
+use crate::role_events::{
+    MinerWindowReport, NodeRole, RoleEvents, RoleStarted, Unobserved, ValidatorWindowReport,
+};
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
 use crate::validator::{EvalSettings, Validator, WindowEvaluation};
@@ -118,6 +121,9 @@ pub struct NodeArgs {
     /// Largest accepted peer object in MiB.
     #[arg(long, env = "MAX_OBJECT_MIB", default_value_t = 1024)]
     pub max_object_mib: u64,
+    /// Address of the health endpoints (liveness, readiness, Prometheus metrics), or `off`.
+    #[arg(long, env = ENV_HEALTH_ADDR, default_value_t = HealthAddr::default())]
+    pub health_addr: HealthAddr,
 }
 
 /// Options of `worker validator` (its evaluation settings are the manifest's `gauntlet`).
@@ -427,6 +433,8 @@ impl NodeContext {
     ) -> Result<Settled> {
         match self.catch_up(replica, *done, resolve).await {
             Ok((caught_up, still_behind)) => {
+                self.events.chain_reachable(true);
+                self.events.synced(!still_behind);
                 *done = caught_up;
                 if self.finished(*done) {
                     return Ok(Settled::Finished);
@@ -439,6 +447,7 @@ impl NodeContext {
                 Ok(Settled::Ready)
             }
             Err(err) if transient(&err) => {
+                self.note_transient(&err);
                 tracing::warn!(%err, "catch-up failed; retrying");
                 self.pause().await;
                 Ok(Settled::Wait)
@@ -451,14 +460,35 @@ impl NodeContext {
     /// not be asked; the loop then tries again.
     async fn wait_next_window(&self, done: Option<u64>) -> Result<Option<(u64, UploadWindow)>> {
         match self.next_window(done).await {
-            Ok(next) => Ok(Some(next)),
+            Ok(next) => {
+                self.events.chain_reachable(true);
+                Ok(Some(next))
+            }
             Err(err) if transient(&err) => {
+                self.note_transient(&err);
                 tracing::warn!(%err, "chain unavailable; retrying");
                 self.pause().await;
                 Ok(None)
             }
             Err(err) => Err(err),
         }
+    }
+
+    /// Tells the watcher that the chain did not answer when a retried error came from it.
+    fn note_transient(&self, err: &NodeError) {
+        if matches!(err, NodeError::Chain(_)) {
+            self.events.chain_reachable(false);
+        }
+    }
+
+    /// Tells the watcher that this role loop starts.
+    fn start_role(&self, role: NodeRole) {
+        self.events.role_started(&RoleStarted {
+            role,
+            uid: self.uid,
+            window: self.window_duration(),
+            grace: Duration::from_secs(self.settings.upload_deadline_secs()),
+        });
     }
 
     /// Waits a fraction of a block before the next catch-up attempt.
@@ -511,10 +541,11 @@ fn transient(err: &NodeError) -> bool {
 
 /// A window's result when its work completed, `None` when it was abandoned on a transient
 /// error (logged; the next catch-up replays it), the error itself when it is fatal.
-fn window_completed<T>(window: u64, result: Result<T>) -> Result<Option<T>> {
+fn window_completed<T>(ctx: &NodeContext, window: u64, result: Result<T>) -> Result<Option<T>> {
     match result {
         Ok(done) => Ok(Some(done)),
         Err(err) if transient(&err) => {
+            ctx.note_transient(&err);
             tracing::warn!(window, %err, "window abandoned; the next catch-up replays it");
             Ok(None)
         }
@@ -546,6 +577,7 @@ pub async fn run_miner_with(
         tracing::info!(window = ?done, "resumed from checkpoint");
     }
     let dataset = ctx.dataset()?;
+    ctx.start_role(NodeRole::Miner);
     // `done`: the last window whose outer step the model holds; `attempted`: the last
     // window this loop worked on (an abandoned one is replayed by the next catch-up).
     let mut attempted = done;
@@ -571,7 +603,7 @@ pub async fn run_miner_with(
             resolve,
         )
         .await;
-        let Some(produced) = window_completed(window, result)? else {
+        let Some(produced) = window_completed(&ctx, window, result)? else {
             continue;
         };
         if let Some(path) = &checkpoint {
@@ -588,6 +620,7 @@ pub async fn run_miner_with(
             compute_secs: produced.compute.as_secs_f64(),
             window_secs: ctx.window_duration().as_secs_f64(),
             sync_sample: miner.replica.sync_sample()?,
+            incentive: produced.incentive,
         };
         tracing::info!(
             window,
@@ -609,6 +642,8 @@ struct Produced {
     compute: Duration,
     /// Whether it was stored before the deadline.
     in_time: bool,
+    /// The miner's incentive in the metagraph read after the upload.
+    incentive: Option<f64>,
 }
 
 /// One miner window: sync sample, training, signed upload before the deadline, the lead's
@@ -655,13 +690,17 @@ async fn miner_window(
     )
     .await;
     NodeContext::wait_deadline(&upload_window).await;
+    let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let produced = Produced {
         upload: planned.upload,
         compute,
         in_time,
+        incentive: metagraph
+            .neurons
+            .iter()
+            .find(|n| n.uid == ctx.uid)
+            .map(|n| n.incentive),
     };
-
-    let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
     let lead = ctx.lead_endpoint(&metagraph, &peers);
     let list = match &lead {
@@ -848,6 +887,7 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
         tracing::info!("resumed Gauntlet state");
     }
     let dataset = ctx.dataset()?;
+    ctx.start_role(NodeRole::Validator);
     let sync_len = validator.replica.sync_len();
     let manifest = settings.manifest_hash();
     let mut attempted = done;
@@ -894,7 +934,7 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             resolve,
         )
         .await;
-        let Some((evaluation, aggregated)) = window_completed(window, result)? else {
+        let Some((evaluation, aggregated)) = window_completed(&ctx, window, result)? else {
             continue;
         };
         if let Some(path) = &model_path {

@@ -1,8 +1,12 @@
-//! What the role loops tell whoever watches them, after each completed window. Production
-//! nodes only log (the loops do that themselves); the devnet builds its tables, plot and
-//! JSON from these reports, so its figures are those of the code pods run.
+//! What the role loops tell whoever watches them: that they started, whether the chain
+//! answers and the model is in sync, and a report after each completed window. Production
+//! nodes feed their health endpoints and pod report from these
+//! ([`crate::node_observer`]); the devnet builds its tables, plot and JSON from them, so its
+//! figures are those of the code pods run.
 
 use crate::validator::{Validator, WindowEvaluation};
+
+pub use crate::node_health::{NodeRole, RoleStarted};
 
 /// A miner's completed window.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub struct MinerWindowReport {
     pub window_secs: f64,
     /// The replica's parameter sample after this window's outer step.
     pub sync_sample: Vec<f32>,
+    /// The miner's incentive in the metagraph read during this window.
+    pub incentive: Option<f64>,
 }
 
 impl MinerWindowReport {
@@ -49,8 +55,27 @@ pub struct ValidatorWindowReport<'a> {
     pub weights_due: bool,
 }
 
+impl ValidatorWindowReport<'_> {
+    /// Mean final score of the peers this window evaluated (`None` when it evaluated none).
+    pub fn mean_score(&self) -> Option<f64> {
+        let peers = &self.evaluation.report.peers;
+        let scores: Vec<f64> = peers
+            .iter()
+            .map(|p| p.final_score)
+            .filter(|s| s.is_finite())
+            .collect();
+        (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64)
+    }
+}
+
 /// A watcher of role loops; every method defaults to doing nothing.
 pub trait RoleEvents: Send + Sync {
+    /// The role loop starts (after connecting and loading its state).
+    fn role_started(&self, _started: &RoleStarted) {}
+    /// A chain request answered (`true`) or failed and will be retried (`false`).
+    fn chain_reachable(&self, _reachable: bool) {}
+    /// A catch-up attempt ended: in sync with the run (`true`) or still behind (`false`).
+    fn synced(&self, _in_sync: bool) {}
     fn miner_window(&self, _report: &MinerWindowReport) {}
     fn validator_window(&self, _report: &ValidatorWindowReport<'_>) {}
 }
