@@ -435,3 +435,97 @@ fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
         .unwrap_or_default();
     (status, body)
 }
+
+/// `worker export` (the real binary) turns a node's checkpoint into a Hugging Face directory:
+/// the exported tensors are the checkpoint's parameters bit for bit (f32), `config.json`
+/// describes the run's model, and the provenance file names the run, window and checkpoint.
+/// A truncated checkpoint is refused with a message naming it, and nothing is written.
+#[test]
+fn export_turns_a_checkpoint_into_a_hugging_face_directory() {
+    use std::process::Command;
+    use worker::replica::Replica;
+    use worker::settings::TrainingSettings;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("run.json");
+    std::fs::write(
+        &manifest,
+        run_manifest::RunManifest::reference("export", "tiny").to_json_pretty(),
+    )
+    .unwrap();
+    let run = run_manifest::load_file(&manifest, None).unwrap();
+    let settings = TrainingSettings::from_manifest(&run);
+    let replica = Replica::for_run(&settings, tch::Device::Cpu).unwrap();
+    // Trained weights, not the seed's initialisation.
+    tch::no_grad(|| {
+        for p in replica.model.parameters() {
+            let _ = p.shallow_clone().g_add_scalar_(0.125);
+        }
+    });
+    let checkpoint = dir.path().join("miner.ckpt");
+    replica.save_model(&checkpoint, 5).unwrap();
+
+    let out = dir.path().join("hf");
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("export")
+        .arg(&checkpoint)
+        .arg(&out)
+        .arg("--manifest")
+        .arg(&manifest)
+        .args(["--dtype", "f32", "--json"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["run_id"], "export");
+    assert_eq!(report["window"], 5);
+    assert_eq!(report["manifest_sha256"], run.hash().to_hex());
+    let exported: std::collections::HashMap<String, tch::Tensor> =
+        tch::Tensor::read_safetensors(out.join("model.safetensors"))
+            .unwrap()
+            .into_iter()
+            .collect();
+    let names = replica.model.param_names();
+    assert_eq!(exported.len(), names.len());
+    for (name, param) in names.iter().zip(replica.model.parameters()) {
+        let tensor = exported
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not exported"));
+        assert!(tensor.equal(&param), "{name} differs from the checkpoint");
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let model = settings.model_config();
+    assert_eq!(config["hidden_size"], model.hidden_size);
+    assert_eq!(config["num_hidden_layers"], model.num_hidden_layers);
+    assert_eq!(config["torch_dtype"], "float32");
+    let provenance: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(out.join(worker::cli_export::PROVENANCE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(provenance, report);
+
+    // A truncated checkpoint: refused by name, no directory written.
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    let broken = dir.path().join("broken.ckpt");
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
+    let refused_dir = dir.path().join("refused");
+    let output = Command::new(env!("CARGO_BIN_EXE_worker"))
+        .arg("export")
+        .arg(&broken)
+        .arg(&refused_dir)
+        .arg("--manifest")
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("broken.ckpt"), "{stderr}");
+    assert!(
+        !refused_dir.exists(),
+        "nothing is written for a refused checkpoint"
+    );
+}

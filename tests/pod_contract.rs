@@ -85,11 +85,32 @@ fn start(rendered: &RenderedPod) -> TrainingSettings {
     let dir = tempfile::tempdir().unwrap();
     let cli = parse_pod(rendered, dir.path()).expect("the worker parses the pod");
     let args = node_args(cli);
-    // The worker serves its health endpoints on the port the pod's probes target.
+    // The worker serves its health endpoints (from the pod's HEALTH_ADDR) on the container
+    // port the pod's probes target.
+    let container = &rendered.pod.spec.as_ref().unwrap().containers[0];
+    let probe_port = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .map(|g| g.port.clone())
+        .expect("a readiness probe");
+    let port = container
+        .ports
+        .iter()
+        .flatten()
+        .find(|p| {
+            probe_port
+                == k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(
+                    p.name.clone().unwrap_or_default(),
+                )
+        })
+        .map(|p| p.container_port)
+        .expect("the probe names a container port");
     assert!(
         matches!(args.health_addr, worker::health_server::HealthAddr::Listen(addr)
-            if addr.port() == run_manifest::deployment::WORKER_HEALTH_PORT),
-        "health endpoints on {}",
+            if i32::from(addr.port()) == port
+                && addr.port() == run_manifest::deployment::WORKER_HEALTH_PORT),
+        "health endpoints on {}, probes on port {port}",
         args.health_addr
     );
     let run = manifest_from_args(&args)

@@ -1,7 +1,8 @@
 //! The Gauntlet validator on the tiny model against cheating miners (the devnet's
 //! production roles with adversarial upload strategies): honest miners must out-rank a
-//! lazy miner, a copycat, a miner training on the wrong data, a poisoner and a late
-//! uploader; malformed objects never crash the validator.
+//! lazy miner, a copycat, a miner training on the wrong data, a poisoner, a sign-flipping
+//! poisoner (an update of honest size) and a late uploader; malformed objects never crash
+//! the validator.
 
 use bytes::Bytes;
 use std::time::SystemTime;
@@ -23,6 +24,7 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
         Behaviour::Copycat,
         Behaviour::WrongData,
         Behaviour::Poisoner,
+        Behaviour::SignFlip,
         Behaviour::Late,
     ];
     let args = DevnetArgs {

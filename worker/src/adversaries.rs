@@ -30,6 +30,8 @@ pub fn strategy(behaviour: Behaviour) -> Box<dyn MinerStrategy + Send> {
         Behaviour::Poisoner => Box::new(Poisoner),
         Behaviour::WrongData => Box::new(WrongData),
         Behaviour::Late => Box::new(Late),
+        Behaviour::SignFlip => Box::new(SignFlip),
+        Behaviour::Stale => Box::new(Stale::default()),
     }
 }
 
@@ -181,6 +183,68 @@ impl MinerStrategy for Copycat {
             let zero = miner.zero_update()?;
             let upload =
                 miner.compress_and_seal(input.window, &zero, digest, &ctx.hotkey, f64::NAN)?;
+            Ok(in_time(upload))
+        })
+    }
+}
+
+/// Trains honestly and uploads the negated update: the same magnitude as an honest one, so
+/// only its effect on the loss tells it apart.
+struct SignFlip;
+
+impl MinerStrategy for SignFlip {
+    fn name(&self) -> &'static str {
+        Behaviour::SignFlip.name()
+    }
+
+    fn produce<'a>(
+        &'a mut self,
+        miner: &'a mut Miner,
+        input: WindowInput<'a>,
+    ) -> PlannedFuture<'a> {
+        Box::pin(async move {
+            let (ids, digest) = miner.assignment(input.dataset, input.window)?;
+            let (pseudo, loss) = miner.train(input.dataset, &ids)?;
+            let flipped = pseudo
+                .iter()
+                .map(Tensor::f_neg)
+                .collect::<Result<Vec<Tensor>, _>>()?;
+            let upload =
+                miner.compress_and_seal(input.window, &flipped, digest, &input.ctx.hotkey, loss)?;
+            Ok(in_time(upload))
+        })
+    }
+}
+
+/// Trains in its first window only; afterwards it re-seals that first object for each new
+/// window (claiming the new assignment) instead of training.
+#[derive(Default)]
+struct Stale {
+    first: Option<Vec<u8>>,
+}
+
+impl MinerStrategy for Stale {
+    fn name(&self) -> &'static str {
+        Behaviour::Stale.name()
+    }
+
+    fn produce<'a>(
+        &'a mut self,
+        miner: &'a mut Miner,
+        input: WindowInput<'a>,
+    ) -> PlannedFuture<'a> {
+        Box::pin(async move {
+            let upload = match &self.first {
+                None => {
+                    let upload = miner.produce(input.window, input.dataset, &input.ctx.hotkey)?;
+                    self.first = Some(upload.object.clone());
+                    upload
+                }
+                Some(first) => {
+                    let (_, digest) = miner.assignment(input.dataset, input.window)?;
+                    miner.reseal(input.window, first, digest, &input.ctx.hotkey)?
+                }
+            };
             Ok(in_time(upload))
         })
     }

@@ -18,17 +18,24 @@ pub enum Behaviour {
     WrongData,
     /// Trains honestly but uploads after the window's deadline.
     Late,
+    /// Trains honestly and uploads the update with its sign flipped (same norm, so nothing
+    /// about its size gives it away).
+    SignFlip,
+    /// Trains once, then re-uploads that first object re-sealed for every later window.
+    Stale,
 }
 
 impl Behaviour {
     /// Every behaviour, for help texts.
-    pub const ALL: [Behaviour; 6] = [
+    pub const ALL: [Behaviour; 8] = [
         Behaviour::Honest,
         Behaviour::Lazy,
         Behaviour::Copycat,
         Behaviour::Poisoner,
         Behaviour::WrongData,
         Behaviour::Late,
+        Behaviour::SignFlip,
+        Behaviour::Stale,
     ];
 
     /// The name used on the command line and in reports.
@@ -40,6 +47,8 @@ impl Behaviour {
             Behaviour::Poisoner => "poisoner",
             Behaviour::WrongData => "wrongdata",
             Behaviour::Late => "late",
+            Behaviour::SignFlip => "signflip",
+            Behaviour::Stale => "stale",
         }
     }
 

@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 
 use crate::devnet::DevnetArgs;
 use crate::network::{NodeArgs, ValidatorArgs};
-use crate::{cli_data, cli_manifest, cli_register, cli_status, cli_weights};
+use crate::{cli_data, cli_export, cli_manifest, cli_register, cli_status, cli_weights};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -39,4 +39,6 @@ pub enum Command {
     Manifest(cli_manifest::ManifestArgs),
     /// Prepare a tokenized dataset from text (and upload it), or inspect one.
     Data(cli_data::DataCommandArgs),
+    /// Turn a checkpoint (own or the lead's published one) into a Hugging Face directory.
+    Export(cli_export::ExportArgs),
 }

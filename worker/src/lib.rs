@@ -19,6 +19,7 @@ pub mod catch_up;
 pub mod cli;
 pub mod cli_common;
 pub mod cli_data;
+pub mod cli_export;
 pub mod cli_manifest;
 pub mod cli_register;
 pub mod cli_status;

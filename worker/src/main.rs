@@ -6,11 +6,12 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 
 use worker::cli::{Cli, Command};
+use worker::cli_common::print_report;
 use worker::devnet;
 use worker::manifest_source::resolve_manifest;
 use worker::network::{NodeArgs, connect, own_s3_store, peer_s3_store, run_miner, run_validator};
 use worker::node_observer::NodeMonitor;
-use worker::{cli_data, cli_manifest, cli_register, cli_status, cli_weights};
+use worker::{cli_data, cli_export, cli_manifest, cli_register, cli_status, cli_weights};
 use worker_chain::{Chain, SubxtChain, SubxtChainConfig};
 
 fn init_tracing(format: &str, default_filter: &str) {
@@ -145,6 +146,11 @@ async fn main() -> anyhow::Result<()> {
                 .context("worker data")?
                 .context("worker data")?;
             println!("{report}");
+        }
+        Command::Export(args) => {
+            init_tracing(&cli.log_format, "warn");
+            let report = cli_export::export(&args).context("worker export")?;
+            print_report(&report, args.json)?;
         }
         Command::Weights(args) => {
             init_tracing(&cli.log_format, "warn");
