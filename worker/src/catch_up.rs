@@ -1,104 +1,15 @@
-//! Catching up: the lead validator publishes its model every few windows and, per window, the
-//! aggregation list pinning the SHA-256 of every object it aggregated. A node that joins late
+//! Catching up: the lead validator publishes its model every few windows (see
+//! `published_checkpoint`) and, per window, the aggregation list pinning the SHA-256 of every object it aggregated. A node that joins late
 //! or restarts loads the newest checkpoint it can get (its own or the lead's published one)
 //! and replays the missed windows from the retained objects, ending bit-identical with the
 //! lead (same bytes, same order, same aggregation).
 
-use std::path::Path;
-
-use bytes::Bytes;
-use sha2::{Digest, Sha256};
 use worker_storage::{FetchPolicy, ObjectStore, RunLayout, StorageError};
 
-use crate::error::{NodeError, Result};
+use crate::error::Result;
 use crate::exchange::{PeerEndpoint, gather, read_peer_list};
 use crate::replica::Replica;
 use crate::signing::sr25519_verify;
-
-/// Largest `latest.json` accepted.
-const MAX_POINTER_BYTES: u64 = 1 << 16;
-
-/// What `{run}/checkpoints/latest.json` says.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CheckpointPointer {
-    /// The window whose outer step the model follows.
-    pub window: u64,
-    /// Object key of the checkpoint file.
-    pub key: String,
-    /// Hex SHA-256 of the file.
-    pub sha256: String,
-    /// Its size in bytes.
-    pub size: u64,
-}
-
-/// Publishes `replica`'s model as the state after `window` (file, then pointer, so a reader
-/// never sees a pointer to a missing or partial file). `scratch` is a local file path.
-pub async fn publish_checkpoint(
-    store: &dyn ObjectStore,
-    layout: &RunLayout,
-    replica: &Replica,
-    window: u64,
-    scratch: &Path,
-) -> Result<CheckpointPointer> {
-    replica.save_model(scratch, window)?;
-    let bytes = std::fs::read(scratch)?;
-    let pointer = CheckpointPointer {
-        window,
-        key: layout.checkpoint(window, "model.ckpt")?,
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        size: bytes.len() as u64,
-    };
-    store.put(&pointer.key, Bytes::from(bytes)).await?;
-    store
-        .put(
-            &layout.latest_checkpoint(),
-            Bytes::from(serde_json::to_vec(&pointer)?),
-        )
-        .await?;
-    Ok(pointer)
-}
-
-/// Downloads the lead's newest published checkpoint to `into` when it is newer than `after`
-/// (verified against its pointer); returns its window. `max_bytes` bounds the download.
-pub async fn fetch_published_checkpoint(
-    lead: &dyn ObjectStore,
-    layout: &RunLayout,
-    after: Option<u64>,
-    into: &Path,
-    max_bytes: u64,
-) -> Result<Option<u64>> {
-    let pointer = match lead
-        .get(&layout.latest_checkpoint(), MAX_POINTER_BYTES)
-        .await
-    {
-        Ok(object) => serde_json::from_slice::<CheckpointPointer>(&object.body)?,
-        Err(StorageError::NotFound { .. }) => return Ok(None),
-        Err(err) => return Err(err.into()),
-    };
-    if after.is_some_and(|done| pointer.window <= done) {
-        return Ok(None);
-    }
-    if pointer.size > max_bytes {
-        return Err(NodeError::Config(format!(
-            "published checkpoint of {} bytes exceeds the {max_bytes}-byte limit",
-            pointer.size
-        )));
-    }
-    let object = lead.get(&pointer.key, pointer.size).await?;
-    let actual = hex::encode(Sha256::digest(&object.body));
-    if actual != pointer.sha256 {
-        return Err(StorageError::Checksum {
-            key: pointer.key,
-            expected: Some(pointer.sha256),
-            actual,
-        }
-        .into());
-    }
-    let tmp = into.with_extension("download");
-    std::fs::write(&tmp, &object.body)?;
-    std::fs::rename(&tmp, into)?;
-    Ok(Some(pointer.window))
-}
 
 /// Replays windows `from..to` (exclusive end) onto `replica` from the lead's aggregation
 /// lists and the peers' retained objects; returns the last window replayed. A window the

@@ -37,6 +37,7 @@ pub mod network;
 pub mod node_health;
 pub mod node_observer;
 pub mod pod_reporter;
+pub mod published_checkpoint;
 pub mod replica;
 pub mod report;
 pub mod role_events;

@@ -206,7 +206,10 @@ impl Miner {
     ) -> Result<MinerUpload> {
         let object = GradientObject::parse(theirs, usize::MAX)?;
         let mut payload = decode(&object.payload, self.replica.specs())?;
+        // Re-stamped wholly as this miner's object of `window` (a stale copy of an older
+        // window's object passes every header check).
         payload.uid = self.uid;
+        payload.window = window;
         Ok(self.seal(window, &payload, digest.0, signer, f64::NAN))
     }
 

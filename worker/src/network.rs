@@ -21,7 +21,7 @@ use worker_storage::{
     S3Store, StorageError, UploadWindow, delete_old_windows,
 };
 
-use crate::catch_up::{fetch_published_checkpoint, publish_checkpoint, replay};
+use crate::catch_up::replay;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
     AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, publish_peer_list,
@@ -31,6 +31,7 @@ use crate::health_server::HealthAddr;
 use crate::manifest_source::publish_manifest;
 use crate::miner::{Miner, MinerUpload};
 use crate::miner_strategy::{Honest, MinerStrategy, UploadTiming, WindowInput};
+use crate::published_checkpoint::{fetch_published_checkpoint, publish_checkpoint};
 use crate::replica::Replica;
 use crate::role_events::{
     MinerWindowReport, NodeRole, RoleEvents, RoleStarted, Unobserved, ValidatorWindowReport,
