@@ -2,6 +2,8 @@
 //! embedded chain: the same report functions the binary runs against a node, their text and
 //! JSON output, and their options.
 
+#[path = "support/http.rs"]
+mod http;
 use std::time::Duration;
 
 use clap::Parser;
@@ -394,9 +396,9 @@ fn sigterm_stops_a_real_miner_process_cleanly() {
     );
     // While it waits for the chain its probes answer: live (starting), not ready.
     let health = std::net::SocketAddr::from(([127, 0, 0, 1], health_port));
-    let (status, body) = http_get(health, run_manifest::deployment::HEALTHZ_PATH);
+    let (status, body) = http::get(health, run_manifest::deployment::HEALTHZ_PATH);
     assert_eq!(status, 200, "{body}");
-    let (status, body) = http_get(health, run_manifest::deployment::READYZ_PATH);
+    let (status, body) = http::get(health, run_manifest::deployment::READYZ_PATH);
     assert_eq!(status, 503, "{body}");
     let sent = Instant::now();
     let killed = Command::new("kill")
@@ -415,25 +417,6 @@ fn sigterm_stops_a_real_miner_process_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
-}
-
-/// Status code and body of a plain `GET path` on `addr`.
-fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: worker\r\n\r\n").unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }
 
 /// `worker export` (the real binary) turns a node's checkpoint into a Hugging Face directory:

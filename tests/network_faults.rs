@@ -39,6 +39,14 @@ fn manifest() -> RunManifest {
     m
 }
 
+/// Logs warnings and errors of the roles into the test output.
+fn warnings_only() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
+}
+
 /// The embedded chain on its block timer with the test subnet (weights set directly, one
 /// submission per window).
 fn timed_subnet() -> EmbeddedChain {
@@ -60,10 +68,7 @@ fn timed_subnet() -> EmbeddedChain {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_test_writer()
-        .try_init();
+    warnings_only();
     let dir = tempfile::tempdir().unwrap();
     let server = SeaweedFs::shared();
     // Every node reaches S3 only through this proxy.
@@ -314,10 +319,7 @@ async fn run_all(
 /// later. All four end bit-identical; both validators set weights after the restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_test_writer()
-        .try_init();
+    warnings_only();
     // Node 0 leads (most stake), node 1 validates without leading, nodes 2 and 3 mine.
     let nodes = LocalNodes::new(4, 40);
     let mut uids = Vec::new();
@@ -382,10 +384,7 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
 /// ends bit-identical with the lead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_miner_joining_at_window_4_catches_up_and_earns_weight() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
-        .with_test_writer()
-        .try_init();
+    warnings_only();
     // Node 0 validates, nodes 1 and 2 mine from the start, node 3 joins in window 4.
     let nodes = LocalNodes::new(4, 60);
     let validator_uid = nodes.register(0).await;

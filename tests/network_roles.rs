@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+#[path = "support/http.rs"]
+mod http;
 #[path = "support/roles.rs"]
 mod roles;
 use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
@@ -183,9 +185,10 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
 
     // Right after their last window both watched nodes are ready and report it.
     for (addr, uid) in health_addrs.iter().zip([Some(validator_uid), None]) {
-        let (status, body) = http_get(*addr, run_manifest::deployment::READYZ_PATH).await;
+        let (status, body) = http::get_async(*addr, run_manifest::deployment::READYZ_PATH).await;
         assert_eq!(status, 200, "{body}");
-        let (status, metrics) = http_get(*addr, run_manifest::deployment::METRICS_PATH).await;
+        let (status, metrics) =
+            http::get_async(*addr, run_manifest::deployment::METRICS_PATH).await;
         assert_eq!(status, 200);
         let gauge = |name: &str| {
             metrics
@@ -263,26 +266,4 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
         );
     }
     assert!(dir.path().join("validator-ckpt/gauntlet.json").exists());
-}
-
-/// Status code and body of `GET path` on `addr`.
-async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: worker\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).await.unwrap();
-    let status = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
 }

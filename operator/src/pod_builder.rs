@@ -68,6 +68,37 @@ const MANIFEST_FILE_MODE: i32 = 0o444;
 /// Seconds the worker gets to finish an upload on shutdown.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
+/// The object's name and namespace (an object read from the API has both).
+pub(crate) fn name_and_namespace<K: Workload>(obj: &K) -> Result<(String, String), BuildError> {
+    let name = obj
+        .meta()
+        .name
+        .clone()
+        .ok_or(BuildError::MissingMetadata("name"))?;
+    let namespace = obj
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    Ok((name, namespace))
+}
+
+/// The workload's tolerations, plus the `nvidia.com/gpu` taint's when it asks for GPUs.
+pub(crate) fn worker_tolerations(p: &crate::crd::WorkloadSpec) -> Vec<Toleration> {
+    let mut tolerations = p.tolerations.to_vec();
+    if p.gpus_per_replica > 0
+        && !tolerations
+            .iter()
+            .any(|t| t.key.as_deref() == Some(GPU_RESOURCE))
+    {
+        tolerations.push(Toleration {
+            key: Some(GPU_RESOURCE.to_owned()),
+            operator: Some("Exists".to_owned()),
+            effect: Some("NoSchedule".to_owned()),
+            ..Toleration::default()
+        });
+    }
+    tolerations
+}
+
 pub(crate) fn owner_reference<K: Workload>(obj: &K) -> Result<OwnerReference, BuildError> {
     obj.controller_owner_ref(&())
         .ok_or(BuildError::MissingMetadata("uid"))
@@ -261,14 +292,7 @@ pub fn desired_manifest_config_map<K: Workload>(
     obj: &K,
     manifest: &VerifiedManifest,
 ) -> Result<ConfigMap, BuildError> {
-    let owner = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(BuildError::MissingMetadata("name"))?;
-    let namespace = obj
-        .namespace()
-        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let (owner, namespace) = name_and_namespace(obj)?;
     Ok(ConfigMap {
         metadata: ObjectMeta {
             name: Some(manifest_config_map_name(&owner)),
@@ -295,14 +319,7 @@ pub fn desired_pod<K: Workload>(
     index: i32,
     manifest: &VerifiedManifest,
 ) -> Result<DesiredPod, BuildError> {
-    let owner = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(BuildError::MissingMetadata("name"))?;
-    let namespace = obj
-        .namespace()
-        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let (owner, namespace) = name_and_namespace(obj)?;
     let owner_ref = owner_reference(obj)?;
     let p = obj.workload();
     let hotkey = hotkey_secret(&p.wallet, index).ok_or(BuildError::MissingHotkey(index))?;
@@ -419,19 +436,7 @@ pub fn desired_pod<K: Workload>(
         ..Container::default()
     };
 
-    let mut tolerations = p.tolerations.to_vec();
-    if p.gpus_per_replica > 0
-        && !tolerations
-            .iter()
-            .any(|t| t.key.as_deref() == Some(GPU_RESOURCE))
-    {
-        tolerations.push(Toleration {
-            key: Some(GPU_RESOURCE.to_owned()),
-            operator: Some("Exists".to_owned()),
-            effect: Some("NoSchedule".to_owned()),
-            ..Toleration::default()
-        });
-    }
+    let tolerations = worker_tolerations(p);
 
     let spec = PodSpec {
         containers: vec![container],
@@ -497,14 +502,7 @@ pub fn desired_claim<K: Workload>(
     else {
         return Ok(None);
     };
-    let owner = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(BuildError::MissingMetadata("name"))?;
-    let namespace = obj
-        .namespace()
-        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let (owner, namespace) = name_and_namespace(obj)?;
     let mut labels = selector_labels(K::OWNER_LABEL, &owner);
     labels.insert(REPLICA_INDEX_LABEL.to_owned(), index.to_string());
     Ok(Some(PersistentVolumeClaim {

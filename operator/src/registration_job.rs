@@ -10,9 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
-use k8s_openapi::api::core::v1::{
-    Container, LocalObjectReference, PodSpec, PodTemplateSpec, Toleration,
-};
+use k8s_openapi::api::core::v1::{Container, LocalObjectReference, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use run_manifest::deployment::REGISTER_PERMANENT_FAILURE_EXIT_CODE;
@@ -24,11 +22,10 @@ use crate::naming::{
     registration_job_name, selector_labels,
 };
 use crate::pod_builder::{
-    BuildError, VOLUME_HOTKEY, empty_dir, mount, owner_reference, plain_env, pod_security,
-    restricted_container_security, secret_volume,
+    BuildError, VOLUME_HOTKEY, empty_dir, mount, name_and_namespace, owner_reference, plain_env,
+    pod_security, restricted_container_security, secret_volume, worker_tolerations,
 };
 use crate::rollout::Registration;
-use crate::validation::GPU_RESOURCE;
 use crate::workload::Workload;
 
 /// Name of the registration container.
@@ -70,14 +67,7 @@ pub fn desired_registration_job<K: Workload>(
     let Some(coldkey) = &p.wallet.coldkey_secret else {
         return Ok(None);
     };
-    let owner = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(BuildError::MissingMetadata("name"))?;
-    let namespace = obj
-        .namespace()
-        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let (owner, namespace) = name_and_namespace(obj)?;
     let hotkey = hotkey_secret(&p.wallet, index).ok_or(BuildError::MissingHotkey(index))?;
 
     let mut env = vec![
@@ -114,19 +104,7 @@ pub fn desired_registration_job<K: Workload>(
     };
 
     // It runs where the workload may run (the same selector and tolerations), without GPUs.
-    let mut tolerations = p.tolerations.to_vec();
-    if p.gpus_per_replica > 0
-        && !tolerations
-            .iter()
-            .any(|t| t.key.as_deref() == Some(GPU_RESOURCE))
-    {
-        tolerations.push(Toleration {
-            key: Some(GPU_RESOURCE.to_owned()),
-            operator: Some("Exists".to_owned()),
-            effect: Some("NoSchedule".to_owned()),
-            ..Toleration::default()
-        });
-    }
+    let tolerations = worker_tolerations(p);
     let labels = registration_labels(K::OWNER_LABEL, &owner, index);
     let mut pod_labels = labels.clone();
     // The pods are the Job's, not the workload's: no owner label on them.

@@ -14,7 +14,7 @@ use crate::naming::{
     pod_name, selector_labels, worker_report_role_name, worker_service_account_name,
 };
 use crate::owned_object;
-use crate::pod_builder::{BuildError, owner_reference};
+use crate::pod_builder::{BuildError, name_and_namespace, owner_reference};
 use crate::workload::Workload;
 
 /// The objects of one workload's worker identity.
@@ -39,14 +39,7 @@ pub fn pod_service_account<K: Workload>(obj: &K) -> String {
 
 /// The identity objects of `obj`, owned by it (garbage-collected with it).
 pub fn desired_worker_identity<K: Workload>(obj: &K) -> Result<WorkerIdentity, BuildError> {
-    let owner = obj
-        .meta()
-        .name
-        .clone()
-        .ok_or(BuildError::MissingMetadata("name"))?;
-    let namespace = obj
-        .namespace()
-        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    let (owner, namespace) = name_and_namespace(obj)?;
     let meta = |name: String| -> Result<ObjectMeta, BuildError> {
         Ok(ObjectMeta {
             name: Some(name),
