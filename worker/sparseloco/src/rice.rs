@@ -2,13 +2,20 @@
 //!
 //! Inside a chunk of `n` elements with `k` kept, strictly increasing indices
 //! `i_0 < i_1 < ...`, the gaps are `g_0 = i_0` and `g_j = i_j - i_{j-1} - 1` (all >= 0).
-//! Gap `g` is written with parameter `r` as `g >> r` zero bits, a one bit, then the low
-//! `r` bits of `g` (LSB-first, see [`crate::bitio`]). One parameter per tensor, the
-//! smallest `r` in `0..=MAX_RICE_PARAM` that minimizes the tensor's total bit count; the
-//! chunks of a tensor form one bit stream, zero-padded to a byte at its end. When
-//! `k == n` the indices are forced (`0..n`): no bits, parameter 0.
+//! Gap `g` is written with parameter `r` in two streams: its quotient `g >> r` in unary
+//! (that many zero bits, then a one bit) in the *quotient stream*, and its low `r` bits
+//! in the *remainder stream* (fixed width, least significant bit first). Bit `b` of a
+//! stream is bit `b % 8` of byte `b / 8`. One parameter per tensor, the smallest `r` in
+//! `0..=MAX_RICE_PARAM` that minimizes the tensor's total bit count; the chunks of a
+//! tensor form one pair of streams, each zero-padded to a byte at its end. When `k == n`
+//! the indices are forced (`0..n`): no bits, parameter 0.
+//!
+//! Split streams decode without per-bit work: quotients are the distances between set
+//! bits of the quotient stream (a trailing-zero count and a clear of the lowest set bit
+//! per gap over 64-bit words), the remainder of entry `e` sits at bit `e * r` of the
+//! remainder stream (one unaligned 64-bit load, a shift and a mask, independent of the
+//! other entries).
 
-use crate::bitio::{BitSlice, BitWriter};
 use crate::geometry::ChunkGeometry;
 
 /// Largest Rice parameter (gaps are below 4096 = 2^12).
@@ -17,14 +24,16 @@ pub const MAX_RICE_PARAM: u8 = 12;
 /// Why a Rice stream was rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RiceError {
-    /// The stream ended inside a gap.
+    /// The quotient stream ended inside a gap.
     Truncated,
     /// A gap leads to an index at or past the chunk size (`index` saturates at `u16::MAX`).
     OutOfRange { chunk: usize, index: u16 },
-    /// Whole bytes remain after the last gap.
+    /// Whole bytes remain after the last gap of the quotient stream.
     Trailing,
-    /// The padding bits of the last byte are not zero.
+    /// The padding bits of the last byte of the quotient stream are not zero.
     Padding,
+    /// The padding bits of the last byte of the remainder stream are not zero.
+    RemainderPadding,
     /// The parameter is not the canonical (smallest optimal) one, or above the maximum.
     Parameter,
 }
@@ -32,6 +41,11 @@ pub(crate) enum RiceError {
 /// True when every element of each chunk is kept, so the indices carry no information.
 pub(crate) fn forced(geom: &ChunkGeometry) -> bool {
     geom.k() == geom.chunk_elems()
+}
+
+/// Bytes of the remainder stream of `entries` gaps with parameter `param`.
+pub(crate) fn remainder_bytes(entries: usize, param: u8) -> usize {
+    (entries as u64 * u64::from(param)).div_ceil(8) as usize
 }
 
 /// Gap histogram of one tensor (one counter per possible gap value).
@@ -90,17 +104,31 @@ impl NeighbourCosts {
     }
 }
 
-/// Canonical parameter and exact bit count of a tensor's indices.
+/// Canonical parameter and exact sizes of a tensor's index streams.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct RicePlan {
     pub(crate) param: u8,
-    pub(crate) bits: u64,
+    /// Bits of the quotient stream (one stop bit per gap plus the quotients).
+    pub(crate) quotient_bits: u64,
+    /// Number of gaps.
+    pub(crate) entries: usize,
 }
 
 impl RicePlan {
-    /// Bytes of the padded stream.
-    pub(crate) fn bytes(&self) -> usize {
-        self.bits.div_ceil(8) as usize
+    /// Bytes of the padded quotient stream.
+    pub(crate) fn quotient_bytes(&self) -> usize {
+        self.quotient_bits.div_ceil(8) as usize
+    }
+
+    /// Bytes of the padded remainder stream.
+    pub(crate) fn remainder_bytes(&self) -> usize {
+        remainder_bytes(self.entries, self.param)
+    }
+
+    /// Total bits of both streams (what the parameter minimizes).
+    #[cfg(test)]
+    pub(crate) fn bits(&self) -> u64 {
+        self.quotient_bits + self.entries as u64 * u64::from(self.param)
     }
 }
 
@@ -108,7 +136,11 @@ impl RicePlan {
 /// each chunk).
 pub(crate) fn plan(indices: &[u16], geom: &ChunkGeometry) -> RicePlan {
     if forced(geom) {
-        return RicePlan { param: 0, bits: 0 };
+        return RicePlan {
+            param: 0,
+            quotient_bits: 0,
+            entries: indices.len(),
+        };
     }
     let mut hist = GapHistogram::new(geom.chunk_elems());
     for_each_gap(indices, geom.k(), |g| {
@@ -118,9 +150,14 @@ pub(crate) fn plan(indices: &[u16], geom: &ChunkGeometry) -> RicePlan {
     });
     hist.gaps = indices.len() as u64;
     let (param, bits) = hist.best();
-    RicePlan { param, bits }
+    RicePlan {
+        param,
+        quotient_bits: bits - indices.len() as u64 * u64::from(param),
+        entries: indices.len(),
+    }
 }
 
+#[inline(always)]
 fn for_each_gap(indices: &[u16], k: usize, mut f: impl FnMut(usize)) {
     for chunk in indices.chunks(k.max(1)) {
         let mut next = 0usize;
@@ -132,256 +169,272 @@ fn for_each_gap(indices: &[u16], k: usize, mut f: impl FnMut(usize)) {
     }
 }
 
-/// Appends the Rice stream of `indices` with `plan.param` (as returned by [`plan`]).
+/// Appends bits to a zero-filled byte slice, least significant bit first.
+struct BitSink<'a> {
+    out: &'a mut [u8],
+    /// Next byte to write.
+    pos: usize,
+    acc: u64,
+    used: u32,
+}
+
+impl<'a> BitSink<'a> {
+    fn new(out: &'a mut [u8]) -> Self {
+        Self {
+            out,
+            pos: 0,
+            acc: 0,
+            used: 0,
+        }
+    }
+
+    /// Appends the low `bits <= 32` bits of `value` (higher bits zero).
+    #[inline(always)]
+    fn put(&mut self, value: u64, bits: u32) {
+        self.acc |= value << self.used;
+        self.used += bits;
+        if self.used >= 32 {
+            if let Some(dst) = self.out.get_mut(self.pos..self.pos + 4) {
+                dst.copy_from_slice(&(self.acc as u32).to_le_bytes());
+            }
+            self.pos += 4;
+            self.acc >>= 32;
+            self.used -= 32;
+        }
+    }
+
+    /// Flushes the last partial word.
+    fn finish(self) {
+        let bytes = self.used.div_ceil(8) as usize;
+        if let Some(dst) = self.out.get_mut(self.pos..self.pos + bytes) {
+            dst.copy_from_slice(&self.acc.to_le_bytes()[..bytes]);
+        }
+    }
+}
+
+/// Appends the quotient stream, then the remainder stream of `indices` with
+/// `plan.param` (as returned by [`plan`]): `plan.quotient_bytes() +
+/// plan.remainder_bytes()` bytes.
 pub(crate) fn write(indices: &[u16], geom: &ChunkGeometry, plan: RicePlan, out: &mut Vec<u8>) {
     if forced(geom) {
         return;
     }
-    out.reserve(plan.bytes() + 8);
+    let start = out.len();
+    out.resize(start + plan.quotient_bytes() + plan.remainder_bytes(), 0);
+    let (quotients, remainders) = out[start..].split_at_mut(plan.quotient_bytes());
     let r = u32::from(plan.param);
-    let mut w = BitWriter::new(out);
+    let mask = (1usize << r) - 1;
+    let mut rems = BitSink::new(remainders);
+    let mut bit = 0usize;
     for_each_gap(indices, geom.k(), |g| {
-        let q = (g >> r) as u32;
-        let rem = (g & ((1 << r) - 1)) as u64;
-        if q + 1 + r <= 32 {
-            w.put(((rem << 1) | 1) << q, q + 1 + r);
-        } else {
-            w.zeros(q as usize);
-            w.put((rem << 1) | 1, 1 + r);
+        // The stop bit of this gap; the zeros before it are already there.
+        bit += g >> r;
+        if let Some(b) = quotients.get_mut(bit >> 3) {
+            *b |= 1 << (bit & 7);
         }
+        bit += 1;
+        rems.put((g & mask) as u64, r);
     });
-    w.finish();
+    rems.finish();
 }
 
-/// Decodes the indices of a whole tensor from `bytes` into `out` (cleared first), and
-/// checks the stream is canonical: every index below the chunk size, no bytes after the
-/// last gap, zero padding, `param` the smallest optimal parameter.
-#[cfg(test)]
+/// Positions of the set bits of a byte stream, in order, 64 bits at a time.
+struct SetBits<'a> {
+    bytes: &'a [u8],
+    /// Next byte to load.
+    next: usize,
+    /// Unvisited set bits of the loaded word.
+    word: u64,
+    /// Stream position of bit 0 of `word`.
+    base: u64,
+}
+
+impl<'a> SetBits<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        Self {
+            bytes,
+            next: 0,
+            word: 0,
+            base: 0,
+        }
+    }
+
+    /// Position of the next set bit; `None` when the stream has no more.
+    #[inline(always)]
+    fn next_one(&mut self) -> Option<u64> {
+        while self.word == 0 {
+            self.load()?;
+        }
+        let at = self.base + u64::from(self.word.trailing_zeros());
+        self.word &= self.word - 1;
+        Some(at)
+    }
+
+    fn load(&mut self) -> Option<()> {
+        let rest = self.bytes.get(self.next..).filter(|r| !r.is_empty())?;
+        let take = rest.len().min(8);
+        let mut w = [0u8; 8];
+        w[..take].copy_from_slice(&rest[..take]);
+        self.word = u64::from_le_bytes(w);
+        self.base = self.next as u64 * 8;
+        self.next += take;
+        Some(())
+    }
+}
+
+/// Fixed-width fields of a byte stream: field `e` is bits `e * r ..` of the stream.
+struct Fields<'a> {
+    bytes: &'a [u8],
+    r: u32,
+    mask: u64,
+}
+
+impl Fields<'_> {
+    /// Field `e` (zero bits past the end of the stream).
+    #[inline(always)]
+    fn get(&self, e: usize) -> u64 {
+        let bit = e * self.r as usize;
+        let byte = bit >> 3;
+        let mut w = [0u8; 8];
+        match self.bytes.get(byte..byte + 8) {
+            Some(word) => w.copy_from_slice(word),
+            None => {
+                let tail = self.bytes.get(byte..).unwrap_or(&[]);
+                let len = tail.len().min(8);
+                w[..len].copy_from_slice(&tail[..len]);
+            }
+        }
+        (u64::from_le_bytes(w) >> (bit & 7)) & self.mask
+    }
+}
+
+/// Decodes the indices of a whole tensor from its quotient and remainder streams into
+/// `out` (replaced), and checks both streams are canonical: every index below the chunk
+/// size, no bytes after the last gap, zero padding, `param` the smallest optimal
+/// parameter. `remainders` must be [`remainder_bytes`] long (the framing takes exactly
+/// that many).
 pub(crate) fn read(
-    bytes: &[u8],
+    quotients: &[u8],
+    remainders: &[u8],
     geom: &ChunkGeometry,
     param: u8,
     out: &mut Vec<u16>,
-) -> Result<(), RiceError> {
-    read_with(bytes, geom, param, out, |_| {})
-}
-
-/// [`read`], calling `per_entry(i)` after entry `i` is decoded (in order, `i` from 0),
-/// so other per-entry work can share the loop.
-#[inline(always)]
-pub(crate) fn read_with(
-    bytes: &[u8],
-    geom: &ChunkGeometry,
-    param: u8,
-    out: &mut Vec<u16>,
-    mut per_entry: impl FnMut(usize),
 ) -> Result<(), RiceError> {
     out.clear();
-    out.reserve(geom.entries());
     let (n, k) = (geom.chunk_elems(), geom.k());
     if forced(geom) {
         if param != 0 {
             return Err(RiceError::Parameter);
         }
-        if !bytes.is_empty() {
+        if !quotients.is_empty() || !remainders.is_empty() {
             return Err(RiceError::Trailing);
         }
+        out.reserve(geom.entries());
         for _ in 0..geom.n_chunks() {
             out.extend(0..n as u16);
         }
-        (0..out.len()).for_each(per_entry);
         return Ok(());
     }
     if param > MAX_RICE_PARAM {
         return Err(RiceError::Parameter);
     }
     let r = u32::from(param);
-    let mask = (1u64 << r) - 1;
-    let bits = BitSlice::new(bytes);
-    let total = bits.len_bits();
-    let mut buffer = BitBuffer::new(bytes);
-    // Local sums (see NeighbourCosts); kept in registers in the hot loop.
-    let (mut quotients, mut half_quotients, mut low_bits) = (0u64, 0u64, 0u64);
+    let fields = Fields {
+        bytes: remainders,
+        r,
+        mask: (1u64 << r) - 1,
+    };
+    let mut ones = SetBits::new(quotients);
+    // Bit after the previous stop bit.
+    let mut start = 0u64;
+    // Local sums (see NeighbourCosts) besides the quotients, which follow from `start`.
+    let (mut half_quotients, mut low_bits) = (0u64, 0u64);
     let low_shift = r.saturating_sub(1);
     let low_mask = u64::from(r > 0);
-    for chunk in 0..geom.n_chunks() {
-        let mut next = 0usize;
-        for _ in 0..k {
-            let out_of_range = |index: usize| RiceError::OutOfRange {
+    out.resize(geom.entries(), 0);
+    let mut entry = 0usize;
+    for (chunk, dst) in out.chunks_exact_mut(k.max(1)).enumerate() {
+        let mut next = 0u64;
+        for slot in dst {
+            let out_of_range = |index: u64| RiceError::OutOfRange {
                 chunk,
                 index: u16::try_from(index).unwrap_or(u16::MAX),
             };
-            buffer.refill();
-            let zeros = buffer.bits.trailing_zeros();
-            let len = zeros + 1 + r;
-            let g = if len <= buffer.avail {
-                // Fast path: quotient, stop bit and remainder all buffered.
-                let g = (u64::from(zeros) << r) | ((buffer.bits >> (zeros + 1)) & mask);
-                buffer.consume(len);
-                g as usize
-            } else {
-                let mut pos = buffer.position();
-                let g = read_long_gap(&bits, &mut pos, r, n - next)
-                    .map_err(|g| g.map_or(RiceError::Truncated, |g| out_of_range(next + g)))?;
-                buffer.seek(pos);
-                g
+            let Some(stop) = ones.next_one() else {
+                // The run of zeros reaches the end: past the chunk already, or truncated.
+                let zeros = (quotients.len() as u64 * 8).saturating_sub(start);
+                let reach = zeros << r;
+                return Err(if reach >= n as u64 - next {
+                    out_of_range(next.saturating_add(reach))
+                } else {
+                    RiceError::Truncated
+                });
             };
-            if g >= n - next {
-                return Err(out_of_range(next + g));
+            let q = stop - start;
+            start = stop + 1;
+            let rem = fields.get(entry);
+            entry += 1;
+            // q < 2^36 (the stream is below 2^32 bytes) and r <= 12: no overflow.
+            let g = (q << r) | rem;
+            if g >= n as u64 - next {
+                return Err(out_of_range(next.saturating_add(g)));
             }
-            let q = (g >> r) as u64;
-            quotients = quotients.wrapping_add(q);
             half_quotients = half_quotients.wrapping_add(q >> 1);
-            low_bits = low_bits.wrapping_add((g as u64 >> low_shift) & low_mask);
+            low_bits = low_bits.wrapping_add((rem >> low_shift) & low_mask);
             // g < n - next, so the index is below n <= 4096.
             let index = next + g;
-            per_entry(out.len());
-            out.push(index as u16);
+            *slot = index as u16;
             next = index + 1;
         }
     }
-    let pos = buffer.position();
-    if pos > total {
-        return Err(RiceError::Truncated);
-    }
-    if total - pos >= 8 {
+    let used = start.div_ceil(8) as usize;
+    if quotients.len() > used {
         return Err(RiceError::Trailing);
     }
-    if bits.peek(pos) != 0 {
+    if start % 8 != 0
+        && quotients
+            .get(used.wrapping_sub(1))
+            .is_some_and(|&b| b >> (start % 8) != 0)
+    {
         return Err(RiceError::Padding);
     }
+    let rem_bits = out.len() as u64 * u64::from(r);
+    if rem_bits % 8 != 0 && remainders.last().is_some_and(|&b| b >> (rem_bits % 8) != 0) {
+        return Err(RiceError::RemainderPadding);
+    }
+    let gaps = out.len() as u64;
     let costs = NeighbourCosts {
-        quotients,
+        quotients: start - gaps,
         half_quotients,
         low_bits,
     };
-    if !costs.is_smallest_optimum(out.len() as u64, param) {
+    if !costs.is_smallest_optimum(gaps, param) {
         return Err(RiceError::Parameter);
     }
     Ok(())
 }
 
-/// A 64-bit window on a bit stream: the low `avail` bits of `bits` are the next bits of
-/// the stream (higher bits are later stream bits or zero); bits past the end are zero.
-struct BitBuffer<'a> {
-    bytes: &'a [u8],
-    /// Next byte to load.
-    next: usize,
-    bits: u64,
-    avail: u32,
-}
-
-impl<'a> BitBuffer<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            next: 0,
-            bits: 0,
-            avail: 0,
-        }
-    }
-
-    /// Buffers at least 56 bits (fewer only at the end of the stream).
-    #[inline(always)]
-    fn refill(&mut self) {
-        if self.avail >= 56 {
-            return;
-        }
-        if let Some(word) = self.bytes.get(self.next..self.next + 8) {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(word);
-            // Bits shifted past the top are loaded again by the next refill.
-            self.bits |= u64::from_le_bytes(w) << self.avail;
-            let take = (63 - self.avail) >> 3;
-            self.next += take as usize;
-            self.avail += take * 8;
-        } else {
-            while self.avail <= 56 {
-                let Some(&b) = self.bytes.get(self.next) else {
-                    break;
-                };
-                self.bits |= u64::from(b) << self.avail;
-                self.next += 1;
-                self.avail += 8;
-            }
-        }
-    }
-
-    #[inline(always)]
-    fn consume(&mut self, n: u32) {
-        // n <= avail <= 63.
-        self.bits >>= n;
-        self.avail -= n;
-    }
-
-    /// Bit position of the next unread bit.
-    fn position(&self) -> usize {
-        self.next * 8 - self.avail as usize
-    }
-
-    /// Restarts at bit `pos <= 8 * bytes.len()`.
-    fn seek(&mut self, pos: usize) {
-        self.next = pos >> 3;
-        self.bits = 0;
-        self.avail = 0;
-        self.refill();
-        // A position inside the stream has its byte buffered; the end position has no
-        // bits to skip.
-        self.consume((pos as u32 & 7).min(self.avail));
-    }
-}
-
-/// Slow path of one gap (a quotient run longer than one word, or the end of the stream):
-/// `Err(None)` when the stream ends first, `Err(Some(g))` when the gap reaches at least
-/// `g >= limit`.
-#[cold]
-fn read_long_gap(
-    bits: &BitSlice<'_>,
-    pos: &mut usize,
-    r: u32,
-    limit: usize,
-) -> Result<usize, Option<usize>> {
-    let mut q = 0usize;
-    loop {
-        if *pos >= bits.len_bits() {
-            return Err(None);
-        }
-        let w = bits.peek(*pos);
-        if w == 0 {
-            q += 57;
-            *pos += 57;
-        } else {
-            let zeros = w.trailing_zeros() as usize;
-            q += zeros;
-            *pos += zeros + 1;
-            break;
-        }
-        if q << r >= limit {
-            return Err(Some(q << r));
-        }
-    }
-    if q << r >= limit {
-        return Err(Some(q << r));
-    }
-    let rem = (bits.peek(*pos) & ((1u64 << r) - 1)) as usize;
-    *pos += r as usize;
-    if *pos > bits.len_bits() {
-        return Err(None);
-    }
-    Ok((q << r) | rem)
-}
-
-/// Most bytes a canonical stream of `geom` can take with parameter `param`: the gaps of
-/// one chunk sum to at most `n - k`, so their quotients sum to at most `(n - k) >> r`.
-pub(crate) fn max_bytes(geom: &ChunkGeometry, param: u8) -> usize {
+/// Most bytes a canonical quotient stream of `geom` can take with parameter `param`: one
+/// stop bit per gap, and the gaps of one chunk sum to at most `n - k`, so their quotients
+/// sum to at most `(n - k) >> r`.
+pub(crate) fn max_quotient_bytes(geom: &ChunkGeometry, param: u8) -> usize {
     if forced(geom) {
         return 0;
     }
     let r = u32::from(param.min(MAX_RICE_PARAM));
     let spare = geom.chunk_elems() - geom.k();
-    let bits =
-        geom.entries() as u64 * (u64::from(r) + 1) + geom.n_chunks() as u64 * (spare as u64 >> r);
+    let bits = geom.entries() as u64 + geom.n_chunks() as u64 * (spare as u64 >> r);
     bits.div_ceil(8) as usize
+}
+
+/// Most bytes both streams of `geom` can take with their canonical parameter (no more
+/// than with `r = 12`, where every quotient is 0: 13 bits per gap), plus padding.
+pub(crate) fn plan_bound(geom: &ChunkGeometry) -> usize {
+    if forced(geom) {
+        0
+    } else {
+        (geom.entries() * 13).div_ceil(8) + 2
+    }
 }
 
 #[cfg(test)]
@@ -403,20 +456,70 @@ mod tests {
         v
     }
 
+    /// Both streams of `idx` with `plan`, split.
+    fn streams(idx: &[u16], g: &ChunkGeometry, p: RicePlan) -> (Vec<u8>, Vec<u8>) {
+        let mut bytes = Vec::new();
+        write(idx, g, p, &mut bytes);
+        assert_eq!(bytes.len(), p.quotient_bytes() + p.remainder_bytes());
+        let rem = bytes.split_off(p.quotient_bytes());
+        (bytes, rem)
+    }
+
+    fn read_both(
+        q: &[u8],
+        rem: &[u8],
+        g: &ChunkGeometry,
+        param: u8,
+    ) -> Result<Vec<u16>, RiceError> {
+        let mut out = Vec::new();
+        read(q, rem, g, param, &mut out).map(|()| out)
+    }
+
     #[test]
     fn round_trip_and_exact_length() {
         let g = geom(&[128, 192]);
         for step in [1, 7, 63, 64] {
             let idx = spread(&g, step);
             let p = plan(&idx, &g);
-            let mut bytes = Vec::new();
-            write(&idx, &g, p, &mut bytes);
-            assert_eq!(bytes.len(), p.bytes());
-            assert!(bytes.len() <= max_bytes(&g, p.param));
-            let mut back = Vec::new();
-            read(&bytes, &g, p.param, &mut back).unwrap();
-            assert_eq!(back, idx);
+            let (q, rem) = streams(&idx, &g, p);
+            assert!(q.len() <= max_quotient_bytes(&g, p.param));
+            assert_eq!(read_both(&q, &rem, &g, p.param).unwrap(), idx);
         }
+    }
+
+    #[test]
+    fn long_quotients_cross_words() {
+        // One index per chunk at the end of a 4096-element chunk with r = 0 would be a
+        // 4095-bit run; with k = 64 and a cluster at the end, gaps of ~4000 then zeros.
+        let g = geom(&[64, 64]);
+        let idx: Vec<u16> = (0..64).map(|j| 4032 + j).collect();
+        let p = plan(&idx, &g);
+        let (q, rem) = streams(&idx, &g, p);
+        assert_eq!(read_both(&q, &rem, &g, p.param).unwrap(), idx);
+        for r in 0..=MAX_RICE_PARAM {
+            let other = RicePlan {
+                param: r,
+                quotient_bits: 0,
+                entries: idx.len(),
+            };
+            let other = RicePlan {
+                quotient_bits: plan_bits(&idx, &g, r),
+                ..other
+            };
+            let (q, rem) = streams(&idx, &g, other);
+            let back = read_both(&q, &rem, &g, r);
+            if r == p.param {
+                assert_eq!(back.unwrap(), idx);
+            } else {
+                assert_eq!(back, Err(RiceError::Parameter), "r {r}");
+            }
+        }
+    }
+
+    fn plan_bits(idx: &[u16], g: &ChunkGeometry, r: u8) -> u64 {
+        let mut bits = 0u64;
+        for_each_gap(idx, g.k(), |gap| bits += (gap as u64 >> r) + 1);
+        bits
     }
 
     #[test]
@@ -424,23 +527,31 @@ mod tests {
         let g = geom(&[64, 64]);
         // Dense prefix 0..64: all gaps zero, r = 0, one bit each.
         let dense: Vec<u16> = (0..64).collect();
-        assert_eq!(plan(&dense, &g), RicePlan { param: 0, bits: 64 });
+        assert_eq!(
+            plan(&dense, &g),
+            RicePlan {
+                param: 0,
+                quotient_bits: 64,
+                entries: 64
+            }
+        );
         // Evenly spread: gaps of 63 -> r = 5 or 6.
         let even: Vec<u16> = (0..64).map(|j| j * 64 + 63).collect();
         let p = plan(&even, &g);
         assert!(p.param == 5 || p.param == 6, "{p:?}");
+        assert_eq!(
+            p.bits(),
+            plan_bits(&even, &g, p.param) + 64 * u64::from(p.param)
+        );
         // Any other parameter is rejected.
-        let mut bytes = Vec::new();
-        write(&even, &g, p, &mut bytes);
-        let mut out = Vec::new();
         let other = RicePlan {
             param: p.param + 1,
-            bits: 0,
+            quotient_bits: plan_bits(&even, &g, p.param + 1),
+            entries: 64,
         };
-        let mut other_bytes = Vec::new();
-        write(&even, &g, other, &mut other_bytes);
+        let (q, rem) = streams(&even, &g, other);
         assert_eq!(
-            read(&other_bytes, &g, other.param, &mut out),
+            read_both(&q, &rem, &g, other.param),
             Err(RiceError::Parameter)
         );
     }
@@ -486,17 +597,44 @@ mod tests {
     }
 
     #[test]
+    fn remainder_padding_is_rejected() {
+        // 17 of 64 per 8 x 8 chunk: 17 * r remainder bits end inside a byte.
+        let config = SparseLocoConfig {
+            topk: 17,
+            chunk: 8,
+            ..Default::default()
+        };
+        let g = ChunkGeometry::new(&ParamSpec::new("p", [8, 8]), &config).unwrap();
+        // Gaps of 3 then 2: r = 1 is the smallest optimum, 17 remainder bits.
+        let idx: Vec<u16> = (0..17u16)
+            .scan(0u16, |next, j| {
+                let i = *next + if j < 5 { 3 } else { 2 };
+                *next = i + 1;
+                Some(i)
+            })
+            .collect();
+        let p = plan(&idx, &g);
+        assert!(p.param > 0 && (17 * u32::from(p.param)) % 8 != 0, "{p:?}");
+        let (q, rem) = streams(&idx, &g, p);
+        assert_eq!(read_both(&q, &rem, &g, p.param).unwrap(), idx);
+        let mut padded = rem.clone();
+        *padded.last_mut().unwrap() |= 0x80;
+        assert_eq!(
+            read_both(&q, &padded, &g, p.param),
+            Err(RiceError::RemainderPadding)
+        );
+    }
+
+    #[test]
     fn forced_chunks_take_no_bytes() {
         let g = geom(&[2048]);
         assert!(forced(&g));
         let idx: Vec<u16> = (0..32).flat_map(|_| 0..64u16).collect();
         let p = plan(&idx, &g);
-        assert_eq!(p.bytes(), 0);
-        let mut out = Vec::new();
-        read(&[], &g, 0, &mut out).unwrap();
-        assert_eq!(out, idx);
-        assert_eq!(read(&[0], &g, 0, &mut out), Err(RiceError::Trailing));
-        assert_eq!(read(&[], &g, 1, &mut out), Err(RiceError::Parameter));
+        assert_eq!(p.quotient_bytes() + p.remainder_bytes(), 0);
+        assert_eq!(read_both(&[], &[], &g, 0).unwrap(), idx);
+        assert_eq!(read_both(&[0], &[], &g, 0), Err(RiceError::Trailing));
+        assert_eq!(read_both(&[], &[], &g, 1), Err(RiceError::Parameter));
     }
 
     #[test]
@@ -504,32 +642,37 @@ mod tests {
         let g = geom(&[64, 64]);
         let idx: Vec<u16> = (0..64).map(|j| j * 64 + 63).collect();
         let p = plan(&idx, &g);
-        let mut bytes = Vec::new();
-        write(&idx, &g, p, &mut bytes);
-        let mut out = Vec::new();
-        for len in 0..bytes.len() {
-            assert!(read(&bytes[..len], &g, p.param, &mut out).is_err());
+        let (q, rem) = streams(&idx, &g, p);
+        for len in 0..q.len() {
+            assert!(read_both(&q[..len], &rem, &g, p.param).is_err());
         }
-        let mut extra = bytes.clone();
+        let mut extra = q.clone();
         extra.push(0);
         assert_eq!(
-            read(&extra, &g, p.param, &mut out),
+            read_both(&extra, &rem, &g, p.param),
             Err(RiceError::Trailing)
         );
-        let used = (p.bits % 8) as u32;
+        let used = (p.quotient_bits % 8) as u32;
         if used != 0 {
-            let mut padded = bytes.clone();
+            let mut padded = q.clone();
             *padded.last_mut().unwrap() |= 1 << used;
             assert_eq!(
-                read(&padded, &g, p.param, &mut out),
+                read_both(&padded, &rem, &g, p.param),
                 Err(RiceError::Padding)
             );
         }
-        // All-zero stream: the unary run never ends inside the chunk.
-        let zeros = vec![0u8; bytes.len()];
+        // All-zero quotient stream: the unary run never ends inside the chunk.
+        let zeros = vec![0u8; q.len()];
         assert!(matches!(
-            read(&zeros, &g, p.param, &mut out),
+            read_both(&zeros, &rem, &g, p.param),
             Err(RiceError::OutOfRange { .. } | RiceError::Truncated)
+        ));
+        // A stop bit too far: the gap runs past the chunk.
+        let mut far = vec![0u8; 600];
+        far[599] = 0x80;
+        assert!(matches!(
+            read_both(&far, &rem, &g, p.param),
+            Err(RiceError::OutOfRange { chunk: 0, .. })
         ));
     }
 }
