@@ -97,13 +97,19 @@ impl EncSymbol {
         }
     }
 
+    /// Codes one symbol into state `x`, first storing its low word below `top` in `buf`
+    /// when it must be renormalized. The store happens either way (no branch); `top`
+    /// moves down only when the word is kept.
     #[inline(always)]
-    fn put(&self, x: &mut u32, words: &mut Vec<u16>) {
-        let mut v = *x;
-        if u64::from(v) >= self.x_max {
-            words.push(v as u16);
-            v >>= WORD_BITS;
+    fn put(&self, x: &mut u32, buf: &mut [u8], top: &mut usize) {
+        let v = *x;
+        let out = u64::from(v) >= self.x_max;
+        let at = top.wrapping_sub(WORD_BYTES);
+        if let Some(word) = buf.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<2>) {
+            *word = (v as u16).to_le_bytes();
         }
+        *top = top.wrapping_sub(WORD_BYTES * usize::from(out));
+        let v = v >> (WORD_BITS * u32::from(out));
         // v < 2^20 f after renormalization, so q < 2^20 and the new state < 2^32.
         let q = ((u128::from(v) * u128::from(self.rcp)) >> 44) as u32;
         *x = (q << FREQ_BITS)
@@ -120,29 +126,34 @@ pub(crate) fn write(packed: &[u8], n: usize, freqs: &Freqs, out: &mut Vec<u8>) {
     }
     let cum = cumulative(freqs);
     let syms: [EncSymbol; NUM_BINS] = std::array::from_fn(|s| EncSymbol::new(freqs[s], cum[s]));
-    // About one bit per code for the skewed histograms of real gradients.
-    let mut words: Vec<u16> = Vec::with_capacity(n / 12 + 16);
+    // Words are written from the end of `buf` down, so they end up in decoder order; at
+    // most one per code, plus room for the unkept store of the last one.
+    let mut buf = vec![0u8; WORD_BYTES * (n + 1)];
+    let mut top = buf.len();
     let mut x = [L; LANES];
     let full = n / LANES;
     let tail = n % LANES;
     if tail > 0 {
         let b = packed.get(full).copied().unwrap_or(0);
         for j in (0..tail).rev() {
-            syms[usize::from((b >> (2 * j)) & 3)].put(&mut x[j], &mut words);
+            syms[usize::from((b >> (2 * j)) & 3)].put(&mut x[j], &mut buf, &mut top);
         }
     }
+    // The states in locals (registers), not an indexed array.
+    let [mut x0, mut x1, mut x2, mut x3] = x;
     for &b in packed.get(..full).unwrap_or(&[]).iter().rev() {
-        let [x0, x1, x2, x3] = &mut x;
-        syms[usize::from(b >> 6)].put(x3, &mut words);
-        syms[usize::from((b >> 4) & 3)].put(x2, &mut words);
-        syms[usize::from((b >> 2) & 3)].put(x1, &mut words);
-        syms[usize::from(b & 3)].put(x0, &mut words);
+        syms[usize::from(b >> 6)].put(&mut x3, &mut buf, &mut top);
+        syms[usize::from((b >> 4) & 3)].put(&mut x2, &mut buf, &mut top);
+        syms[usize::from((b >> 2) & 3)].put(&mut x1, &mut buf, &mut top);
+        syms[usize::from(b & 3)].put(&mut x0, &mut buf, &mut top);
     }
-    out.reserve(STATE_BYTES * LANES + WORD_BYTES * words.len());
+    let x = [x0, x1, x2, x3];
+    let words = buf.get(top..).unwrap_or(&[]);
+    out.reserve(STATE_BYTES * LANES + words.len());
     for lane in x {
         out.extend_from_slice(&lane.to_le_bytes());
     }
-    out.extend(words.iter().rev().flat_map(|w| w.to_le_bytes()));
+    out.extend_from_slice(words);
 }
 
 /// Exact length of the stream [`write`] produces (runs the coder).
@@ -197,15 +208,18 @@ impl DecodeTable {
 /// The next 8 stream bytes from `pos` as a little-endian word (zeros past the end).
 #[inline(always)]
 fn window(stream: &[u8], pos: usize) -> u64 {
-    let mut w = [0u8; 8];
-    match stream.get(pos..pos.wrapping_add(8)) {
-        Some(bytes) => w.copy_from_slice(bytes),
-        None => {
-            let tail = stream.get(pos..).unwrap_or(&[]);
-            let len = tail.len().min(8);
-            w[..len].copy_from_slice(&tail[..len]);
-        }
+    match stream.get(pos..).and_then(<[u8]>::first_chunk::<8>) {
+        Some(bytes) => u64::from_le_bytes(*bytes),
+        None => window_tail(stream, pos),
     }
+}
+
+#[cold]
+fn window_tail(stream: &[u8], pos: usize) -> u64 {
+    let mut w = [0u8; 8];
+    let tail = stream.get(pos..).unwrap_or(&[]);
+    let len = tail.len().min(8);
+    w[..len].copy_from_slice(&tail[..len]);
     u64::from_le_bytes(w)
 }
 
@@ -257,25 +271,26 @@ pub(crate) fn read(
     let full = n / LANES;
     let (body, last) = out.split_at_mut(full);
     let mut pos = 0usize;
+    let [mut x0, mut x1, mut x2, mut x3] = x;
     for byte in body.iter_mut() {
         // One step of the four states: one byte of codes, at most four words read.
         let w = window(stream, pos);
-        let [x0, x1, x2, x3] = &mut x;
-        let (s0, y0) = table.decode(*x0);
-        let (s1, y1) = table.decode(*x1);
-        let (s2, y2) = table.decode(*x2);
-        let (s3, y3) = table.decode(*x3);
+        let (s0, y0) = table.decode(x0);
+        let (s1, y1) = table.decode(x1);
+        let (s2, y2) = table.decode(x2);
+        let (s3, y3) = table.decode(x3);
         let n0 = u32::from(y0 < L);
-        let n1 = n0 + u32::from(y1 < L);
-        let n2 = n1 + u32::from(y2 < L);
-        let n3 = n2 + u32::from(y3 < L);
-        *x0 = renorm(y0, w, 0);
-        *x1 = renorm(y1, w, n0);
-        *x2 = renorm(y2, w, n1);
-        *x3 = renorm(y3, w, n2);
+        let n1 = n0.wrapping_add(u32::from(y1 < L));
+        let n2 = n1.wrapping_add(u32::from(y2 < L));
+        let n3 = n2.wrapping_add(u32::from(y3 < L));
+        x0 = renorm(y0, w, 0);
+        x1 = renorm(y1, w, n0);
+        x2 = renorm(y2, w, n1);
+        x3 = renorm(y3, w, n2);
         pos = pos.wrapping_add(WORD_BYTES * n3 as usize);
         *byte = s0 | s1 << 2 | s2 << 4 | s3 << 6;
     }
+    let mut x = [x0, x1, x2, x3];
     if let Some(byte) = last.first_mut() {
         for (j, lane) in x.iter_mut().enumerate().take(n % LANES) {
             let (s, y) = table.decode(*lane);

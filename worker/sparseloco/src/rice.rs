@@ -48,12 +48,15 @@ pub(crate) fn remainder_bytes(entries: usize, param: u8) -> usize {
     (entries as u64 * u64::from(param)).div_ceil(8) as usize
 }
 
-/// Gap histogram of one tensor (one counter per possible gap value).
+/// Gap histogram of one tensor (one counter per possible gap value): the exhaustive
+/// parameter search the tests compare the planner with.
+#[cfg(test)]
 struct GapHistogram {
     counts: Vec<u32>,
     gaps: u64,
 }
 
+#[cfg(test)]
 impl GapHistogram {
     fn new(chunk_elems: usize) -> Self {
         Self {
@@ -135,177 +138,157 @@ impl RicePlan {
 /// Plans the coding of `indices` (chunk-major, `k` per chunk, strictly increasing inside
 /// each chunk).
 pub(crate) fn plan(indices: &[u16], geom: &ChunkGeometry) -> RicePlan {
-    if forced(geom) {
-        return RicePlan {
-            param: 0,
-            quotient_bits: 0,
-            entries: indices.len(),
-        };
-    }
-    let mut hist = GapHistogram::new(geom.chunk_elems());
-    for_each_gap(indices, geom.k(), |g| {
-        if let Some(c) = hist.counts.get_mut(g) {
-            *c += 1;
-        }
-    });
-    hist.gaps = indices.len() as u64;
-    let (param, bits) = hist.best();
-    RicePlan {
-        param,
-        quotient_bits: bits - indices.len() as u64 * u64::from(param),
-        entries: indices.len(),
-    }
-}
-
-#[inline(always)]
-fn for_each_gap(indices: &[u16], k: usize, mut f: impl FnMut(usize)) {
-    for chunk in indices.chunks(k.max(1)) {
-        let mut next = 0usize;
-        for &i in chunk {
-            let i = usize::from(i);
-            f(i.saturating_sub(next));
-            next = i + 1;
-        }
-    }
-}
-
-/// Appends bits to a zero-filled byte slice, least significant bit first.
-struct BitSink<'a> {
-    out: &'a mut [u8],
-    /// Next byte to write.
-    pos: usize,
-    acc: u64,
-    used: u32,
-}
-
-impl<'a> BitSink<'a> {
-    fn new(out: &'a mut [u8]) -> Self {
-        Self {
-            out,
-            pos: 0,
-            acc: 0,
-            used: 0,
-        }
-    }
-
-    /// Appends the low `bits <= 32` bits of `value` (higher bits zero).
-    #[inline(always)]
-    fn put(&mut self, value: u64, bits: u32) {
-        self.acc |= value << self.used;
-        self.used += bits;
-        if self.used >= 32 {
-            if let Some(dst) = self.out.get_mut(self.pos..self.pos + 4) {
-                dst.copy_from_slice(&(self.acc as u32).to_le_bytes());
-            }
-            self.pos += 4;
-            self.acc >>= 32;
-            self.used -= 32;
-        }
-    }
-
-    /// Flushes the last partial word.
-    fn finish(self) {
-        let bytes = self.used.div_ceil(8) as usize;
-        if let Some(dst) = self.out.get_mut(self.pos..self.pos + bytes) {
-            dst.copy_from_slice(&self.acc.to_le_bytes()[..bytes]);
-        }
-    }
+    Gaps::new(indices, geom).plan(geom)
 }
 
 /// Appends the quotient stream, then the remainder stream of `indices` with
-/// `plan.param` (as returned by [`plan`]): `plan.quotient_bytes() +
-/// plan.remainder_bytes()` bytes.
+/// `plan.param`: `plan.quotient_bytes() + plan.remainder_bytes()` bytes.
+#[cfg(test)]
 pub(crate) fn write(indices: &[u16], geom: &ChunkGeometry, plan: RicePlan, out: &mut Vec<u8>) {
-    if forced(geom) {
-        return;
-    }
-    let start = out.len();
-    out.resize(start + plan.quotient_bytes() + plan.remainder_bytes(), 0);
-    let (quotients, remainders) = out[start..].split_at_mut(plan.quotient_bytes());
-    let r = u32::from(plan.param);
-    let mask = (1usize << r) - 1;
-    let mut rems = BitSink::new(remainders);
-    let mut bit = 0usize;
-    for_each_gap(indices, geom.k(), |g| {
-        // The stop bit of this gap; the zeros before it are already there.
-        bit += g >> r;
-        if let Some(b) = quotients.get_mut(bit >> 3) {
-            *b |= 1 << (bit & 7);
+    Gaps::new(indices, geom).write(geom, plan, out);
+}
+
+/// The gaps of a tensor's indices, chunk after chunk (empty for forced chunks).
+pub(crate) struct Gaps(Vec<u16>);
+
+impl Gaps {
+    pub(crate) fn new(indices: &[u16], geom: &ChunkGeometry) -> Self {
+        if forced(geom) {
+            return Self(Vec::new());
         }
-        bit += 1;
-        rems.put((g & mask) as u64, r);
-    });
-    rems.finish();
-}
-
-/// Positions of the set bits of a byte stream, in order, 64 bits at a time.
-struct SetBits<'a> {
-    bytes: &'a [u8],
-    /// Next byte to load.
-    next: usize,
-    /// Unvisited set bits of the loaded word.
-    word: u64,
-    /// Stream position of bit 0 of `word`.
-    base: u64,
-}
-
-impl<'a> SetBits<'a> {
-    fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            bytes,
-            next: 0,
-            word: 0,
-            base: 0,
-        }
-    }
-
-    /// Position of the next set bit; `None` when the stream has no more.
-    #[inline(always)]
-    fn next_one(&mut self) -> Option<u64> {
-        while self.word == 0 {
-            self.load()?;
-        }
-        let at = self.base + u64::from(self.word.trailing_zeros());
-        self.word &= self.word - 1;
-        Some(at)
-    }
-
-    fn load(&mut self) -> Option<()> {
-        let rest = self.bytes.get(self.next..).filter(|r| !r.is_empty())?;
-        let take = rest.len().min(8);
-        let mut w = [0u8; 8];
-        w[..take].copy_from_slice(&rest[..take]);
-        self.word = u64::from_le_bytes(w);
-        self.base = self.next as u64 * 8;
-        self.next += take;
-        Some(())
-    }
-}
-
-/// Fixed-width fields of a byte stream: field `e` is bits `e * r ..` of the stream.
-struct Fields<'a> {
-    bytes: &'a [u8],
-    r: u32,
-    mask: u64,
-}
-
-impl Fields<'_> {
-    /// Field `e` (zero bits past the end of the stream).
-    #[inline(always)]
-    fn get(&self, e: usize) -> u64 {
-        let bit = e * self.r as usize;
-        let byte = bit >> 3;
-        let mut w = [0u8; 8];
-        match self.bytes.get(byte..byte + 8) {
-            Some(word) => w.copy_from_slice(word),
-            None => {
-                let tail = self.bytes.get(byte..).unwrap_or(&[]);
-                let len = tail.len().min(8);
-                w[..len].copy_from_slice(&tail[..len]);
+        let k = geom.k().max(1);
+        let mut gaps = vec![0u16; indices.len()];
+        for (dst, src) in gaps.chunks_mut(k).zip(indices.chunks(k)) {
+            if let (Some(d), Some(&s)) = (dst.first_mut(), src.first()) {
+                *d = s;
+            }
+            for (d, pair) in dst.iter_mut().skip(1).zip(src.windows(2)) {
+                *d = pair[1].wrapping_sub(pair[0]).wrapping_sub(1);
             }
         }
-        (u64::from_le_bytes(w) >> (bit & 7)) & self.mask
+        Self(gaps)
     }
+
+    /// Sum of the quotients with parameter `r`.
+    fn quotients(&self, r: u32) -> u64 {
+        // Blocks of 2^16 gaps sum in u32 (each quotient is below 2^12), which vectorizes.
+        self.0
+            .chunks(1 << 16)
+            .map(|block| {
+                let sum = block
+                    .iter()
+                    .fold(0u32, |acc, &g| acc.wrapping_add(u32::from(g >> r)));
+                u64::from(sum)
+            })
+            .sum()
+    }
+
+    /// The smallest parameter with the fewest bits. The bit count
+    /// `B(r) = gaps * (r + 1) + S(r)` is convex in `r` (see [`NeighbourCosts`]), so a walk
+    /// from a guess near `log2` of the mean gap finds it in a few evaluations: left while
+    /// not worse, right while strictly better.
+    pub(crate) fn plan(&self, geom: &ChunkGeometry) -> RicePlan {
+        let entries = self.0.len();
+        if forced(geom) || entries == 0 {
+            return RicePlan {
+                param: 0,
+                quotient_bits: 0,
+                entries,
+            };
+        }
+        let gaps = entries as u64;
+        let bits = |r: u32| gaps * (u64::from(r) + 1) + self.quotients(r);
+        let mean = self.quotients(0) / gaps;
+        let mut r = (u64::BITS - (mean + 1).leading_zeros())
+            .saturating_sub(1)
+            .min(u32::from(MAX_RICE_PARAM));
+        let mut here = bits(r);
+        loop {
+            if r > 0 {
+                let below = bits(r - 1);
+                if below <= here {
+                    r -= 1;
+                    here = below;
+                    continue;
+                }
+            }
+            if r < u32::from(MAX_RICE_PARAM) {
+                let above = bits(r + 1);
+                if above < here {
+                    r += 1;
+                    here = above;
+                    continue;
+                }
+            }
+            break;
+        }
+        RicePlan {
+            param: r as u8,
+            quotient_bits: here - gaps * u64::from(r),
+            entries,
+        }
+    }
+
+    /// Appends the quotient stream, then the remainder stream with `plan.param`.
+    pub(crate) fn write(&self, geom: &ChunkGeometry, plan: RicePlan, out: &mut Vec<u8>) {
+        if forced(geom) {
+            return;
+        }
+        let r = u32::from(plan.param);
+        // Quotients: stop bits set in a 64-bit word, stored when the next stop bit is
+        // past it.
+        let q_start = out.len();
+        let q_end = q_start + plan.quotient_bytes();
+        let mut acc = 0u64;
+        let mut base = 0usize;
+        let mut bit = 0usize;
+        for &g in &self.0 {
+            bit = bit.wrapping_add(usize::from(g >> r));
+            while bit.wrapping_sub(base) >= 64 {
+                out.extend_from_slice(&acc.to_le_bytes());
+                acc = 0;
+                base = base.wrapping_add(64);
+            }
+            acc |= 1u64.wrapping_shl(bit.wrapping_sub(base) as u32);
+            bit = bit.wrapping_add(1);
+        }
+        out.extend_from_slice(&acc.to_le_bytes());
+        out.resize(q_end, 0);
+        if r == 0 {
+            return;
+        }
+        // Remainders: a 32-bit store per gap into a buffer with slack, advancing by four
+        // bytes when 32 bits are complete (no branch).
+        let r_end = q_end + plan.remainder_bytes();
+        out.resize(r_end + 8, 0);
+        let dst = &mut out[q_end..];
+        let mask = (1u16 << r) - 1;
+        let (mut acc, mut used, mut pos) = (0u64, 0u32, 0usize);
+        for &g in &self.0 {
+            acc |= u64::from(g & mask).wrapping_shl(used);
+            used = used.wrapping_add(r);
+            if let Some(word) = dst.get_mut(pos..).and_then(<[u8]>::first_chunk_mut::<4>) {
+                *word = (acc as u32).to_le_bytes();
+            }
+            let full = used >> 5;
+            pos = pos.wrapping_add(4 * full as usize);
+            acc = acc.wrapping_shr(32 * full);
+            used = used.wrapping_sub(32 * full);
+        }
+        if let Some(word) = dst.get_mut(pos..).and_then(<[u8]>::first_chunk_mut::<8>) {
+            *word = acc.to_le_bytes();
+        }
+        out.truncate(r_end);
+    }
+}
+
+/// Little-endian word of up to 8 bytes (missing high bytes zero).
+#[inline(always)]
+fn load_word(bytes: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    let len = bytes.len().min(8);
+    w[..len].copy_from_slice(&bytes[..len]);
+    u64::from_le_bytes(w)
 }
 
 /// Decodes the indices of a whole tensor from its quotient and remainder streams into
@@ -313,6 +296,10 @@ impl Fields<'_> {
 /// size, no bytes after the last gap, zero padding, `param` the smallest optimal
 /// parameter. `remainders` must be [`remainder_bytes`] long (the framing takes exactly
 /// that many).
+///
+/// Two passes over `out`: the quotients (distances between set bits, word by word), then
+/// the remainders and the running index per chunk. Anything unusual (a stream that ends
+/// early, a gap past its chunk) is handed to [`read_exact`], which names the error.
 pub(crate) fn read(
     quotients: &[u8],
     remainders: &[u8],
@@ -339,79 +326,170 @@ pub(crate) fn read(
         return Err(RiceError::Parameter);
     }
     let r = u32::from(param);
-    let fields = Fields {
-        bytes: remainders,
-        r,
-        mask: (1u64 << r) - 1,
-    };
-    let mut ones = SetBits::new(quotients);
+    out.resize(geom.entries(), 0);
+    // Pass 1: quotient of entry e = zeros between stop bits e - 1 and e.
+    let mut e = 0usize;
     // Bit after the previous stop bit.
     let mut start = 0u64;
-    // Local sums (see NeighbourCosts) besides the quotients, which follow from `start`.
+    // Sums for the optimality check (see NeighbourCosts); the quotients' own sum follows
+    // from `start`.
     let (mut half_quotients, mut low_bits) = (0u64, 0u64);
-    let low_shift = r.saturating_sub(1);
-    let low_mask = u64::from(r > 0);
-    out.resize(geom.entries(), 0);
-    let mut entry = 0usize;
-    for (chunk, dst) in out.chunks_exact_mut(k.max(1)).enumerate() {
+    // Bitwise or of all quotients.
+    let mut wide = 0u64;
+    'words: for (w, bytes) in quotients.chunks(8).enumerate() {
+        let mut word = match bytes.first_chunk::<8>() {
+            Some(full) => u64::from_le_bytes(*full),
+            None => load_word(bytes),
+        };
+        let base = w as u64 * 64;
+        while word != 0 {
+            let Some(slot) = out.get_mut(e) else {
+                break 'words;
+            };
+            let stop = base.wrapping_add(u64::from(word.trailing_zeros()));
+            let q = stop.wrapping_sub(start);
+            half_quotients = half_quotients.wrapping_add(q >> 1);
+            wide |= q;
+            *slot = q as u16;
+            start = stop.wrapping_add(1);
+            e = e.wrapping_add(1);
+            word &= word.wrapping_sub(1);
+        }
+    }
+    // A quotient of 2^16 or more is past its chunk (and was truncated above).
+    if e < out.len() || wide > u64::from(u16::MAX) {
+        return read_exact(quotients, remainders, geom, param, out);
+    }
+    // Pass 2: gaps from quotients and remainders, indices from gaps.
+    let mut padded = Vec::with_capacity(remainders.len() + 8);
+    padded.extend_from_slice(remainders);
+    padded.resize(remainders.len() + 8, 0);
+    let mask = (1u64 << r) - 1;
+    let mut bit = 0usize;
+    for chunk in out.chunks_exact_mut(k.max(1)) {
         let mut next = 0u64;
-        for slot in dst {
+        for slot in chunk {
+            let byte = bit >> 3;
+            let rem = padded
+                .get(byte..)
+                .and_then(<[u8]>::first_chunk::<8>)
+                .map_or(0, |w| (u64::from_le_bytes(*w) >> (bit & 7)) & mask);
+            bit = bit.wrapping_add(r as usize);
+            let index = next.wrapping_add((u64::from(*slot) << r) | rem);
+            if index >= n as u64 {
+                return read_exact(quotients, remainders, geom, param, out);
+            }
+            // Bit r - 1 of the gap (0 for r = 0).
+            low_bits = low_bits.wrapping_add((rem << 1) >> r);
+            *slot = index as u16;
+            next = index.wrapping_add(1);
+        }
+    }
+    finish(
+        quotients,
+        remainders,
+        start,
+        out.len(),
+        param,
+        NeighbourCosts {
+            quotients: start - out.len() as u64,
+            half_quotients,
+            low_bits,
+        },
+    )
+}
+
+/// The checks after the last gap: no byte after the last stop bit, zero padding in both
+/// streams, `param` the smallest optimum. `end` is the bit after the last stop bit.
+fn finish(
+    quotients: &[u8],
+    remainders: &[u8],
+    end: u64,
+    gaps: usize,
+    param: u8,
+    costs: NeighbourCosts,
+) -> Result<(), RiceError> {
+    let used = end.div_ceil(8) as usize;
+    if quotients.len() > used {
+        return Err(RiceError::Trailing);
+    }
+    if end % 8 != 0
+        && quotients
+            .get(used.wrapping_sub(1))
+            .is_some_and(|&b| b >> (end % 8) != 0)
+    {
+        return Err(RiceError::Padding);
+    }
+    let rem_bits = gaps as u64 * u64::from(param);
+    if rem_bits % 8 != 0 && remainders.last().is_some_and(|&b| b >> (rem_bits % 8) != 0) {
+        return Err(RiceError::RemainderPadding);
+    }
+    if !costs.is_smallest_optimum(gaps as u64, param) {
+        return Err(RiceError::Parameter);
+    }
+    Ok(())
+}
+
+/// One gap at a time, bit by bit: the definition [`read`] follows, and the error it
+/// reports when a stream is malformed (`out` is overwritten). Not forced, `param` valid.
+#[cold]
+#[inline(never)]
+pub(crate) fn read_exact(
+    quotients: &[u8],
+    remainders: &[u8],
+    geom: &ChunkGeometry,
+    param: u8,
+    out: &mut Vec<u16>,
+) -> Result<(), RiceError> {
+    out.clear();
+    let (n, k) = (geom.chunk_elems() as u64, geom.k());
+    let r = u32::from(param);
+    let total = quotients.len() as u64 * 8;
+    let bit_at = |bytes: &[u8], b: u64| {
+        bytes
+            .get((b / 8) as usize)
+            .is_some_and(|&byte| byte >> (b % 8) & 1 == 1)
+    };
+    let mut pos = 0u64;
+    let mut entry = 0u64;
+    let mut costs = NeighbourCosts::default();
+    for chunk in 0..geom.n_chunks() {
+        let mut next = 0u64;
+        for _ in 0..k {
             let out_of_range = |index: u64| RiceError::OutOfRange {
                 chunk,
                 index: u16::try_from(index).unwrap_or(u16::MAX),
             };
-            let Some(stop) = ones.next_one() else {
-                // The run of zeros reaches the end: past the chunk already, or truncated.
-                let zeros = (quotients.len() as u64 * 8).saturating_sub(start);
-                let reach = zeros << r;
-                return Err(if reach >= n as u64 - next {
-                    out_of_range(next.saturating_add(reach))
-                } else {
-                    RiceError::Truncated
-                });
-            };
-            let q = stop - start;
-            start = stop + 1;
-            let rem = fields.get(entry);
-            entry += 1;
-            // q < 2^36 (the stream is below 2^32 bytes) and r <= 12: no overflow.
-            let g = (q << r) | rem;
-            if g >= n as u64 - next {
-                return Err(out_of_range(next.saturating_add(g)));
+            let mut q = 0u64;
+            while !bit_at(quotients, pos) {
+                if pos >= total {
+                    return Err(if q << r >= n - next {
+                        out_of_range(next + (q << r))
+                    } else {
+                        RiceError::Truncated
+                    });
+                }
+                q += 1;
+                pos += 1;
             }
-            half_quotients = half_quotients.wrapping_add(q >> 1);
-            low_bits = low_bits.wrapping_add((rem >> low_shift) & low_mask);
-            // g < n - next, so the index is below n <= 4096.
-            let index = next + g;
-            *slot = index as u16;
-            next = index + 1;
+            pos += 1;
+            let mut rem = 0u64;
+            for b in 0..u64::from(r) {
+                rem |= u64::from(bit_at(remainders, entry * u64::from(r) + b)) << b;
+            }
+            entry += 1;
+            let g = (q << r) | rem;
+            if g >= n - next {
+                return Err(out_of_range(next + g));
+            }
+            costs.quotients += q;
+            costs.half_quotients += q >> 1;
+            costs.low_bits += (rem << 1) >> r;
+            out.push((next + g) as u16);
+            next += g + 1;
         }
     }
-    let used = start.div_ceil(8) as usize;
-    if quotients.len() > used {
-        return Err(RiceError::Trailing);
-    }
-    if start % 8 != 0
-        && quotients
-            .get(used.wrapping_sub(1))
-            .is_some_and(|&b| b >> (start % 8) != 0)
-    {
-        return Err(RiceError::Padding);
-    }
-    let rem_bits = out.len() as u64 * u64::from(r);
-    if rem_bits % 8 != 0 && remainders.last().is_some_and(|&b| b >> (rem_bits % 8) != 0) {
-        return Err(RiceError::RemainderPadding);
-    }
-    let gaps = out.len() as u64;
-    let costs = NeighbourCosts {
-        quotients: start - gaps,
-        half_quotients,
-        low_bits,
-    };
-    if !costs.is_smallest_optimum(gaps, param) {
-        return Err(RiceError::Parameter);
-    }
-    Ok(())
+    finish(quotients, remainders, pos, out.len(), param, costs)
 }
 
 /// Most bytes a canonical quotient stream of `geom` can take with parameter `param`: one
@@ -513,6 +591,64 @@ mod tests {
             } else {
                 assert_eq!(back, Err(RiceError::Parameter), "r {r}");
             }
+        }
+    }
+
+    fn for_each_gap(indices: &[u16], k: usize, mut f: impl FnMut(usize)) {
+        for chunk in indices.chunks(k.max(1)) {
+            let mut next = 0usize;
+            for &i in chunk {
+                f(usize::from(i) - next);
+                next = usize::from(i) + 1;
+            }
+        }
+    }
+
+    #[test]
+    fn planner_walk_matches_the_exhaustive_search() {
+        // Random subsets from evenly spread to clustered, in 64 x 64 chunks (k = 64) and
+        // 8 x 8 chunks (k = 17): the convex walk picks the histogram search's parameter.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let small = SparseLocoConfig {
+            topk: 17,
+            chunk: 8,
+            ..Default::default()
+        };
+        for case in 0..300 {
+            let g = if case % 2 == 0 {
+                geom(&[128, 64])
+            } else {
+                ChunkGeometry::new(&ParamSpec::new("p", [16, 8]), &small).unwrap()
+            };
+            let n = g.chunk_elems();
+            let window = [n, n / 2, n / 8, g.k() + 3][case % 4].max(g.k());
+            let mut idx = Vec::new();
+            for _ in 0..g.n_chunks() {
+                let base = (rand() as usize) % (n - window + 1);
+                let mut taken = vec![false; window];
+                let mut chosen = Vec::new();
+                while chosen.len() < g.k() {
+                    let i = (rand() as usize) % window;
+                    if !taken[i] {
+                        taken[i] = true;
+                        chosen.push((base + i) as u16);
+                    }
+                }
+                chosen.sort_unstable();
+                idx.extend(chosen);
+            }
+            let mut hist = GapHistogram::new(n);
+            for_each_gap(&idx, g.k(), |gap| hist.counts[gap] += 1);
+            hist.gaps = idx.len() as u64;
+            let (best, bits) = hist.best();
+            let p = plan(&idx, &g);
+            assert_eq!((p.param, p.bits()), (best, bits), "case {case}");
         }
     }
 

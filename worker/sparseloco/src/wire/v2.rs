@@ -40,10 +40,11 @@ pub(super) fn entries_len_bound(t: &CompressedTensor) -> usize {
 }
 
 pub(super) fn write_entries(t: &CompressedTensor, out: &mut Vec<u8>) {
-    let plan = rice::plan(&t.indices, &t.geometry);
+    let gaps = rice::Gaps::new(&t.indices, &t.geometry);
+    let plan = gaps.plan(&t.geometry);
     out.push(plan.param);
     out.extend_from_slice(&(plan.quotient_bytes() as u32).to_le_bytes());
-    rice::write(&t.indices, &t.geometry, plan, out);
+    gaps.write(&t.geometry, plan, out);
     let freqs = rans::normalize(&t.code_histogram());
     for f in freqs {
         out.extend_from_slice(&f.to_le_bytes());
