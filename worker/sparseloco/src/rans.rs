@@ -98,18 +98,17 @@ impl EncSymbol {
     }
 
     /// Codes one symbol into state `x`, first storing its low word below `top` in `buf`
-    /// when it must be renormalized. The store happens either way (no branch); `top`
-    /// moves down only when the word is kept.
+    /// when it must be renormalized (rare for skewed codes, so a branch).
     #[inline(always)]
     fn put(&self, x: &mut u32, buf: &mut [u8], top: &mut usize) {
-        let v = *x;
-        let out = u64::from(v) >= self.x_max;
-        let at = top.wrapping_sub(WORD_BYTES);
-        if let Some(word) = buf.get_mut(at..).and_then(<[u8]>::first_chunk_mut::<2>) {
-            *word = (v as u16).to_le_bytes();
+        let mut v = *x;
+        if u64::from(v) >= self.x_max {
+            *top = top.wrapping_sub(WORD_BYTES);
+            if let Some(word) = buf.get_mut(*top..).and_then(<[u8]>::first_chunk_mut::<2>) {
+                *word = (v as u16).to_le_bytes();
+            }
+            v >>= WORD_BITS;
         }
-        *top = top.wrapping_sub(WORD_BYTES * usize::from(out));
-        let v = v >> (WORD_BITS * u32::from(out));
         // v < 2^20 f after renormalization, so q < 2^20 and the new state < 2^32.
         let q = ((u128::from(v) * u128::from(self.rcp)) >> 44) as u32;
         *x = (q << FREQ_BITS)
@@ -127,8 +126,8 @@ pub(crate) fn write(packed: &[u8], n: usize, freqs: &Freqs, out: &mut Vec<u8>) {
     let cum = cumulative(freqs);
     let syms: [EncSymbol; NUM_BINS] = std::array::from_fn(|s| EncSymbol::new(freqs[s], cum[s]));
     // Words are written from the end of `buf` down, so they end up in decoder order; at
-    // most one per code, plus room for the unkept store of the last one.
-    let mut buf = vec![0u8; WORD_BYTES * (n + 1)];
+    // most one per code.
+    let mut buf = vec![0u8; WORD_BYTES * n];
     let mut top = buf.len();
     let mut x = [L; LANES];
     let full = n / LANES;
@@ -223,6 +222,21 @@ fn window_tail(stream: &[u8], pos: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// Renormalizes `y` with the word at `pos` when `y < L` (a word past the end reads as 0
+/// and still moves `pos`, which the caller rejects).
+#[inline(always)]
+fn refill(y: u32, stream: &[u8], pos: &mut usize) -> u32 {
+    if y >= L {
+        return y;
+    }
+    let word = stream
+        .get(*pos..)
+        .and_then(<[u8]>::first_chunk::<2>)
+        .map_or(0, |w| u16::from_le_bytes(*w));
+    *pos = pos.wrapping_add(WORD_BYTES);
+    (y << WORD_BITS) | u32::from(word)
+}
+
 /// Renormalizes `y` with the word at `offset` words into `window` when `y < L`; returns
 /// the new state and whether a word was taken.
 #[inline(always)]
@@ -273,21 +287,16 @@ pub(crate) fn read(
     let mut pos = 0usize;
     let [mut x0, mut x1, mut x2, mut x3] = x;
     for byte in body.iter_mut() {
-        // One step of the four states: one byte of codes, at most four words read.
-        let w = window(stream, pos);
+        // One step of the four states: one byte of codes. Renormalization is rare for
+        // skewed codes (about every 16th code at one bit per code), so it branches.
         let (s0, y0) = table.decode(x0);
         let (s1, y1) = table.decode(x1);
         let (s2, y2) = table.decode(x2);
         let (s3, y3) = table.decode(x3);
-        let n0 = u32::from(y0 < L);
-        let n1 = n0.wrapping_add(u32::from(y1 < L));
-        let n2 = n1.wrapping_add(u32::from(y2 < L));
-        let n3 = n2.wrapping_add(u32::from(y3 < L));
-        x0 = renorm(y0, w, 0);
-        x1 = renorm(y1, w, n0);
-        x2 = renorm(y2, w, n1);
-        x3 = renorm(y3, w, n2);
-        pos = pos.wrapping_add(WORD_BYTES * n3 as usize);
+        x0 = refill(y0, stream, &mut pos);
+        x1 = refill(y1, stream, &mut pos);
+        x2 = refill(y2, stream, &mut pos);
+        x3 = refill(y3, stream, &mut pos);
         *byte = s0 | s1 << 2 | s2 << 4 | s3 << 6;
     }
     let mut x = [x0, x1, x2, x3];
