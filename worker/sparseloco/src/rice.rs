@@ -351,6 +351,7 @@ pub(crate) fn read(
     let (mut half_quotients, mut low_bits) = (0u64, 0u64);
     // Bitwise or of all quotients.
     let mut wide = 0u64;
+    let slots = out.as_mut_slice();
     'words: for (w, bytes) in quotients.chunks(8).enumerate() {
         let mut word = match bytes.first_chunk::<8>() {
             Some(full) => u64::from_le_bytes(*full),
@@ -358,7 +359,7 @@ pub(crate) fn read(
         };
         let base = w as u64 * 64;
         while word != 0 {
-            let Some(slot) = out.get_mut(e) else {
+            let Some(slot) = slots.get_mut(e) else {
                 break 'words;
             };
             let stop = base.wrapping_add(u64::from(word.trailing_zeros()));
