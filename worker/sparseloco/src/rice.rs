@@ -148,17 +148,29 @@ pub(crate) fn write(indices: &[u16], geom: &ChunkGeometry, plan: RicePlan, out: 
     Gaps::new(indices, geom).write(geom, plan, out);
 }
 
-/// The gaps of a tensor's indices, chunk after chunk (empty for forced chunks).
-pub(crate) struct Gaps(Vec<u16>);
+/// The gaps of a tensor's indices, chunk after chunk (empty for forced chunks), and
+/// their sum.
+pub(crate) struct Gaps {
+    gaps: Vec<u16>,
+    total: u64,
+}
 
 impl Gaps {
     pub(crate) fn new(indices: &[u16], geom: &ChunkGeometry) -> Self {
         if forced(geom) {
-            return Self(Vec::new());
+            return Self {
+                gaps: Vec::new(),
+                total: 0,
+            };
         }
         let k = geom.k().max(1);
         let mut gaps = vec![0u16; indices.len()];
+        let mut total = 0u64;
         for (dst, src) in gaps.chunks_mut(k).zip(indices.chunks(k)) {
+            // Indices strictly increase inside a chunk: the gaps sum to last + 1 - len.
+            if let Some(&last) = src.last() {
+                total += (u64::from(last) + 1).saturating_sub(src.len() as u64);
+            }
             if let (Some(d), Some(&s)) = (dst.first_mut(), src.first()) {
                 *d = s;
             }
@@ -166,29 +178,36 @@ impl Gaps {
                 *d = pair[1].wrapping_sub(pair[0]).wrapping_sub(1);
             }
         }
-        Self(gaps)
+        Self { gaps, total }
     }
 
-    /// Sum of the quotients with parameter `r`.
-    fn quotients(&self, r: u32) -> u64 {
+    /// Sums of the quotients with parameters `r`, `r + 1` and `r + 2`, in one pass.
+    fn quotients3(&self, r: u32) -> [u64; 3] {
+        let [a, b, c] = [r, r + 1, r + 2].map(|r| r.min(15));
         // Blocks of 2^16 gaps sum in u32 (each quotient is below 2^12), which vectorizes.
-        self.0
-            .chunks(1 << 16)
-            .map(|block| {
-                let sum = block
-                    .iter()
-                    .fold(0u32, |acc, &g| acc.wrapping_add(u32::from(g >> r)));
-                u64::from(sum)
-            })
-            .sum()
+        self.gaps.chunks(1 << 16).fold([0u64; 3], |acc, block| {
+            let sums = block.iter().fold([0u32; 3], |s, &g| {
+                [
+                    s[0].wrapping_add(u32::from(g >> a)),
+                    s[1].wrapping_add(u32::from(g >> b)),
+                    s[2].wrapping_add(u32::from(g >> c)),
+                ]
+            });
+            [
+                acc[0] + u64::from(sums[0]),
+                acc[1] + u64::from(sums[1]),
+                acc[2] + u64::from(sums[2]),
+            ]
+        })
     }
 
     /// The smallest parameter with the fewest bits. The bit count
     /// `B(r) = gaps * (r + 1) + S(r)` is convex in `r` (see [`NeighbourCosts`]), so a walk
-    /// from a guess near `log2` of the mean gap finds it in a few evaluations: left while
-    /// not worse, right while strictly better.
+    /// from a guess near `log2` of the mean gap finds it: left while not worse, right
+    /// while strictly better. The mean needs no pass (the gaps of a chunk sum to its last
+    /// index + 1 - k); one pass sums the guess and its neighbours, which is usually all.
     pub(crate) fn plan(&self, geom: &ChunkGeometry) -> RicePlan {
-        let entries = self.0.len();
+        let entries = self.gaps.len();
         if forced(geom) || entries == 0 {
             return RicePlan {
                 param: 0,
@@ -197,23 +216,36 @@ impl Gaps {
             };
         }
         let gaps = entries as u64;
-        let bits = |r: u32| gaps * (u64::from(r) + 1) + self.quotients(r);
-        let mean = self.quotients(0) / gaps;
-        let mut r = (u64::BITS - (mean + 1).leading_zeros())
+        let max = u32::from(MAX_RICE_PARAM);
+        let mean = self.total / gaps;
+        let guess = (u64::BITS - (mean + 1).leading_zeros())
             .saturating_sub(1)
-            .min(u32::from(MAX_RICE_PARAM));
-        let mut here = bits(r);
+            .min(max);
+        let mut bits: [Option<u64>; MAX_RICE_PARAM as usize + 1] = [None; 13];
+        let mut bits_at = |r: u32| -> u64 {
+            if let Some(b) = bits[r as usize] {
+                return b;
+            }
+            let first = r.saturating_sub(1).min(max - 2);
+            for (i, q) in self.quotients3(first).into_iter().enumerate() {
+                let at = first + i as u32;
+                bits[at as usize] = Some(gaps * (u64::from(at) + 1) + q);
+            }
+            bits[r as usize].unwrap_or(u64::MAX)
+        };
+        let mut r = guess;
+        let mut here = bits_at(r);
         loop {
             if r > 0 {
-                let below = bits(r - 1);
+                let below = bits_at(r - 1);
                 if below <= here {
                     r -= 1;
                     here = below;
                     continue;
                 }
             }
-            if r < u32::from(MAX_RICE_PARAM) {
-                let above = bits(r + 1);
+            if r < max {
+                let above = bits_at(r + 1);
                 if above < here {
                     r += 1;
                     here = above;
@@ -246,7 +278,7 @@ impl Gaps {
             let mut acc = 0u64;
             let mut base = 0usize;
             let mut bit = 0usize;
-            for &g in &self.0 {
+            for &g in &self.gaps {
                 bit = bit.wrapping_add(usize::from(g >> r));
                 while bit.wrapping_sub(base) >= 64 {
                     if let Some(word) = dst
@@ -279,7 +311,7 @@ impl Gaps {
         let dst = &mut out[q_end..];
         let mask = (1u16 << r) - 1;
         let (mut acc, mut used, mut pos) = (0u64, 0u32, 0usize);
-        for &g in &self.0 {
+        for &g in &self.gaps {
             acc |= u64::from(g & mask).wrapping_shl(used);
             used = used.wrapping_add(r);
             if let Some(word) = dst.get_mut(pos..).and_then(<[u8]>::first_chunk_mut::<4>) {
