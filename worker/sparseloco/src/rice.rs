@@ -380,8 +380,8 @@ pub(crate) fn read(
     let mut start = 0u64;
     // Sums for the optimality check (see NeighbourCosts); the quotients' own sum follows
     // from `start`.
-    let (mut half_quotients, mut low_bits) = (0u64, 0u64);
-    // Bitwise or of all quotients.
+    let mut half_quotients = 0u64;
+    // Largest quotient.
     let mut wide = 0u64;
     let slots = out.as_mut_slice();
     'words: for (w, bytes) in quotients.chunks(8).enumerate() {
@@ -397,7 +397,7 @@ pub(crate) fn read(
             let stop = base.wrapping_add(u64::from(word.trailing_zeros()));
             let q = stop.wrapping_sub(start);
             half_quotients = half_quotients.wrapping_add(q >> 1);
-            wide |= q;
+            wide = wide.max(q);
             *slot = q as u16;
             start = stop.wrapping_add(1);
             e = e.wrapping_add(1);
@@ -405,30 +405,38 @@ pub(crate) fn read(
         }
     }
     // A quotient of 2^16 or more is past its chunk (and was truncated above).
-    if e < out.len() || wide > u64::from(u16::MAX) {
+    // Every gap must stay below n <= 4096, so a quotient with q << r >= n is an error
+    // (and larger ones were truncated above); below that all gaps fit in u16.
+    if e < out.len() || wide.checked_shl(r).is_none_or(|g| g >= n as u64) {
         return read_exact(quotients, remainders, geom, param, out);
     }
-    // Pass 2: gaps from quotients and remainders, indices from gaps.
-    let mut padded = Vec::with_capacity(remainders.len() + 8);
+    // Pass 2: gaps = quotient << r | remainder, eight entries (r bytes) at a time.
+    let mut padded = Vec::with_capacity(remainders.len() + 16);
     padded.extend_from_slice(remainders);
-    padded.resize(remainders.len() + 8, 0);
-    let mask = (1u64 << r) - 1;
-    let mut bit = 0usize;
+    padded.resize(remainders.len() + 16, 0);
+    let low_bits = match param {
+        0 => 0,
+        1 => add_remainders::<1>(out, &padded),
+        2 => add_remainders::<2>(out, &padded),
+        3 => add_remainders::<3>(out, &padded),
+        4 => add_remainders::<4>(out, &padded),
+        5 => add_remainders::<5>(out, &padded),
+        6 => add_remainders::<6>(out, &padded),
+        7 => add_remainders::<7>(out, &padded),
+        8 => add_remainders::<8>(out, &padded),
+        9 => add_remainders::<9>(out, &padded),
+        10 => add_remainders::<10>(out, &padded),
+        11 => add_remainders::<11>(out, &padded),
+        _ => add_remainders::<12>(out, &padded),
+    };
+    // Pass 3: indices from gaps, chunk by chunk.
     for chunk in out.chunks_exact_mut(k.max(1)) {
-        let mut next = 0u64;
+        let mut next = 0u32;
         for slot in chunk {
-            let byte = bit >> 3;
-            let rem = padded
-                .get(byte..)
-                .and_then(<[u8]>::first_chunk::<8>)
-                .map_or(0, |w| (u64::from_le_bytes(*w) >> (bit & 7)) & mask);
-            bit = bit.wrapping_add(r as usize);
-            let index = next.wrapping_add((u64::from(*slot) << r) | rem);
-            if index >= n as u64 {
+            let index = next.wrapping_add(u32::from(*slot));
+            if index >= n as u32 {
                 return read_exact(quotients, remainders, geom, param, out);
             }
-            // Bit r - 1 of the gap (0 for r = 0).
-            low_bits = low_bits.wrapping_add((rem << 1) >> r);
             *slot = index as u16;
             next = index.wrapping_add(1);
         }
@@ -445,6 +453,38 @@ pub(crate) fn read(
             low_bits,
         },
     )
+}
+
+/// Pass 2 of [`read`] for parameter `R >= 1` (a constant, so every shift and mask is an
+/// immediate): `out[e] = out[e] << R | remainder e`, where the remainders of entries
+/// `8 g .. 8 g + 8` are the `R` bytes at `R * g` of `padded` (the remainder stream plus 16
+/// zero bytes). The gaps fit in u16 (checked by the caller). Returns the number of
+/// remainders with bit `R - 1` set.
+fn add_remainders<const R: u32>(out: &mut [u16], padded: &[u8]) -> u64 {
+    let mask = (1u16 << R) - 1;
+    let mut low_bits = 0u64;
+    let done = out.len() / 8 * 8;
+    for (g, group) in out.chunks_exact_mut(8).enumerate() {
+        let w = padded
+            .get(g * R as usize..)
+            .and_then(<[u8]>::first_chunk::<16>)
+            .map_or(0, |b| u128::from_le_bytes(*b));
+        for (j, slot) in group.iter_mut().enumerate() {
+            let rem = (w >> (j as u32 * R)) as u16 & mask;
+            low_bits += u64::from(rem >> (R - 1));
+            *slot = (*slot << R) | rem;
+        }
+    }
+    for (e, slot) in out.iter_mut().enumerate().skip(done) {
+        let bit = e * R as usize;
+        let rem = padded
+            .get(bit / 8..)
+            .and_then(<[u8]>::first_chunk::<4>)
+            .map_or(0, |b| (u32::from_le_bytes(*b) >> (bit % 8)) as u16 & mask);
+        low_bits += u64::from(rem >> (R - 1));
+        *slot = (*slot << R) | rem;
+    }
+    low_bits
 }
 
 /// The checks after the last gap: no byte after the last stop bit, zero padding in both
