@@ -304,28 +304,57 @@ impl Gaps {
         if r == 0 {
             return;
         }
-        // Remainders: a 32-bit store per gap into a buffer with slack, advancing by four
-        // bytes when 32 bits are complete (no branch).
+        // Remainders: eight gaps (r bytes) per 16-byte store into a buffer with slack.
         let r_end = q_end + plan.remainder_bytes();
-        out.resize(r_end + 8, 0);
+        out.resize(r_end + 16, 0);
         let dst = &mut out[q_end..];
-        let mask = (1u16 << r) - 1;
-        let (mut acc, mut used, mut pos) = (0u64, 0u32, 0usize);
-        for &g in &self.gaps {
-            acc |= u64::from(g & mask).wrapping_shl(used);
-            used = used.wrapping_add(r);
-            if let Some(word) = dst.get_mut(pos..).and_then(<[u8]>::first_chunk_mut::<4>) {
-                *word = (acc as u32).to_le_bytes();
-            }
-            let full = used >> 5;
-            pos = pos.wrapping_add(4 * full as usize);
-            acc = acc.wrapping_shr(32 * full);
-            used = used.wrapping_sub(32 * full);
-        }
-        if let Some(word) = dst.get_mut(pos..).and_then(<[u8]>::first_chunk_mut::<8>) {
-            *word = acc.to_le_bytes();
+        match r {
+            1 => put_remainders::<1>(&self.gaps, dst),
+            2 => put_remainders::<2>(&self.gaps, dst),
+            3 => put_remainders::<3>(&self.gaps, dst),
+            4 => put_remainders::<4>(&self.gaps, dst),
+            5 => put_remainders::<5>(&self.gaps, dst),
+            6 => put_remainders::<6>(&self.gaps, dst),
+            7 => put_remainders::<7>(&self.gaps, dst),
+            8 => put_remainders::<8>(&self.gaps, dst),
+            9 => put_remainders::<9>(&self.gaps, dst),
+            10 => put_remainders::<10>(&self.gaps, dst),
+            11 => put_remainders::<11>(&self.gaps, dst),
+            _ => put_remainders::<12>(&self.gaps, dst),
         }
         out.truncate(r_end);
+    }
+}
+
+/// Writes the low `R >= 1` bits of every gap into `dst` (zeroed, the stream's length plus
+/// 16 bytes): gaps `8 g .. 8 g + 8` fill the `R` bytes at `R * g`, one 16-byte store each
+/// (the bytes past them are rewritten by the next group); the last partial group bit by
+/// bit.
+fn put_remainders<const R: u32>(gaps: &[u16], dst: &mut [u8]) {
+    let mask = (1u16 << R) - 1;
+    let mut groups = gaps.chunks_exact(8);
+    for (g, group) in (&mut groups).enumerate() {
+        let w = group
+            .iter()
+            .enumerate()
+            .fold(0u128, |w, (j, &gap)| w | u128::from(gap & mask) << (j as u32 * R));
+        if let Some(bytes) = dst
+            .get_mut(g * R as usize..)
+            .and_then(<[u8]>::first_chunk_mut::<16>)
+        {
+            *bytes = w.to_le_bytes();
+        }
+    }
+    let done = gaps.len() / 8 * 8;
+    let mut w = 0u128;
+    for (j, &gap) in groups.remainder().iter().enumerate() {
+        w |= u128::from(gap & mask) << (j as u32 * R);
+    }
+    if let Some(bytes) = dst
+        .get_mut(done / 8 * R as usize..)
+        .and_then(<[u8]>::first_chunk_mut::<16>)
+    {
+        *bytes = w.to_le_bytes();
     }
 }
 
