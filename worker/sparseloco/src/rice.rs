@@ -334,10 +334,9 @@ fn put_remainders<const R: u32>(gaps: &[u16], dst: &mut [u8]) {
     let mask = (1u16 << R) - 1;
     let mut groups = gaps.chunks_exact(8);
     for (g, group) in (&mut groups).enumerate() {
-        let w = group
-            .iter()
-            .enumerate()
-            .fold(0u128, |w, (j, &gap)| w | u128::from(gap & mask) << (j as u32 * R));
+        let w = group.iter().enumerate().fold(0u128, |w, (j, &gap)| {
+            w | u128::from(gap & mask) << (j as u32 * R)
+        });
         if let Some(bytes) = dst
             .get_mut(g * R as usize..)
             .and_then(<[u8]>::first_chunk_mut::<16>)
