@@ -457,16 +457,17 @@ pub(crate) fn read(
         11 => add_remainders::<11>(out, &padded),
         _ => add_remainders::<12>(out, &padded),
     };
-    // Pass 3: indices from gaps, chunk by chunk.
+    // Pass 3: indices from gaps, chunk by chunk. They increase inside a chunk, so all
+    // are below n exactly when the last one is (the sum cannot wrap: k gaps below 2^12).
     for chunk in out.chunks_exact_mut(k.max(1)) {
         let mut next = 0u32;
-        for slot in chunk {
+        for slot in chunk.iter_mut() {
             let index = next.wrapping_add(u32::from(*slot));
-            if index >= n as u32 {
-                return read_exact(quotients, remainders, geom, param, out);
-            }
             *slot = index as u16;
             next = index.wrapping_add(1);
+        }
+        if next > n as u32 {
+            return read_exact(quotients, remainders, geom, param, out);
         }
     }
     finish(
