@@ -406,11 +406,6 @@ pub(crate) fn read(
     let mut e = 0usize;
     // Bit after the previous stop bit.
     let mut start = 0u64;
-    // Sums for the optimality check (see NeighbourCosts); the quotients' own sum follows
-    // from `start`.
-    let mut half_quotients = 0u64;
-    // Largest quotient.
-    let mut wide = 0u64;
     let slots = out.as_mut_slice();
     'words: for (w, bytes) in quotients.chunks(8).enumerate() {
         let mut word = match bytes.first_chunk::<8>() {
@@ -423,21 +418,28 @@ pub(crate) fn read(
                 break 'words;
             };
             let stop = base.wrapping_add(u64::from(word.trailing_zeros()));
-            let q = stop.wrapping_sub(start);
-            half_quotients = half_quotients.wrapping_add(q >> 1);
-            wide = wide.max(q);
-            *slot = q as u16;
+            // Truncated to u16 here; the sums below notice.
+            *slot = stop.wrapping_sub(start) as u16;
             start = stop.wrapping_add(1);
             e = e.wrapping_add(1);
             word &= word.wrapping_sub(1);
         }
     }
-    // A quotient of 2^16 or more is past its chunk (and was truncated above).
-    // Every gap must stay below n <= 4096, so a quotient with q << r >= n is an error
-    // (and larger ones were truncated above); below that all gaps fit in u16.
-    if e < out.len() || wide.checked_shl(r).is_none_or(|g| g >= n as u64) {
+    if e < out.len() {
         return read_exact(quotients, remainders, geom, param, out);
     }
+    // The quotients sum to the zeros before the last stop bit, so a stored sum below
+    // that means one was truncated. Every gap must stay below n <= 4096: a quotient
+    // with q << r >= n is an error, and below that all gaps fit in u16.
+    let stats = QuotientStats::of(out);
+    if stats.sum != start - out.len() as u64
+        || u64::from(stats.max)
+            .checked_shl(r)
+            .is_none_or(|g| g >= n as u64)
+    {
+        return read_exact(quotients, remainders, geom, param, out);
+    }
+    let half_quotients = stats.half_sum;
     // Pass 2: gaps = quotient << r | remainder, eight entries (r bytes) at a time.
     let mut padded = Vec::with_capacity(remainders.len() + 16);
     padded.extend_from_slice(remainders);
@@ -482,6 +484,37 @@ pub(crate) fn read(
             low_bits,
         },
     )
+}
+
+/// Sum, sum of halves and maximum of the quotients, in blocks the compiler vectorizes.
+struct QuotientStats {
+    sum: u64,
+    half_sum: u64,
+    max: u16,
+}
+
+impl QuotientStats {
+    fn of(quotients: &[u16]) -> Self {
+        let mut stats = Self {
+            sum: 0,
+            half_sum: 0,
+            max: 0,
+        };
+        // 4096 quotients below 2^16 sum below 2^28 in u32.
+        for block in quotients.chunks(4096) {
+            let (sum, half, max) = block.iter().fold((0u32, 0u32, 0u16), |(s, h, m), &q| {
+                (
+                    s.wrapping_add(u32::from(q)),
+                    h.wrapping_add(u32::from(q >> 1)),
+                    m.max(q),
+                )
+            });
+            stats.sum += u64::from(sum);
+            stats.half_sum += u64::from(half);
+            stats.max = stats.max.max(max);
+        }
+        stats
+    }
 }
 
 /// Pass 2 of [`read`] for parameter `R >= 1` (a constant, so every shift and mask is an
