@@ -372,9 +372,10 @@ fn load_word(bytes: &[u8]) -> u64 {
 /// parameter. `remainders` must be [`remainder_bytes`] long (the framing takes exactly
 /// that many).
 ///
-/// Two passes over `out`: the quotients (distances between set bits, word by word), then
-/// the remainders and the running index per chunk. Anything unusual (a stream that ends
-/// early, a gap past its chunk) is handed to [`read_exact`], which names the error.
+/// Four passes over `out`: the quotients (distances between set bits, word by word), their
+/// sums and maximum (vectorized), the remainders (eight at a time), the running index per
+/// chunk. Anything unusual (a stream that ends early, a gap past its chunk) is handed to
+/// [`read_exact`], which names the error.
 pub(crate) fn read(
     quotients: &[u8],
     remainders: &[u8],
