@@ -5,7 +5,7 @@ use std::path::Path;
 
 use tch::{Device, Tensor};
 use worker_model::{InnerTrainer, SampleDigest, Samples, load_checkpoint, save_checkpoint};
-use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio, decode, encode};
+use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio_of_len, decode, encode};
 
 use crate::error::{NodeError, Result};
 use crate::gradient_object::{GradientObject, Signer, seal};
@@ -233,7 +233,8 @@ impl Miner {
             ),
             train_loss,
             payload_bytes: bytes.len(),
-            compression_ratio: compression_ratio(payload, self.replica.specs()),
+            // The ratio of the bytes just encoded (sizing them again would rerun the coders).
+            compression_ratio: compression_ratio_of_len(bytes.len(), self.replica.specs()),
         }
     }
 }

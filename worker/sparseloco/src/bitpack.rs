@@ -88,6 +88,39 @@ pub fn code_at(packed: &[u8], i: usize) -> u8 {
     packed.get(i / 4).map_or(0, |b| (b >> (2 * (i % 4))) & 3)
 }
 
+/// How many of the first `n` packed codes take each value (codes past the end of
+/// `packed` count as 0). Counts 32 codes per step with popcounts.
+pub fn code_histogram(packed: &[u8], n: usize) -> [u64; 4] {
+    const LOW: u64 = 0x5555_5555_5555_5555;
+    let full = (n / 4).min(packed.len());
+    let body = packed.get(..full).unwrap_or(&[]);
+    let (mut ones, mut twos, mut threes) = (0u64, 0u64, 0u64);
+    let mut words = body.chunks_exact(8);
+    for word in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(word);
+        let w = u64::from_le_bytes(w);
+        let (lo, hi) = (w & LOW, (w >> 1) & LOW);
+        ones += u64::from((lo & !hi).count_ones());
+        twos += u64::from((hi & !lo).count_ones());
+        threes += u64::from((lo & hi).count_ones());
+    }
+    let mut hist = [0u64; 4];
+    for &b in words.remainder() {
+        for shift in [0, 2, 4, 6] {
+            hist[usize::from((b >> shift) & 3)] += 1;
+        }
+    }
+    for i in full * 4..n {
+        hist[usize::from(code_at(packed, i))] += 1;
+    }
+    hist[1] += ones;
+    hist[2] += twos;
+    hist[3] += threes;
+    hist[0] = n as u64 - hist[1] - hist[2] - hist[3];
+    hist
+}
+
 /// Checks `packed` holds exactly `n` codes with zero padding bits.
 pub fn check_codes2(packed: &[u8], n: usize) -> Result<(), UnpackError> {
     if packed.len() != packed_codes_len(n) {
@@ -148,6 +181,20 @@ mod tests {
             assert_eq!(back, codes);
         }
         assert_eq!(check_codes2(&[0b0100_0000], 3), Err(UnpackError::Padding));
+    }
+
+    #[test]
+    fn histogram_counts_every_code_once() {
+        for n in [0usize, 1, 3, 4, 31, 32, 33, 100, 257] {
+            let codes: Vec<u8> = (0..n)
+                .map(|i| ((i * 2_654_435_761) >> 5 & 3) as u8)
+                .collect();
+            let mut expected = [0u64; 4];
+            for &c in &codes {
+                expected[usize::from(c)] += 1;
+            }
+            assert_eq!(code_histogram(&pack_codes2(&codes), n), expected, "n {n}");
+        }
         assert_eq!(check_codes2(&[0, 0], 3), Err(UnpackError::Length));
     }
 }

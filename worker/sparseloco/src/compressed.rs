@@ -1,6 +1,6 @@
 //! Compressed tensors and peer payloads, with the statistics the validator needs.
 
-use crate::bitpack::code_at;
+use crate::bitpack::{code_at, code_histogram};
 use crate::error::WireError;
 use crate::geometry::ChunkGeometry;
 use crate::quant::{NUM_BINS, QuantParams};
@@ -82,17 +82,7 @@ impl CompressedTensor {
 
     /// How many entries use each code.
     pub fn code_histogram(&self) -> [u64; NUM_BINS] {
-        let mut hist = [0u64; NUM_BINS];
-        let full = self.entries() / 4;
-        for &byte in self.codes.get(..full).unwrap_or(&[]) {
-            for shift in [0, 2, 4, 6] {
-                hist[usize::from((byte >> shift) & 3)] += 1;
-            }
-        }
-        for i in full * 4..self.entries() {
-            hist[usize::from(self.code(i))] += 1;
-        }
-        hist
+        code_histogram(&self.codes, self.entries())
     }
 
     /// L2 norm of the dequantized sparse tensor.

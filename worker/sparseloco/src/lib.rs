@@ -37,7 +37,6 @@
 //! ```
 
 mod aggregate;
-mod bitio;
 mod bitpack;
 mod compressed;
 mod config;
@@ -68,6 +67,6 @@ pub use rans::FREQ_BITS;
 pub use rice::MAX_RICE_PARAM;
 pub use validate::validate_payload;
 pub use wire::{
-    MAGIC, WIRE_VERSION, WireVersion, compression_ratio, decode, decode_with_config, dense_bytes,
-    encode, encode_as, encoded_len, encoded_len_as, wire_version,
+    MAGIC, WIRE_VERSION, WireVersion, compression_ratio, compression_ratio_of_len, decode,
+    decode_with_config, dense_bytes, encode, encode_as, encoded_len, encoded_len_as, wire_version,
 };

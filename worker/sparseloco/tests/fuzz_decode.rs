@@ -45,6 +45,14 @@ fn compressed_v2_bytes() -> &'static [u8] {
     })
 }
 
+/// Cases per property: 512, or `SPARSELOCO_FUZZ_CASES` for longer runs.
+fn fuzz_cases() -> u32 {
+    std::env::var("SPARSELOCO_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(512)
+}
+
 fn seed(which: u8) -> &'static [u8] {
     match which % 3 {
         0 => valid_bytes(),
@@ -129,7 +137,7 @@ fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: fuzz_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {

@@ -300,14 +300,15 @@ fn index_stream_errors() {
         ),
         "{e}"
     );
-    // All-zero streams: a unary run that never ends inside the chunk (too short to reach
-    // past it: truncated; long enough with r = 6: out of range).
+    // All-zero quotient streams: a unary run that never ends inside the chunk (too short
+    // to reach past it: truncated; with r = 6 the 26 bytes the bound allows reach past
+    // it: out of range).
     let e = reject(&|t| t.index_bytes = Some(vec![0; 64]), 2);
     assert_eq!(non_canonical(&e), Some("index bytes"), "{e}");
     let e = reject(
         &|t| {
             t.rice_param = Some(6);
-            t.index_bytes = Some(vec![0; 64]);
+            t.index_bytes = Some(vec![0; 26]);
         },
         2,
     );

@@ -105,8 +105,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let line = |what: &str, t: &mut Vec<f64>| {
         let (best, median) = best_and_median(t);
         println!(
-            "  {what:<28} median {median:.4} s = {:>7.1} M el/s   best {best:.4} s = {:>7.1} M el/s",
+            "  {what:<28} median {:9.3} ms = {:>8.1} M el/s   best {:9.3} ms = {:>8.1} M el/s",
+            median * 1e3,
             rate(median),
+            best * 1e3,
             rate(best)
         );
     };
@@ -120,6 +122,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         line(&format!("decode+aggregate ({peers} peers)"), &mut agg_t[i]);
         sizes(&specs, wire[i][0].len());
     }
+
+    // The speed target of v2: encode + decode per peer no slower than v1's, same run.
+    let mut sums = [(0.0, 0.0); 2];
+    for (i, sum) in sums.iter_mut().enumerate() {
+        let (eb, em) = best_and_median(&mut encode_t[i]);
+        let (db, dm) = best_and_median(&mut decode_t[i]);
+        *sum = (em + dm, eb + db);
+    }
+    println!(
+        "encode+decode per peer: V1 median {:.2} ms (best {:.2} ms), V2 median {:.2} ms (best {:.2} ms): V2/V1 {:.3} (best {:.3})",
+        sums[0].0 * 1e3,
+        sums[0].1 * 1e3,
+        sums[1].0 * 1e3,
+        sums[1].1 * 1e3,
+        sums[1].0 / sums[0].0,
+        sums[1].1 / sums[0].1,
+    );
 
     matrix()?;
     Ok(())

@@ -106,27 +106,36 @@ pub fn encode(payload: &GradientPayload) -> Vec<u8> {
 
 /// Serializes `payload` in `version` (v1 for peers or tools that predate v2).
 pub fn encode_as(payload: &GradientPayload, version: WireVersion) -> Vec<u8> {
-    let mut out = Vec::with_capacity(match version {
-        WireVersion::V1 => encoded_len_as(payload, version),
-        // Exact v2 sizes need a pass of the coders; reserve the v1 bound instead.
-        WireVersion::V2 => encoded_len_as(payload, WireVersion::V1),
+    // Records are coded on the kernel threads, each into a buffer of at least its size,
+    // then joined once into an output of the exact size.
+    let records = par_map_weighted(&payload.tensors, CompressedTensor::entries, |t| {
+        let mut record = Vec::with_capacity(record_len_bound(t, version));
+        write_record(t, version, &mut record);
+        record
     });
+    let len = HEADER_LEN + records.iter().map(Vec::len).sum::<usize>() + TRAILER_LEN;
+    let mut out = Vec::with_capacity(len);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&version.number().to_le_bytes());
     out.extend_from_slice(&payload.window.to_le_bytes());
     out.extend_from_slice(&payload.uid.to_le_bytes());
     out.extend_from_slice(&(payload.tensors.len() as u32).to_le_bytes());
-    let records = par_map_weighted(&payload.tensors, CompressedTensor::entries, |t| {
-        let mut record = Vec::new();
-        write_record(t, version, &mut record);
-        record
-    });
-    for record in records {
-        out.extend_from_slice(&record);
+    for record in &records {
+        out.extend_from_slice(record);
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
     out
+}
+
+/// At least the encoded size of `t`'s record in `version` (exact for v1).
+fn record_len_bound(t: &CompressedTensor, version: WireVersion) -> usize {
+    record_prefix_len(t)
+        + match version {
+            WireVersion::V1 => v1::entries_len(t),
+            WireVersion::V2 => v2::entries_len_bound(t),
+        }
+        + QUANT_LEN
 }
 
 fn write_record(t: &CompressedTensor, version: WireVersion, out: &mut Vec<u8>) {
@@ -427,8 +436,15 @@ fn decode_record(framed: &Framed<'_>, layout: &Layout) -> Result<CompressedTenso
 }
 
 /// Dense fp32 size of `specs` divided by the encoded size of `payload` ([`encode`]).
+/// This sizes the coded streams; when the bytes are at hand, use
+/// [`compression_ratio_of_len`] with their length instead.
 pub fn compression_ratio(payload: &GradientPayload, specs: &[ParamSpec]) -> f64 {
-    dense_bytes(specs, 4) as f64 / encoded_len(payload) as f64
+    compression_ratio_of_len(encoded_len(payload), specs)
+}
+
+/// Dense fp32 size of `specs` divided by `encoded_len` (the length of an encoded payload).
+pub fn compression_ratio_of_len(encoded_len: usize, specs: &[ParamSpec]) -> f64 {
+    dense_bytes(specs, 4) as f64 / encoded_len.max(1) as f64
 }
 
 /// Bytes the parameters take densely at `bytes_per_element` (4 for fp32, 2 for bf16).

@@ -16,7 +16,11 @@ pub struct RawTensor {
     pub entries: u32,
     pub index_len: Option<u32>,
     pub indices: Vec<u16>,
+    /// v1: the packed indices; v2: the quotient stream.
     pub index_bytes: Option<Vec<u8>>,
+    /// v2 only: remainder stream override (default: the remainders with the parameter
+    /// written).
+    pub remainder_bytes: Option<Vec<u8>>,
     pub code_len: Option<u32>,
     pub codes: Vec<u8>,
     pub code_bytes: Option<Vec<u8>>,
@@ -54,6 +58,7 @@ impl RawTensor {
             index_len: None,
             indices,
             index_bytes: None,
+            remainder_bytes: None,
             code_len: None,
             codes,
             code_bytes: None,
@@ -91,24 +96,44 @@ impl RawTensor {
         }
     }
 
-    /// The canonical Rice parameter and stream of the indices (independent writer).
+    /// The canonical Rice parameter and quotient stream of the indices (independent
+    /// writer).
     pub fn rice_stream(&self) -> (u8, Vec<u8>) {
+        let r = self.canonical_rice_param();
+        (r, self.rice_stream_with(r))
+    }
+
+    /// The canonical Rice parameter: the smallest one with the fewest bits in total.
+    pub fn canonical_rice_param(&self) -> u8 {
         let n = self.chunk_elems();
         let k = usize::from(self.k);
         if k == n {
-            return (0, Vec::new());
+            return 0;
         }
-        let best = (0..=12u8)
-            .map(|r| (r, rice_bits(&self.indices, k, r)))
-            .min_by_key(|(r, bits)| (bits.len(), *r))
+        (0..=12u8)
+            .map(|r| {
+                let (q, rem) = rice_bits(&self.indices, k, r);
+                (r, q.len() + rem.len())
+            })
+            .min_by_key(|(r, bits)| (*bits, *r))
             .unwrap()
-            .0;
-        (best, bits_to_bytes(&rice_bits(&self.indices, k, best)))
+            .0
     }
 
-    /// The Rice stream with parameter `r`, canonical or not.
+    /// The quotient stream with parameter `r`, canonical or not (empty for forced chunks).
     pub fn rice_stream_with(&self, r: u8) -> Vec<u8> {
-        bits_to_bytes(&rice_bits(&self.indices, usize::from(self.k), r))
+        if usize::from(self.k) == self.chunk_elems() {
+            return Vec::new();
+        }
+        bits_to_bytes(&rice_bits(&self.indices, usize::from(self.k), r).0)
+    }
+
+    /// The remainder stream with parameter `r` (empty for forced chunks).
+    pub fn rice_remainders_with(&self, r: u8) -> Vec<u8> {
+        if usize::from(self.k) == self.chunk_elems() {
+            return Vec::new();
+        }
+        bits_to_bytes(&rice_bits(&self.indices, usize::from(self.k), r).1)
     }
 
     /// The normalized code frequencies.
@@ -121,15 +146,13 @@ impl RawTensor {
     }
 
     fn write_v2_entries(&self, out: &mut Vec<u8>) {
-        let (param, stream) = self.rice_stream();
-        let param = self.rice_param.unwrap_or(param);
-        let index_bytes = self.index_bytes.clone().unwrap_or_else(|| {
-            if param == self.rice_stream().0 {
-                stream
-            } else {
-                self.rice_stream_with(param)
-            }
-        });
+        let param = self
+            .rice_param
+            .unwrap_or_else(|| self.canonical_rice_param());
+        let index_bytes = self
+            .index_bytes
+            .clone()
+            .unwrap_or_else(|| self.rice_stream_with(param));
         out.push(param);
         out.extend_from_slice(
             &self
@@ -138,6 +161,11 @@ impl RawTensor {
                 .to_le_bytes(),
         );
         out.extend_from_slice(&index_bytes);
+        let remainders = self
+            .remainder_bytes
+            .clone()
+            .unwrap_or_else(|| self.rice_remainders_with(param));
+        out.extend_from_slice(&remainders);
         let freqs = self.freqs.unwrap_or_else(|| self.canonical_freqs());
         for f in freqs {
             out.extend_from_slice(&f.to_le_bytes());
@@ -181,22 +209,23 @@ impl RawTensor {
     }
 }
 
-/// Rice bits of the gaps of every chunk of `k` indices, as documented: `g >> r` zeros,
-/// a one, the low `r` bits of `g` (low bit first).
-fn rice_bits(indices: &[u16], k: usize, r: u8) -> Vec<bool> {
-    let mut bits = Vec::new();
+/// Rice bits of the gaps of every chunk of `k` indices, as documented, in two streams:
+/// quotients (`g >> r` zeros, then a one) and remainders (the low `r` bits of `g`, low
+/// bit first).
+fn rice_bits(indices: &[u16], k: usize, r: u8) -> (Vec<bool>, Vec<bool>) {
+    let (mut quotients, mut remainders) = (Vec::new(), Vec::new());
     for chunk in indices.chunks(k) {
         let mut next = 0i64;
         for &i in chunk {
             let g = i64::from(i) - next;
             assert!(g >= 0, "indices must increase");
-            bits.extend(std::iter::repeat_n(false, (g >> r) as usize));
-            bits.push(true);
-            bits.extend((0..r).map(|b| (g >> b) & 1 == 1));
+            quotients.extend(std::iter::repeat_n(false, (g >> r) as usize));
+            quotients.push(true);
+            remainders.extend((0..r).map(|b| (g >> b) & 1 == 1));
             next = i64::from(i) + 1;
         }
     }
-    bits
+    (quotients, remainders)
 }
 
 /// Bit `i` -> bit `i % 8` of byte `i / 8`, zero padded.
@@ -230,9 +259,9 @@ pub fn normalize_freqs(hist: &[u64; 4]) -> [u16; 4] {
     f.map(|v| v as u16)
 }
 
-/// rANS with two 32-bit states (entry i uses state i % 2), L = 2^23, 12-bit frequencies,
-/// bytes out; entries coded last to first from states L; stream = final states LE (state
-/// 0 first), then the bytes in decoder order.
+/// rANS with four 32-bit states (entry i uses state i % 4), L = 2^16, 12-bit
+/// frequencies, 16-bit words out; entries coded last to first from states L; stream =
+/// final states LE (state 0 first), then the words (LE) in decoder order.
 pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
     if codes.is_empty() {
         return Vec::new();
@@ -240,15 +269,16 @@ pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
     let cum: Vec<u64> = (0..4)
         .map(|s| freqs[..s].iter().map(|&f| u64::from(f)).sum())
         .collect();
-    let mut states: [u64; 2] = [1 << 23; 2];
-    let mut stack = Vec::new();
+    let mut states: [u64; 4] = [1 << 16; 4];
+    let mut stack: Vec<u16> = Vec::new();
     for (i, &c) in codes.iter().enumerate().rev() {
         let f = u64::from(freqs[usize::from(c)]);
         assert!(f > 0, "code {c} has frequency 0");
-        let x = &mut states[i % 2];
-        while *x >= f << 19 {
-            stack.push((*x & 0xff) as u8);
-            *x >>= 8;
+        let x = &mut states[i % 4];
+        // Renormalize so that the coded state stays below 2^32.
+        while *x >= f << 20 {
+            stack.push((*x & 0xffff) as u16);
+            *x >>= 16;
         }
         *x = (*x / f) * 4096 + *x % f + cum[usize::from(c)];
     }
@@ -256,7 +286,9 @@ pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
     for x in states {
         out.extend_from_slice(&(x as u32).to_le_bytes());
     }
-    out.extend(stack.iter().rev());
+    for w in stack.iter().rev() {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
     out
 }
 
