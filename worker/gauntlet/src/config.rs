@@ -49,10 +49,6 @@ pub struct GauntletConfig {
     /// Smoothing factor of the binary indicator moving average
     /// (`ma <- (1 - alpha) ma + alpha x`).
     pub binary_ma_alpha: f64,
-    /// Confidence (standard deviations) of the data-fit factor's Wilson lower bound on the
-    /// rate of windows where a peer's update helped its assigned data more than random
-    /// data (counts decayed with `binary_ma_alpha`).
-    pub data_fit_z: f64,
     /// Steps behind at (and beyond) which the sync score is 0.
     pub sync_max_steps_behind: f64,
     /// Exponent of the sync score curve.
@@ -103,7 +99,6 @@ impl Default for GauntletConfig {
     fn default() -> Self {
         Self {
             binary_ma_alpha: 0.05,
-            data_fit_z: 1.0,
             sync_max_steps_behind: 3.0,
             sync_exponent: 2.5,
             openskill: OpenSkillConfig::default(),
@@ -133,9 +128,6 @@ impl GauntletConfig {
         let os = &self.openskill;
         if !(self.binary_ma_alpha > 0.0 && self.binary_ma_alpha <= 1.0) {
             return fail("binary_ma_alpha must be in (0, 1]");
-        }
-        if !(self.data_fit_z > 0.0 && self.data_fit_z.is_finite()) {
-            return fail("data_fit_z must be positive and finite");
         }
         if !(self.sync_max_steps_behind > 0.0 && self.sync_max_steps_behind.is_finite()) {
             return fail("sync_max_steps_behind must be positive and finite");

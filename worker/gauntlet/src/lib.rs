@@ -37,10 +37,7 @@ pub use copy_detection::{
 };
 pub use error::GauntletError;
 pub use gauntlet::{Gauntlet, GauntletState, PeerReport, STATE_SCHEMA_VERSION, WindowReport};
-pub use metrics::{
-    binary_indicator, data_fit, relative_improvement, sync_score, update_moving_average,
-    wilson_lower_bound,
-};
+pub use metrics::{binary_indicator, relative_improvement, sync_score, update_moving_average};
 pub use openskill::{Rating, rate_plackett_luce};
 pub use outcome::{Outcome, PeerOutcome, PenaltyKind, Severity};
 pub use peer_list::{PEER_LIST_SCHEMA_VERSION, PeerList};

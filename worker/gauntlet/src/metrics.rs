@@ -23,27 +23,6 @@ pub fn binary_indicator(assigned_improvement: f64, random_improvement: f64) -> f
     }
 }
 
-/// Wilson score lower bound of a success rate from `wins` of `trials` (both may be
-/// exponentially decayed counts), at `z` standard deviations; 0 without trials.
-pub fn wilson_lower_bound(wins: f64, trials: f64, z: f64) -> f64 {
-    if !(trials > 0.0 && wins.is_finite() && trials.is_finite()) {
-        return 0.0;
-    }
-    let p = (wins / trials).clamp(0.0, 1.0);
-    let z2 = z * z;
-    let centre = p + z2 / (2.0 * trials);
-    let spread = z * (p * (1.0 - p) / trials + z2 / (4.0 * trials * trials)).sqrt();
-    ((centre - spread) / (1.0 + z2 / trials)).clamp(0.0, 1.0)
-}
-
-/// Data-fit factor of the final score: how surely the peer's updates help its assigned
-/// data more than random data, `max(0, 2 x wilson_lower_bound - 1)`. A peer that fits
-/// its data no better than chance (wrong data, a stale update) scores 0 however lucky
-/// its recent windows; a consistent one approaches 1 as evidence accumulates.
-pub fn data_fit(wins: f64, trials: f64, z: f64) -> f64 {
-    (2.0 * wilson_lower_bound(wins, trials, z) - 1.0).max(0.0)
-}
-
 /// Sync score `(1 - min(steps_behind, max_steps) / max_steps) ^ exponent`.
 ///
 /// Negative steps count as 0 (in sync); NaN counts as fully out of sync.
@@ -72,26 +51,6 @@ mod tests {
         assert_eq!(relative_improvement(0.0, 1.0), None);
         assert_eq!(relative_improvement(f64::NAN, 1.0), None);
         assert_eq!(relative_improvement(2.0, f64::INFINITY), None);
-    }
-
-    #[test]
-    fn data_fit_separates_chance_from_consistent_peers() {
-        // Ten windows of evidence, decayed at alpha 0.05 (about 8 effective trials).
-        let trials: f64 = (0..10).map(|k| 0.95f64.powi(k)).sum();
-        let fit = |rate: f64| data_fit(rate * trials, trials, 1.0);
-        assert_eq!(fit(0.5), 0.0, "a coin flip earns nothing");
-        assert!(
-            fit(0.7) < 0.1,
-            "a lucky coin flip earns little: {}",
-            fit(0.7)
-        );
-        assert!(fit(0.9) > 0.4, "a mostly consistent peer: {}", fit(0.9));
-        assert!(fit(1.0) > 0.75, "a consistent peer: {}", fit(1.0));
-        assert_eq!(data_fit(0.0, 0.0, 1.0), 0.0);
-        assert_eq!(data_fit(f64::NAN, 3.0, 1.0), 0.0);
-        // More evidence, more confidence.
-        assert!(data_fit(20.0, 20.0, 1.0) > data_fit(5.0, 5.0, 1.0));
-        assert!((wilson_lower_bound(5.0, 10.0, 0.0) - 0.5).abs() < 1e-12);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use serde::{Deserialize, Serialize};
 
 use crate::config::GauntletConfig;
-use crate::metrics::{data_fit, update_moving_average};
+use crate::metrics::update_moving_average;
 use crate::openskill::Rating;
 use crate::outcome::{PenaltyKind, Severity};
 
@@ -32,15 +32,8 @@ pub struct PenaltyRecord {
 pub struct PeerState {
     /// OpenSkill Plackett-Luce rating.
     pub rating: Rating,
-    /// Moving average of the binary indicator, in [-1, 1] (reported; the score uses the
-    /// decayed counts below).
+    /// Moving average of the binary indicator, in [-1, 1].
     pub binary_ma: f64,
-    /// Decayed count of windows whose binary indicator was +1.
-    #[serde(default)]
-    pub indicator_wins: f64,
-    /// Decayed count of binary indicator samples.
-    #[serde(default)]
-    pub indicator_trials: f64,
     /// Sync score of the last evaluation, in [0, 1]; 0 until measured.
     pub sync_score: f64,
     /// The last `score_history_len` gradient scores, oldest first.
@@ -77,8 +70,6 @@ impl PeerState {
         Self {
             rating: Rating::initial(&config.openskill),
             binary_ma: 0.0,
-            indicator_wins: 0.0,
-            indicator_trials: 0.0,
             sync_score: 0.0,
             gradient_scores: VecDeque::new(),
             evaluations: 0,
@@ -115,24 +106,14 @@ impl PeerState {
         (self.rating.ordinal(config.openskill.ordinal_z) + config.ordinal_shift).max(0.0)
     }
 
-    /// Data-fit factor of the final score ([`crate::data_fit`] of the decayed indicator
-    /// counts).
-    pub fn data_fit(&self, config: &GauntletConfig) -> f64 {
-        data_fit(
-            self.indicator_wins,
-            self.indicator_trials,
-            config.data_fit_z,
-        )
-    }
-
     /// Final score at `window`:
-    /// `max(0, ordinal + shift) x data fit x sync score`, or 0 while penalised, on a
-    /// negative streak, or before any scored evaluation.
+    /// `max(0, ordinal + shift) x max(0, binary MA) x sync score`, or 0 while
+    /// penalised, on a negative streak, or before any scored evaluation.
     pub fn final_score(&self, window: u64, config: &GauntletConfig) -> f64 {
         if self.is_zeroed(window) || self.evaluations == 0 || self.has_negative_streak(config) {
             return 0.0;
         }
-        self.rating_factor(config) * self.data_fit(config) * self.sync_score
+        self.rating_factor(config) * self.binary_ma.max(0.0) * self.sync_score
     }
 
     /// Notes activity in `window`.
@@ -164,11 +145,7 @@ impl PeerState {
 
     /// Folds a binary indicator sample (+1 / -1) into the moving average.
     pub fn record_indicator(&mut self, indicator: f64, config: &GauntletConfig) {
-        let alpha = config.binary_ma_alpha;
-        self.binary_ma = update_moving_average(self.binary_ma, indicator, alpha);
-        let won = if indicator > 0.0 { 1.0 } else { 0.0 };
-        self.indicator_wins = (1.0 - alpha) * self.indicator_wins + won;
-        self.indicator_trials = (1.0 - alpha) * self.indicator_trials + 1.0;
+        self.binary_ma = update_moving_average(self.binary_ma, indicator, config.binary_ma_alpha);
     }
 
     /// Applies a penalty issued in `window`.
@@ -183,8 +160,6 @@ impl PeerState {
             Severity::Soft => config.soft_penalty_windows,
             Severity::Hard => {
                 self.binary_ma = self.binary_ma.min(0.0);
-                // The evidence of fitting its data starts over.
-                self.indicator_wins = 0.0;
                 self.strikes = self.strikes.saturating_add(1);
                 if self.strikes >= config.max_strikes {
                     self.strikes = 0;
@@ -207,11 +182,9 @@ impl PeerState {
 mod tests {
     use super::*;
 
-    /// A peer with two windows of evidence that it fits its data (one is not enough).
     fn scored_peer(config: &GauntletConfig) -> PeerState {
         let mut p = PeerState::new(0, config);
         p.record_gradient_score(0, 0.01, config);
-        p.record_indicator(1.0, config);
         p.record_indicator(1.0, config);
         p.sync_score = 1.0;
         p
@@ -221,11 +194,7 @@ mod tests {
     fn final_score_is_product_of_factors() {
         let config = GauntletConfig::default();
         let p = scored_peer(&config);
-        let (wins, trials) = (1.95, 1.95);
-        assert!(
-            (p.indicator_wins - wins).abs() < 1e-12 && (p.indicator_trials - trials).abs() < 1e-12
-        );
-        let expected = (p.rating.ordinal(3.0) + 25.0) * data_fit(wins, trials, 1.0) * 1.0;
+        let expected = (p.rating.ordinal(3.0) + 25.0) * 0.05 * 1.0;
         assert!((p.final_score(0, &config) - expected).abs() < 1e-12);
         assert!(expected > 0.0);
         let mut half_sync = p.clone();
@@ -234,36 +203,12 @@ mod tests {
     }
 
     #[test]
-    fn one_window_of_evidence_earns_nothing_yet() {
-        let config = GauntletConfig::default();
-        let mut p = PeerState::new(0, &config);
-        p.record_gradient_score(0, 0.01, &config);
-        p.record_indicator(1.0, &config);
-        p.sync_score = 1.0;
-        assert_eq!(p.final_score(0, &config), 0.0);
-        p.record_indicator(1.0, &config);
-        assert!(p.final_score(0, &config) > 0.0);
-    }
-
-    #[test]
-    fn a_hard_penalty_resets_the_data_fit_evidence() {
-        let config = GauntletConfig::default();
-        let mut p = scored_peer(&config);
-        p.apply_penalty(3, PenaltyKind::Poison, &config);
-        assert_eq!(p.indicator_wins, 0.0);
-        assert_eq!(p.data_fit(&config), 0.0);
-    }
-
-    #[test]
-    fn chance_level_data_fit_or_no_evaluation_gives_zero() {
+    fn negative_moving_average_or_no_evaluation_gives_zero() {
         let config = GauntletConfig::default();
         let fresh = PeerState::new(0, &config);
         assert_eq!(fresh.final_score(0, &config), 0.0);
         let mut p = scored_peer(&config);
-        // Alternating indicators: no evidence of fitting its own data.
-        for w in 0..20 {
-            p.record_indicator(if w % 2 == 0 { 1.0 } else { -1.0 }, &config);
-        }
+        p.binary_ma = -0.3;
         assert_eq!(p.final_score(0, &config), 0.0);
     }
 
