@@ -81,6 +81,30 @@ pub(crate) fn name_and_namespace<K: Workload>(obj: &K) -> Result<(String, String
     Ok((name, namespace))
 }
 
+/// What every pod the operator creates for a workload shares: never restarted in place,
+/// restricted security, no service links, no API token unless the caller mounts one, and
+/// the workload's image pull secrets, node selector, tolerations, affinity and priority.
+pub(crate) fn restricted_pod_spec(p: &crate::crd::WorkloadSpec) -> PodSpec {
+    let tolerations = worker_tolerations(p);
+    PodSpec {
+        restart_policy: Some("Never".to_owned()),
+        security_context: Some(pod_security()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        image_pull_secrets: (!p.image_pull_secrets.is_empty()).then(|| {
+            p.image_pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect()
+        }),
+        node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
+        tolerations: (!tolerations.is_empty()).then_some(tolerations),
+        affinity: p.affinity.clone(),
+        priority_class_name: p.priority_class_name.clone(),
+        ..PodSpec::default()
+    }
+}
+
 /// The workload's tolerations, plus the `nvidia.com/gpu` taint's when it asks for GPUs.
 pub(crate) fn worker_tolerations(p: &crate::crd::WorkloadSpec) -> Vec<Toleration> {
     let mut tolerations = p.tolerations.to_vec();
@@ -436,30 +460,15 @@ pub fn desired_pod<K: Workload>(
         ..Container::default()
     };
 
-    let tolerations = worker_tolerations(p);
-
     let spec = PodSpec {
         containers: vec![container],
-        restart_policy: Some("Never".to_owned()),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-        security_context: Some(pod_security()),
         // The token lets the worker report on its own pod (the Role of `worker_identity`
         // allows get and patch on the workload's pods by name, nothing else).
         automount_service_account_token: Some(true),
         service_account_name: Some(pod_service_account(obj)),
-        enable_service_links: Some(false),
-        image_pull_secrets: (!p.image_pull_secrets.is_empty()).then(|| {
-            p.image_pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect()
-        }),
-        node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
-        tolerations: (!tolerations.is_empty()).then_some(tolerations),
-        affinity: p.affinity.clone(),
-        priority_class_name: p.priority_class_name.clone(),
         volumes: Some(volumes),
-        ..PodSpec::default()
+        ..restricted_pod_spec(p)
     };
 
     let mut pod = Pod {

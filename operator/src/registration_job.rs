@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::batch::v1::{
     Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyRule,
 };
-use k8s_openapi::api::core::v1::{Container, LocalObjectReference, PodSpec, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use run_manifest::deployment::REGISTER_PERMANENT_FAILURE_EXIT_CODE;
@@ -23,7 +23,7 @@ use crate::naming::{
 };
 use crate::pod_builder::{
     BuildError, VOLUME_HOTKEY, empty_dir, mount, name_and_namespace, owner_reference, plain_env,
-    pod_security, restricted_container_security, secret_volume, worker_tolerations,
+    restricted_container_security, restricted_pod_spec, secret_volume,
 };
 use crate::rollout::Registration;
 use crate::workload::Workload;
@@ -103,8 +103,6 @@ pub fn desired_registration_job<K: Workload>(
         ..Container::default()
     };
 
-    // It runs where the workload may run (the same selector and tolerations), without GPUs.
-    let tolerations = worker_tolerations(p);
     let labels = registration_labels(K::OWNER_LABEL, &owner, index);
     let mut pod_labels = labels.clone();
     // The pods are the Job's, not the workload's: no owner label on them.
@@ -114,28 +112,16 @@ pub fn desired_registration_job<K: Workload>(
             labels: Some(pod_labels),
             ..ObjectMeta::default()
         }),
+        // It runs where the workload may run (the same selector and tolerations), without
+        // GPUs or an API token.
         spec: Some(PodSpec {
             containers: vec![container],
-            restart_policy: Some("Never".to_owned()),
-            security_context: Some(pod_security()),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            image_pull_secrets: (!p.image_pull_secrets.is_empty()).then(|| {
-                p.image_pull_secrets
-                    .iter()
-                    .map(|name| LocalObjectReference { name: name.clone() })
-                    .collect()
-            }),
-            node_selector: (!p.node_selector.is_empty()).then(|| p.node_selector.clone()),
-            tolerations: (!tolerations.is_empty()).then_some(tolerations),
-            affinity: p.affinity.clone(),
-            priority_class_name: p.priority_class_name.clone(),
             volumes: Some(vec![
                 empty_dir(VOLUME_TMP, None),
                 secret_volume(VOLUME_HOTKEY, &hotkey, &p.wallet.hotkey_key),
                 secret_volume(VOLUME_COLDKEY, coldkey, &p.wallet.coldkey_key),
             ]),
-            ..PodSpec::default()
+            ..restricted_pod_spec(p)
         }),
     };
     let spec = JobSpec {

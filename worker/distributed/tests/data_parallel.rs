@@ -212,9 +212,13 @@ fn max_abs_diff(a: &Record, b: &Record) -> f64 {
         .fold(0.0, f64::max)
 }
 
-/// Parameters within this of the single-process run (fp32 summation order only; the
-/// measured: <= 7.5e-7 on 2 and 4 ranks).
-const PARAM_TOLERANCE: f64 = 5e-6;
+/// Parameters within this of the single-process run (fp32 summation order only). Measured:
+/// <= 7.5e-7 on 2 and 4 ranks on an idle machine, but 8.8e-6 for the untied GQA config under
+/// `make test` load (libtorch's intra-op reductions split differently when threads are
+/// contended, and AdamW divides tiny gradient differences by tiny second moments). That is
+/// 0.3 % of one step at lr 3e-3; a real divergence (a wrong shard, a missed reduction) moves
+/// parameters by whole steps.
+const PARAM_TOLERANCE: f64 = 3e-5;
 const LOSS_TOLERANCE: f64 = 2e-6;
 
 fn check_against(reference: &Record, ranks: &[Record], label: &str) {
