@@ -110,8 +110,9 @@ pub async fn apply_worker_identity(
         owned_object::ensure(&accounts, account, |_, _| true).await?;
     }
     let roles: Api<Role> = Api::namespaced(client.clone(), ns);
+    // The apiserver may store "no rules" as null or as an empty list.
     owned_object::ensure(&roles, &identity.role, |current, desired| {
-        current.rules == desired.rules
+        current.rules.as_deref().unwrap_or_default() == desired.rules.as_deref().unwrap_or_default()
     })
     .await?;
     let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), ns);
