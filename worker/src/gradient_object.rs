@@ -19,6 +19,17 @@ const DOMAIN: &[u8] = b"templar/gradient/v2";
 const HEADER_LEN: usize = 4 + 1 + 32 + 8 + 2 + 32 + 4;
 const TRAILER_LEN: usize = 32 + 64;
 
+/// Largest valid gradient object of a run whose parameters are `specs`: the envelope plus
+/// the largest canonical SparseLoCo payload (`worker_sparseloco::max_encoded_len`). Fetches
+/// refuse anything larger before reading its body.
+pub fn max_object_len(
+    specs: &[worker_sparseloco::ParamSpec],
+    config: &worker_sparseloco::SparseLocoConfig,
+) -> Result<u64, worker_sparseloco::SparseLocoError> {
+    let payload = worker_sparseloco::max_encoded_len(specs, config)?;
+    Ok((HEADER_LEN + payload + TRAILER_LEN) as u64)
+}
+
 /// Why an uploaded object was refused before its payload was even decoded.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ObjectError {
@@ -204,5 +215,39 @@ impl GradientObject {
         } else {
             Err(ObjectError::BadSignature)
         }
+    }
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+    use crate::miner::Miner;
+    use crate::settings::TrainingSettings;
+
+    /// A real sealed object of the tiny model fits the exact limit, which is a small
+    /// fraction of the old flat 1 GiB cap.
+    #[test]
+    fn a_real_object_fits_the_exact_limit() {
+        let run = run_manifest::verify(
+            run_manifest::RunManifest::reference("limit", "tiny"),
+            "test",
+            None,
+        )
+        .unwrap();
+        let settings = TrainingSettings::from_manifest(&run);
+        let mut miner = Miner::new(3, &settings, tch::Device::Cpu).unwrap();
+        let limit = max_object_len(miner.replica.specs(), &settings.sparseloco()).unwrap();
+        let signer = worker_chain::Keypair::from_dev_name("miner");
+        let zero = miner.zero_update().unwrap();
+        let digest = worker_model::SampleDigest([0; 32]);
+        let upload = miner
+            .compress_and_seal(0, &zero, digest, &signer, f64::NAN)
+            .unwrap();
+        assert!(
+            upload.object.len() as u64 <= limit,
+            "{} > {limit}",
+            upload.object.len()
+        );
+        assert!(limit < (1 << 30) / 100, "limit {limit}");
     }
 }

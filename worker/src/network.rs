@@ -16,6 +16,7 @@ use worker_chain::wallet::load_keypair;
 use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
 use worker_data::{DataArgs, ShardedDataset};
 use worker_model::Samples;
+use worker_sparseloco::ParamSpec;
 use worker_storage::{
     BucketCredentials, FetchPolicy, ObjectKind, ObjectStore, RunLayout, S3Config, S3Credentials,
     S3Store, StorageError, UploadWindow, delete_old_windows,
@@ -27,6 +28,7 @@ use crate::exchange::{
     AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, publish_peer_list,
     read_peer_list, resolve_peers, upload_sync_sample,
 };
+use crate::gradient_object::max_object_len;
 use crate::health_server::HealthAddr;
 use crate::manifest_source::publish_manifest;
 use crate::miner::{Miner, MinerUpload};
@@ -277,12 +279,25 @@ impl NodeContext {
         )?)
     }
 
-    fn policy(&self, window: UploadWindow) -> FetchPolicy {
+    /// How peers' objects of `window` are fetched: within the upload window, and no larger
+    /// than the largest valid gradient object of the run (or `--max-object-mib`, if smaller).
+    fn policy(&self, window: UploadWindow, specs: &[ParamSpec]) -> FetchPolicy {
         FetchPolicy::new(
             Duration::from_secs(self.args.peer_timeout_secs),
-            self.args.max_object_mib << 20,
+            self.object_limit(specs),
         )
         .within(window)
+    }
+
+    fn object_limit(&self, specs: &[ParamSpec]) -> u64 {
+        let flag = self.args.max_object_mib << 20;
+        match max_object_len(specs, &self.settings.sparseloco()) {
+            Ok(exact) => exact.min(flag),
+            Err(err) => {
+                tracing::warn!(%err, "no exact object limit for these parameters");
+                flag
+            }
+        }
     }
 
     /// Waits for a window this node has not done yet; returns it with its upload window:
@@ -724,7 +739,7 @@ async fn miner_window(
         &selected,
         &ctx.layout,
         window,
-        &ctx.policy(upload_window),
+        &ctx.policy(upload_window, miner.replica.specs()),
         &miner.replica,
         &sr25519_verify,
         Some(&list),
@@ -745,7 +760,7 @@ async fn miner_window(
         );
         let late_policy = FetchPolicy {
             upload_window: None,
-            ..ctx.policy(upload_window)
+            ..ctx.policy(upload_window, miner.replica.specs())
         };
         let (late, still) = gather(
             &missing,
@@ -986,7 +1001,7 @@ async fn validator_window(
         .cloned()
         .collect();
     let to_fetch = observe_and_sample(validator, window, &peers);
-    let policy = ctx.policy(upload_window);
+    let policy = ctx.policy(upload_window, validator.replica.specs());
     let submissions =
         fetch_submissions(&to_fetch, &ctx.layout, window, &policy, manifest, sync_len).await;
     let evaluation = validator.evaluate_window(window, submissions, dataset, &sr25519_verify)?;

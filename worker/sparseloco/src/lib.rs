@@ -68,5 +68,6 @@ pub use rice::MAX_RICE_PARAM;
 pub use validate::validate_payload;
 pub use wire::{
     MAGIC, WIRE_VERSION, WireVersion, compression_ratio, compression_ratio_of_len, decode,
-    decode_with_config, dense_bytes, encode, encode_as, encoded_len, encoded_len_as, wire_version,
+    decode_with_config, dense_bytes, encode, encode_as, encoded_len, encoded_len_as,
+    max_encoded_len, wire_version,
 };

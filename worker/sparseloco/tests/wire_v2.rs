@@ -473,3 +473,76 @@ mod random_subsets {
         }
     }
 }
+
+/// `max_encoded_len` bounds every canonical encoding, v1 and v2, of payloads for the specs
+/// (real compressions under several configs, and v2 streams with clustered indices and a
+/// skewed or uniform code mix), and stays a useful limit: within 2.5x of v1's exact size.
+#[test]
+fn max_encoded_len_bounds_every_canonical_object_of_the_shapes() {
+    let specs = all_shapes();
+    let configs = [
+        SparseLocoConfig::default(),
+        SparseLocoConfig {
+            topk: 1,
+            ..Default::default()
+        },
+        SparseLocoConfig {
+            topk: 17,
+            chunk: 8,
+            ..Default::default()
+        },
+        SparseLocoConfig {
+            topk: 2000,
+            chunk: 64,
+            ..Default::default()
+        },
+    ];
+    for (c, config) in configs.iter().enumerate() {
+        let max = worker_sparseloco::max_encoded_len(&specs, config).unwrap();
+        let mut ef = ErrorFeedback::with_config(&specs, *config, Device::Cpu).unwrap();
+        for round in 0..3 {
+            let p = GradientPayload {
+                window: round,
+                uid: 1,
+                tensors: ef
+                    .compress(&random_tensors(&specs, 300 + 10 * c as i64 + round as i64))
+                    .unwrap(),
+            };
+            let v1 = encoded_len_as(&p, WireVersion::V1);
+            let v2 = encoded_len_as(&p, WireVersion::V2);
+            assert!(
+                v1 <= max && v2 <= max,
+                "config {c}: v1 {v1}, v2 {v2}, max {max}"
+            );
+            // The v2 bound is the coders' worst case (13 bits per index plus the rANS
+            // stream's cap): about 1.3x v1's 14 bits for 64-of-4096 chunks, 2x for tiny ones.
+            assert!(
+                max <= 5 * v1 / 2,
+                "config {c}: limit {max} is loose against v1's {v1}"
+            );
+            if round == 0 {
+                eprintln!("config {c}: limit {max} B, v1 {v1} B, v2 {v2} B");
+            }
+        }
+    }
+    let max = worker_sparseloco::max_encoded_len(&specs, &SparseLocoConfig::default()).unwrap();
+    for shift in [0, 1, 7, 1000] {
+        for codes in [[1u8, 3, 3, 1, 0, 3, 2, 1], [0, 1, 2, 3, 0, 1, 2, 3]] {
+            let tensors = specs
+                .iter()
+                .map(|s| RawTensor::valid(s, strided_pick(shift, k_of(s)), |e| codes[e % 8]))
+                .collect();
+            let bytes = RawPayload::new_v2(5, 9, tensors).to_bytes();
+            decode(&bytes, &specs).expect("a canonical payload");
+            assert!(bytes.len() <= max, "{} > {max}", bytes.len());
+        }
+    }
+    // A shape the geometry refuses has no limit.
+    assert!(
+        worker_sparseloco::max_encoded_len(
+            &[ParamSpec::new("p", [0, 3])],
+            &SparseLocoConfig::default()
+        )
+        .is_err()
+    );
+}

@@ -75,6 +75,23 @@ fn record_prefix_len(t: &CompressedTensor) -> usize {
     2 + t.name.len() + 1 + 8 * t.shape.len() + 6 + 4
 }
 
+/// Largest canonical encoding, in either version, of any payload for `specs` under `config`:
+/// the exact size limit a fetch of a peer's object can enforce before reading its body (v1's
+/// size follows from the shapes alone; v2's entries are bounded by their coders' worst case).
+pub fn max_encoded_len(
+    specs: &[ParamSpec],
+    config: &SparseLocoConfig,
+) -> Result<usize, crate::SparseLocoError> {
+    let mut total = HEADER_LEN + TRAILER_LEN;
+    for spec in specs {
+        let geometry = ChunkGeometry::new(spec, config)?;
+        let prefix = 2 + spec.name.len() + 1 + 8 * spec.shape.len() + 6 + 4;
+        let entries = v1::entries_len_for(geometry.entries()).max(v2::entries_len_max(&geometry));
+        total += prefix + entries + QUANT_LEN;
+    }
+    Ok(total)
+}
+
 /// Exact size of [`encode`]'s output for `payload`.
 pub fn encoded_len(payload: &GradientPayload) -> usize {
     encoded_len_as(payload, WireVersion::V2)

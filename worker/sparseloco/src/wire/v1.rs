@@ -23,6 +23,11 @@ pub(super) fn entries_len(t: &CompressedTensor) -> usize {
     4 + packed_indices_len(t.indices.len()) + 4 + t.codes.len()
 }
 
+/// [`entries_len`] of any tensor with `entries` kept entries.
+pub(super) fn entries_len_for(entries: usize) -> usize {
+    4 + packed_indices_len(entries) + 4 + crate::packed_codes_len(entries)
+}
+
 pub(super) fn write_entries(t: &CompressedTensor, out: &mut Vec<u8>) {
     out.extend_from_slice(&(packed_indices_len(t.indices.len()) as u32).to_le_bytes());
     pack_indices12(&t.indices, out);

@@ -35,8 +35,12 @@ pub(super) fn entries_len(t: &CompressedTensor) -> usize {
 
 /// Most bytes the section for `t` can take (a capacity hint that needs no coding).
 pub(super) fn entries_len_bound(t: &CompressedTensor) -> usize {
-    let plan = rice::plan_bound(&t.geometry);
-    FIXED_LEN + plan + rans::max_len(t.indices.len())
+    entries_len_max(&t.geometry)
+}
+
+/// Most bytes a canonical section of a tensor of `geometry` can take.
+pub(super) fn entries_len_max(geometry: &ChunkGeometry) -> usize {
+    FIXED_LEN + rice::plan_bound(geometry) + rans::max_len(geometry.entries())
 }
 
 pub(super) fn write_entries(t: &CompressedTensor, out: &mut Vec<u8>) {
