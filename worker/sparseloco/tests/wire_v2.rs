@@ -34,6 +34,32 @@ fn dense_bits(t: &Tensor) -> Vec<u32> {
     v.iter().map(|x| x.to_bits()).collect()
 }
 
+/// Compression settings at the edges: the default, k = 1, tiny chunks, k = chunk size, and
+/// a dense-ish k.
+fn configs() -> [SparseLocoConfig; 5] {
+    [
+        SparseLocoConfig::default(),
+        SparseLocoConfig {
+            topk: 1,
+            ..Default::default()
+        },
+        SparseLocoConfig {
+            topk: 17,
+            chunk: 8,
+            ..Default::default()
+        },
+        SparseLocoConfig {
+            topk: 4096,
+            ..Default::default()
+        },
+        SparseLocoConfig {
+            topk: 2000,
+            chunk: 64,
+            ..Default::default()
+        },
+    ]
+}
+
 /// Every kind of shape the geometry supports: scalars, vectors shorter and longer than a
 /// chunk, primes (1-element blocks), divisors below 64, k == chunk size, 3-D and 4-D.
 fn all_shapes() -> Vec<ParamSpec> {
@@ -86,27 +112,7 @@ fn encode_writes_v2_and_both_versions_decode_to_the_same_payload() {
 #[test]
 fn reconstruction_is_bit_identical_to_v1_for_every_shape_and_config() {
     let specs = all_shapes();
-    let configs = [
-        SparseLocoConfig::default(),
-        SparseLocoConfig {
-            topk: 1,
-            ..Default::default()
-        },
-        SparseLocoConfig {
-            topk: 17,
-            chunk: 8,
-            ..Default::default()
-        },
-        SparseLocoConfig {
-            topk: 4096,
-            ..Default::default()
-        },
-        SparseLocoConfig {
-            topk: 2000,
-            chunk: 64,
-            ..Default::default()
-        },
-    ];
+    let configs = configs();
     for (c, config) in configs.iter().enumerate() {
         let mut ef = ErrorFeedback::with_config(&specs, *config, Device::Cpu).unwrap();
         for round in 0..3 {
@@ -480,23 +486,7 @@ mod random_subsets {
 #[test]
 fn max_encoded_len_bounds_every_canonical_object_of_the_shapes() {
     let specs = all_shapes();
-    let configs = [
-        SparseLocoConfig::default(),
-        SparseLocoConfig {
-            topk: 1,
-            ..Default::default()
-        },
-        SparseLocoConfig {
-            topk: 17,
-            chunk: 8,
-            ..Default::default()
-        },
-        SparseLocoConfig {
-            topk: 2000,
-            chunk: 64,
-            ..Default::default()
-        },
-    ];
+    let configs = configs();
     for (c, config) in configs.iter().enumerate() {
         let max = worker_sparseloco::max_encoded_len(&specs, config).unwrap();
         let mut ef = ErrorFeedback::with_config(&specs, *config, Device::Cpu).unwrap();
