@@ -183,8 +183,10 @@ pub async fn fetch_submissions(
     sync_len: usize,
 ) -> Vec<Submission> {
     let gradients = fetch_peers(requests(peers, |uid| layout.gradient(window, uid)), policy).await;
+    // A sample has an exact size: nothing larger is downloaded.
     let sync_policy = FetchPolicy {
         upload_window: None,
+        max_bytes: crate::sync_check::encoded_sample_len(sync_len),
         ..*policy
     };
     let samples = fetch_peers(

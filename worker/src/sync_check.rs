@@ -44,10 +44,16 @@ fn matches(own: &[f32], peer: &[f32]) -> bool {
 
 /// Serialises a sync sample: the run manifest's SHA-256, then little-endian f32s.
 pub fn encode_sample(manifest: &ManifestHash, sample: &[f32]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(32 + sample.len() * 4);
+    let mut out = Vec::with_capacity(encoded_sample_len(sample.len()) as usize);
     out.extend_from_slice(&manifest.0);
     out.extend(sample.iter().flat_map(|v| v.to_le_bytes()));
     out
+}
+
+/// Exact size of an encoded sync sample of `values` values (manifest hash + f32s): the limit
+/// a fetch of a peer's sample enforces.
+pub fn encoded_sample_len(values: usize) -> u64 {
+    32 + 4 * values as u64
 }
 
 /// Parses a sync sample of exactly `expected_len` values made under `manifest`; `None` for
@@ -96,6 +102,11 @@ mod tests {
         let sample = vec![1.5, -2.0, 3.25];
         let run = ManifestHash([1; 32]);
         let bytes = encode_sample(&run, &sample);
+        assert_eq!(
+            bytes.len() as u64,
+            encoded_sample_len(3),
+            "the fetch limit is exact"
+        );
         assert_eq!(decode_sample(&bytes, &run, 3), Some(sample));
         assert_eq!(decode_sample(&bytes, &run, 2), None);
         assert_eq!(decode_sample(&bytes[..43], &run, 3), None);
