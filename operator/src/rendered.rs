@@ -53,6 +53,16 @@ pub fn secret_placeholder(secret: &str, key: &str) -> String {
     format!("<secret {secret}/{key}>")
 }
 
+/// `obj` with the placeholder uid and namespace when it has none (read from a file).
+fn as_if_read_from_the_api<K: Workload>(obj: &K) -> K {
+    let mut obj = obj.clone();
+    let meta = obj.meta_mut();
+    meta.uid.get_or_insert_with(|| PLACEHOLDER_UID.to_owned());
+    meta.namespace
+        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+    obj
+}
+
 /// Renders replica `index` of `obj`; `config_maps` are the ConfigMaps of the cluster (the one
 /// `spec.manifest.configMapRef` names is looked up among them by namespace and name).
 pub fn rendered_files<K: Workload>(
@@ -60,11 +70,7 @@ pub fn rendered_files<K: Workload>(
     index: i32,
     config_maps: &[ConfigMap],
 ) -> Result<RenderedPod, RenderError> {
-    let mut obj = obj.clone();
-    let meta = obj.meta_mut();
-    meta.uid.get_or_insert_with(|| PLACEHOLDER_UID.to_owned());
-    meta.namespace
-        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+    let obj = as_if_read_from_the_api(obj);
     let namespace = obj.namespace().unwrap_or_default();
     let referenced = referenced_config_map(&obj.workload().manifest).and_then(|r| {
         config_maps.iter().find(|cm| {
@@ -84,11 +90,7 @@ pub fn rendered_registration<K: Workload>(
     obj: &K,
     index: i32,
 ) -> Result<Option<RenderedPod>, RenderError> {
-    let mut obj = obj.clone();
-    let meta = obj.meta_mut();
-    meta.uid.get_or_insert_with(|| PLACEHOLDER_UID.to_owned());
-    meta.namespace
-        .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+    let obj = as_if_read_from_the_api(obj);
     validation::validate(&obj).map_err(|errors| {
         RenderError::Rejected(Rejection {
             reason: crate::conditions::REASON_INVALID_SPEC,

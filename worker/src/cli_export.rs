@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tch::{Device, Kind};
 
 use crate::error::{NodeError, Result};
@@ -96,7 +95,7 @@ pub const PROVENANCE_FILE: &str = "subnet-export.json";
 pub fn export(args: &ExportArgs) -> Result<ExportReport> {
     let run = run_manifest::load_file(&args.manifest, args.manifest_sha256.as_deref())?;
     let settings = TrainingSettings::from_manifest(&run);
-    let bytes = std::fs::read(&args.checkpoint).map_err(|err| {
+    let checkpoint_sha256 = worker_storage::file_sha256(&args.checkpoint).map_err(|err| {
         NodeError::Config(format!(
             "cannot read checkpoint {}: {err}",
             args.checkpoint.display()
@@ -116,7 +115,7 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport> {
         run_id: run.manifest().run_id.clone(),
         manifest_sha256: run.hash().to_hex(),
         window,
-        checkpoint_sha256: hex::encode(Sha256::digest(&bytes)),
+        checkpoint_sha256: hex::encode(checkpoint_sha256),
         parameters: replica
             .model
             .parameters()

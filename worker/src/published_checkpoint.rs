@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
-use worker_storage::{ObjectStore, RunLayout, StorageError};
+use worker_storage::{ObjectStore, RunLayout, StorageError, sha256_hex};
 
 use crate::error::{NodeError, Result};
 use crate::replica::Replica;
@@ -106,7 +106,7 @@ pub async fn publish_file(
         whole.update(&buffer);
         let chunk = CheckpointChunk {
             key: layout.checkpoint(window, &format!("model.ckpt.{:05}", chunks.len()))?,
-            sha256: hex::encode(Sha256::digest(&buffer)),
+            sha256: sha256_hex(&buffer),
             size: buffer.len() as u64,
         };
         size += chunk.size;
@@ -157,7 +157,7 @@ pub async fn fetch_published_checkpoint(
     pointer.check(max_bytes)?;
     let partial = partial_dir(into);
     let stamp = partial.join("pointer.sha256");
-    let identity = hex::encode(Sha256::digest(serde_json::to_vec(&pointer)?));
+    let identity = sha256_hex(&serde_json::to_vec(&pointer)?);
     // Chunks of another checkpoint are worthless: start over.
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(identity.as_str()) {
         let _ = std::fs::remove_dir_all(&partial);
@@ -171,7 +171,7 @@ pub async fn fetch_published_checkpoint(
             continue;
         }
         let object = lead.get(&chunk.key, chunk.size).await?;
-        let actual = hex::encode(Sha256::digest(&object.body));
+        let actual = sha256_hex(&object.body);
         if actual != chunk.sha256 || object.body.len() as u64 != chunk.size {
             return Err(StorageError::Checksum {
                 key: chunk.key.clone(),
@@ -214,7 +214,7 @@ pub async fn fetch_published_checkpoint(
 /// Size and hex SHA-256 of a local file.
 fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
     let bytes = std::fs::read(path)?;
-    Ok((bytes.len() as u64, hex::encode(Sha256::digest(&bytes))))
+    Ok((bytes.len() as u64, sha256_hex(&bytes)))
 }
 
 #[cfg(test)]

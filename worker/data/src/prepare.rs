@@ -14,7 +14,7 @@
 //!   inputs or options is refused.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -461,16 +461,7 @@ fn fingerprint(options: &PrepareOptions, tokenizer: &[u8]) -> Result<String> {
 }
 
 fn file_sha256(path: &Path) -> Result<[u8; 32]> {
-    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buffer).map_err(|e| DataError::io(path, e))?;
-        if n == 0 {
-            return Ok(hasher.finalize().into());
-        }
-        hasher.update(&buffer[..n]);
-    }
+    worker_storage::file_sha256(path).map_err(|e| DataError::io(path, e))
 }
 
 /// The state to continue from: a fresh one, or the recorded one when it belongs to the same

@@ -12,6 +12,21 @@ pub fn sha256_hex(body: &[u8]) -> String {
     hex::encode(Sha256::digest(body))
 }
 
+/// SHA-256 of a file, read in 1 MiB pieces (never the whole file in memory).
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(hasher.finalize().into());
+        }
+        hasher.update(&buffer[..n]);
+    }
+}
+
 /// Checks `body` against the stored hex digest; a missing digest is a mismatch too, so objects
 /// written by something other than this crate are never trusted.
 pub(crate) fn verify(key: &str, expected: Option<&str>, body: &[u8]) -> Result<(), StorageError> {

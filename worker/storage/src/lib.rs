@@ -26,7 +26,7 @@ mod store;
 pub mod testing;
 mod window;
 
-pub use checksum::{SHA256_METADATA_KEY, sha256_hex};
+pub use checksum::{SHA256_METADATA_KEY, file_sha256, sha256_hex};
 pub use credentials::{BucketCredentials, CredentialsError, RAW128_LEN};
 pub use error::StorageError;
 pub use fetch::{FetchPolicy, PeerFetch, PeerFetchResult, fetch_peers};
