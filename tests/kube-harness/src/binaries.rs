@@ -81,8 +81,13 @@ impl Binaries {
             apiserver: check(&dir, "kube-apiserver", k8s)?,
             controller_manager: check(&dir, "kube-controller-manager", k8s)?,
             scheduler: check(&dir, "kube-scheduler", k8s)?,
-            kwok: check(&dir, "kwok", kwok_version())?,
+            kwok: Self::locate_kwok()?,
         })
+    }
+
+    /// Only kwok: all a harness attached to an existing cluster starts.
+    pub fn locate_kwok() -> Result<PathBuf, HarnessError> {
+        check(&bin_dir(), "kwok", kwok_version())
     }
 }
 

@@ -9,7 +9,7 @@ use kube::Client;
 
 use crate::binaries::Binaries;
 use crate::error::HarnessError;
-use crate::kubeconfig::{self, Credentials};
+use crate::kubeconfig;
 use crate::pki;
 use crate::process::Process;
 
@@ -21,50 +21,81 @@ pub const KWOK_NODE_ANNOTATION: &str = "kwok.x-k8s.io/node";
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const KWOK_STAGES: &str = include_str!("kwok_stages.yaml");
 
-/// The address and credentials of a running control plane (the processes are owned elsewhere).
-#[derive(Clone)]
+/// Where a control plane is and how to reach it (the processes are owned elsewhere).
+#[derive(Clone, Debug)]
 pub struct Endpoint {
-    /// `https://127.0.0.1:<port>`.
+    /// The apiserver's URL.
     pub server: String,
-    /// Directory holding certificates, kubeconfig, logs and etcd data.
+    /// Directory holding the logs (and, for a local control plane, certificates and etcd data).
     pub dir: PathBuf,
-    /// CA of the serving certificate (PEM).
-    pub ca_file: PathBuf,
-    /// The admin token.
-    pub admin_token: String,
-    /// Admin kubeconfig file (for kubectl and the Go components).
+    /// A cluster-admin kubeconfig (for kubectl, the Go components and kwok).
     pub kubeconfig: PathBuf,
-}
-
-impl std::fmt::Debug for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Endpoint")
-            .field("server", &self.server)
-            .field("dir", &self.dir)
-            .finish_non_exhaustive()
-    }
+    /// Value of the `kwok.x-k8s.io/node` annotation that hands a node to this harness's kwok
+    /// (unique per harness, so it never takes over another kwok's nodes or real ones).
+    pub kwok_node: String,
 }
 
 impl Endpoint {
-    /// A client authenticated with `token`.
+    /// A client authenticated with `token` only.
     pub async fn client_with_token(
         &self,
         token: &str,
         namespace: &str,
     ) -> Result<Client, HarnessError> {
-        kubeconfig::client(&Credentials {
-            server: &self.server,
-            ca_file: &self.ca_file,
-            token,
-            namespace,
-        })
-        .await
+        kubeconfig::client(&self.kubeconfig, namespace, Some(token)).await
+    }
+
+    /// The admin client, default namespace `namespace`.
+    pub async fn admin_in(&self, namespace: &str) -> Result<Client, HarnessError> {
+        kubeconfig::client(&self.kubeconfig, namespace, None).await
     }
 
     /// The admin client.
     pub async fn admin(&self) -> Result<Client, HarnessError> {
-        self.client_with_token(&self.admin_token, "default").await
+        self.admin_in("default").await
     }
+}
+
+/// A `kwok.x-k8s.io/node` value no other harness in this or another process uses.
+fn unique_kwok_node() -> String {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("kube-harness-{}-{n}", std::process::id())
+}
+
+/// kwok with the harness's stages, managing only the nodes annotated `endpoint.kwok_node`.
+fn spawn_kwok(kwok: &Path, endpoint: &Endpoint) -> Result<Process, HarnessError> {
+    let stages = endpoint.dir.join("kwok-stages.yaml");
+    write(&stages, KWOK_STAGES)?;
+    let port = free_port()?;
+    Process::spawn(
+        "kwok",
+        kwok,
+        &[
+            format!("--kubeconfig={}", endpoint.kubeconfig.display()),
+            format!("--config={}", stages.display()),
+            "--manage-all-nodes=false".to_owned(),
+            format!(
+                "--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}={}",
+                endpoint.kwok_node
+            ),
+            "--cidr=10.244.0.0/16".to_owned(),
+            "--node-ip=10.1.0.1".to_owned(),
+            format!("--server-address=127.0.0.1:{port}"),
+        ],
+        &endpoint.dir,
+    )
+}
+
+/// A fresh `$TMPDIR/kube-harness-<pid>-*` directory (after removing those of dead processes).
+fn harness_dir() -> Result<PathBuf, HarnessError> {
+    let parent = std::env::temp_dir();
+    sweep_stale_dirs(&parent);
+    Ok(tempfile::Builder::new()
+        .prefix(&format!("kube-harness-{}-", std::process::id()))
+        .tempdir_in(&parent)
+        .map_err(HarnessError::io("creating the cluster directory"))?
+        .keep())
 }
 
 fn free_port() -> Result<u16, HarnessError> {
@@ -190,13 +221,7 @@ impl ControlPlane {
     /// Starts everything. Must run on a thread that outlives the tests (the children die with
     /// the thread that started them).
     pub async fn start(bins: &Binaries) -> Result<Self, HarnessError> {
-        let parent = std::env::temp_dir();
-        sweep_stale_dirs(&parent);
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("kube-harness-{}-", std::process::id()))
-            .tempdir_in(&parent)
-            .map_err(HarnessError::io("creating the cluster directory"))?
-            .keep();
+        let dir = harness_dir()?;
 
         let pki = pki::generate()?;
         let ca_file = dir.join("ca.crt");
@@ -219,24 +244,17 @@ impl ControlPlane {
         let etcd_port = free_port()?;
         let etcd_peer_port = free_port()?;
         let api_port = free_port()?;
-        let kwok_port = free_port()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = dir.join("admin.kubeconfig");
         write(
             &kubeconfig,
-            &kubeconfig::render(&Credentials {
-                server: &server,
-                ca_file: &ca_file,
-                token: &admin_token,
-                namespace: "default",
-            }),
+            &kubeconfig::render(&server, &ca_file, &admin_token),
         )?;
         let endpoint = Endpoint {
             server,
             dir: dir.clone(),
-            ca_file: ca_file.clone(),
-            admin_token,
             kubeconfig: kubeconfig.clone(),
+            kwok_node: unique_kwok_node(),
         };
         let path = |p: &Path| p.display().to_string();
         let mut processes = Vec::new();
@@ -321,34 +339,50 @@ impl ControlPlane {
             "kube-scheduler",
             &bins.scheduler,
             &[
-                kubeconfig_arg.clone(),
+                kubeconfig_arg,
                 "--leader-elect=false".to_owned(),
                 // No serving endpoint: nothing scrapes them.
                 "--secure-port=0".to_owned(),
             ],
             &dir,
         )?);
-        let stages = dir.join("kwok-stages.yaml");
-        write(&stages, KWOK_STAGES)?;
-        processes.push(Process::spawn(
-            "kwok",
-            &bins.kwok,
-            &[
-                kubeconfig_arg,
-                format!("--config={}", path(&stages)),
-                "--manage-all-nodes=false".to_owned(),
-                format!("--manage-nodes-with-annotation-selector={KWOK_NODE_ANNOTATION}=fake"),
-                "--cidr=10.244.0.0/16".to_owned(),
-                "--node-ip=10.1.0.1".to_owned(),
-                format!("--server-address=127.0.0.1:{kwok_port}"),
-            ],
-            &dir,
-        )?);
+        processes.push(spawn_kwok(&bins.kwok, &endpoint)?);
         let mut plane = Self {
             endpoint,
             processes,
         };
         // A component that rejects its flags exits within a second or two.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        plane.check_alive()?;
+        Ok(plane)
+    }
+
+    /// Attaches to an existing cluster through an admin kubeconfig: nothing but kwok is
+    /// started (against that cluster, managing only the nodes the harness creates there).
+    pub async fn attach(kubeconfig: &Path, kwok: &Path) -> Result<Self, HarnessError> {
+        let config = kubeconfig::config(kubeconfig).await?;
+        let endpoint = Endpoint {
+            server: config
+                .cluster_url
+                .to_string()
+                .trim_end_matches('/')
+                .to_owned(),
+            dir: harness_dir()?,
+            kubeconfig: kubeconfig.to_owned(),
+            kwok_node: unique_kwok_node(),
+        };
+        let admin = endpoint.admin().await?;
+        admin.apiserver_version().await.map_err(|e| {
+            HarnessError::Kubeconfig(format!(
+                "{} ({}): {e}",
+                kubeconfig.display(),
+                endpoint.server
+            ))
+        })?;
+        let mut plane = Self {
+            processes: vec![spawn_kwok(kwok, &endpoint)?],
+            endpoint,
+        };
         tokio::time::sleep(Duration::from_secs(2)).await;
         plane.check_alive()?;
         Ok(plane)

@@ -4,7 +4,9 @@
 //! kube-scheduler and kwok (fake GPU nodes), all built by `scripts/setup-k8s.sh`.
 //!
 //! One control plane per test binary, started on first use by [`cluster`] on free loopback
-//! ports in a fresh temporary directory; its processes die with the test binary. Each test takes
+//! ports in a fresh temporary directory; its processes die with the test binary. With
+//! `KUBE_HARNESS_KUBECONFIG` set, [`cluster`] attaches to that cluster instead and starts only
+//! kwok against it (see [`ATTACH_ENV`]), so the same tests run against any cluster. Each test takes
 //! its own [`TestNamespace`] with its own pool of kwok GPU nodes, so tests running in parallel
 //! never compete for GPUs. A test needing the cluster fails (never skips) when a binary is
 //! missing or a component cannot start; the message names `scripts/setup-k8s.sh`.
@@ -20,7 +22,8 @@ mod nodes;
 mod pki;
 mod process;
 
-use std::sync::OnceLock;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 pub use apply::{apply_documents, parse_documents};
@@ -44,7 +47,12 @@ pub const FIELD_MANAGER: &str = "kube-harness";
 /// How long the harness waits for the cluster to act (namespace set-up, CRDs).
 pub const WAIT: Duration = Duration::from_secs(60);
 
-static SHARED: OnceLock<Result<Endpoint, String>> = OnceLock::new();
+/// Environment variable naming an admin kubeconfig: [`cluster`] then attaches to that cluster
+/// (kwok, built by `scripts/setup-k8s.sh`, runs locally against it and manages only the nodes
+/// the harness creates) instead of starting a control plane.
+pub const ATTACH_ENV: &str = "KUBE_HARNESS_KUBECONFIG";
+
+static SHARED: OnceLock<Result<Arc<Endpoint>, String>> = OnceLock::new();
 
 /// Selects rustls's process-wide crypto provider. In a whole-workspace build both `ring`
 /// (kube) and `aws-lc-rs` (the S3 SDK) are compiled in, and rustls then refuses to choose.
@@ -53,11 +61,38 @@ pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// Where the shared control plane comes from.
+enum Source {
+    /// Started here from the binaries.
+    Local(Binaries),
+    /// An existing cluster, through its admin kubeconfig; only kwok is started.
+    Attached { kubeconfig: PathBuf, kwok: PathBuf },
+}
+
+impl Source {
+    fn from_env() -> Result<Self, HarnessError> {
+        match std::env::var_os(ATTACH_ENV) {
+            Some(path) if !path.is_empty() => Ok(Self::Attached {
+                kubeconfig: PathBuf::from(path),
+                kwok: Binaries::locate_kwok()?,
+            }),
+            _ => Ok(Self::Local(Binaries::locate()?)),
+        }
+    }
+
+    async fn start(&self) -> Result<ControlPlane, HarnessError> {
+        match self {
+            Self::Local(bins) => ControlPlane::start(bins).await,
+            Self::Attached { kubeconfig, kwok } => ControlPlane::attach(kubeconfig, kwok).await,
+        }
+    }
+}
+
 /// Starts the control plane on a thread that lives as long as the test binary (its children
 /// get SIGKILL when that thread ends, i.e. when the process exits).
-fn start_shared() -> Result<Endpoint, String> {
+fn start_shared() -> Result<Arc<Endpoint>, String> {
     install_crypto_provider();
-    let bins = Binaries::locate().map_err(|e| e.to_string())?;
+    let source = Source::from_env().map_err(|e| e.to_string())?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("kube-harness".into())
@@ -72,9 +107,9 @@ fn start_shared() -> Result<Endpoint, String> {
                     return;
                 }
             };
-            match runtime.block_on(ControlPlane::start(&bins)) {
+            match runtime.block_on(source.start()) {
                 Ok(plane) => {
-                    let _ = tx.send(Ok(plane.endpoint.clone()));
+                    let _ = tx.send(Ok(Arc::new(plane.endpoint.clone())));
                     // Keep the processes (and this thread) alive until the process exits.
                     let _plane = plane;
                     loop {
@@ -93,7 +128,7 @@ fn start_shared() -> Result<Endpoint, String> {
 
 /// The control plane of this test binary, started on first use.
 pub struct Cluster {
-    endpoint: &'static Endpoint,
+    endpoint: Arc<Endpoint>,
     admin: Client,
 }
 
@@ -106,19 +141,37 @@ pub async fn cluster() -> Result<Cluster, HarnessError> {
     let endpoint = shared
         .as_ref()
         .map_err(|e| HarnessError::Shared(e.clone()))?;
-    let admin = endpoint.admin().await?;
-    Ok(Cluster { endpoint, admin })
+    Cluster::on(endpoint.clone()).await
+}
+
+/// Attaches to the cluster of an admin kubeconfig (what `KUBE_HARNESS_KUBECONFIG` does for
+/// [`cluster`]): the returned [`ControlPlane`] owns the kwok started against it, which dies
+/// when the plane is dropped or the calling thread ends.
+pub async fn attach(kubeconfig: &Path) -> Result<(Cluster, ControlPlane), HarnessError> {
+    install_crypto_provider();
+    let plane = ControlPlane::attach(kubeconfig, &Binaries::locate_kwok()?).await?;
+    let cluster = Cluster::on(Arc::new(plane.endpoint.clone())).await?;
+    Ok((cluster, plane))
 }
 
 impl Cluster {
-    /// A cluster-admin client (`system:masters`).
+    async fn on(endpoint: Arc<Endpoint>) -> Result<Self, HarnessError> {
+        let admin = endpoint.admin().await?;
+        Ok(Self { endpoint, admin })
+    }
+
+    /// A cluster-admin client.
     pub fn admin(&self) -> Client {
         self.admin.clone()
     }
 
     /// Address, kubeconfig and log directory.
-    pub fn endpoint(&self) -> &'static Endpoint {
-        self.endpoint
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    pub(crate) fn shared_endpoint(&self) -> Arc<Endpoint> {
+        self.endpoint.clone()
     }
 
     /// A client authenticated with a bearer token.

@@ -1,6 +1,7 @@
 //! One test's namespace: its own kwok GPU nodes, service-account clients, pre-bound volumes.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
@@ -18,7 +19,7 @@ use crate::{Cluster, WAIT};
 pub struct TestNamespace {
     /// Namespace name (also the value of the nodes' `kube-harness/pool` label).
     pub name: String,
-    endpoint: &'static Endpoint,
+    endpoint: Arc<Endpoint>,
     admin: Client,
     nodes: Vec<String>,
 }
@@ -88,8 +89,8 @@ impl TestNamespace {
         let mut node_names = Vec::new();
         let mut taints = Vec::new();
         for group in groups {
-            for node in
-                nodes::nodes(&name, group).map_err(|e| HarnessError::Kubeconfig(e.to_string()))?
+            for node in nodes::nodes(&name, group, &cluster.endpoint().kwok_node)
+                .map_err(|e| HarnessError::Kubeconfig(e.to_string()))?
             {
                 node_names.push(node.name_any());
                 taints.push((
@@ -101,7 +102,7 @@ impl TestNamespace {
         }
         let this = Self {
             name,
-            endpoint: cluster.endpoint(),
+            endpoint: cluster.shared_endpoint(),
             admin,
             nodes: node_names,
         };
@@ -144,9 +145,7 @@ impl TestNamespace {
 
     /// A cluster-admin client whose default namespace is this one.
     pub async fn admin(&self) -> Result<Client, HarnessError> {
-        self.endpoint
-            .client_with_token(&self.endpoint.admin_token, &self.name)
-            .await
+        self.endpoint.admin_in(&self.name).await
     }
 
     /// Names of this namespace's nodes.
@@ -216,7 +215,7 @@ impl TestNamespace {
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         // Best effort, on a thread of its own: the test's runtime may be shutting down.
-        let endpoint = self.endpoint;
+        let endpoint = self.endpoint.clone();
         let name = self.name.clone();
         let nodes = std::mem::take(&mut self.nodes);
         let cleanup = std::thread::spawn(move || {

@@ -59,8 +59,13 @@ pub fn default_groups() -> Vec<NodeGroup> {
     ]
 }
 
-/// The Node objects of `group` in the pool of `namespace`.
-pub fn nodes(namespace: &str, group: &NodeGroup) -> Result<Vec<Node>, serde_json::Error> {
+/// The Node objects of `group` in the pool of `namespace`, handed to the kwok that manages
+/// nodes annotated `kwok.x-k8s.io/node=<kwok_node>`.
+pub fn nodes(
+    namespace: &str,
+    group: &NodeGroup,
+    kwok_node: &str,
+) -> Result<Vec<Node>, serde_json::Error> {
     (0..group.count)
         .map(|i| {
             let name = format!("{namespace}-{}-{i}", group.name);
@@ -95,7 +100,7 @@ pub fn nodes(namespace: &str, group: &NodeGroup) -> Result<Vec<Node>, serde_json
                 "metadata": {
                     "name": name,
                     "labels": labels,
-                    "annotations": {KWOK_NODE_ANNOTATION: "fake"},
+                    "annotations": {KWOK_NODE_ANNOTATION: kwok_node},
                 },
                 "spec": {"taints": taints},
                 "status": {

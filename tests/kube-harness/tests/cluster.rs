@@ -206,3 +206,64 @@ async fn service_account_tokens_are_subject_to_rbac_and_owners_are_collected() {
     .await
     .unwrap();
 }
+
+/// `KUBE_HARNESS_KUBECONFIG`'s path, exercised on this binary's own control plane through its
+/// admin kubeconfig: the attached harness starts a kwok of its own, which runs the pods on the
+/// nodes it creates while the first harness's kwok leaves those nodes alone.
+#[tokio::test]
+async fn a_harness_attached_through_a_kubeconfig_runs_pods_on_its_own_nodes() {
+    let local = kube_harness::cluster()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let kubeconfig = local.endpoint().kubeconfig.clone();
+    let (attached, _kwok) = kube_harness::attach(&kubeconfig)
+        .await
+        .unwrap_or_else(|e| panic!("attaching through {}: {e}", kubeconfig.display()));
+    assert_ne!(attached.endpoint().kwok_node, local.endpoint().kwok_node);
+    assert_eq!(attached.endpoint().server, local.endpoint().server);
+
+    let ns = attached
+        .namespace("harness-attached")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let admin = ns.admin().await.unwrap();
+    let nodes: Api<Node> = Api::all(admin.clone());
+    for name in ns.nodes() {
+        let node = nodes.get(name).await.unwrap();
+        assert_eq!(
+            node.annotations()["kwok.x-k8s.io/node"],
+            attached.endpoint().kwok_node
+        );
+    }
+    Api::<Pod>::namespaced(admin.clone(), &ns.name)
+        .create(&PostParams::default(), &gpu_pod(&ns, "attached", 8))
+        .await
+        .unwrap();
+    let running = wait_pod(&admin, &ns.name, "attached", "pod to run", |p| {
+        phase(p) == "Running"
+    })
+    .await;
+    let node = running.spec.and_then(|s| s.node_name).unwrap();
+    assert!(ns.nodes().contains(&node), "{node}");
+
+    // Service-account tokens work the same way through the attached kubeconfig.
+    let sa = ns.service_account_client("default").await.unwrap();
+    match Api::<Node>::all(sa).list(&ListParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the default ServiceAccount may not list nodes: {other:?}"),
+    }
+}
+
+/// A kubeconfig that does not exist is a clear error naming it, not a hang.
+#[tokio::test]
+async fn attaching_through_a_missing_kubeconfig_names_the_file() {
+    let missing = std::path::Path::new("/nonexistent/kube-harness.kubeconfig");
+    let err = match kube_harness::attach(missing).await {
+        Ok(_) => panic!("attached through a missing file"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("/nonexistent/kube-harness.kubeconfig"),
+        "{err}"
+    );
+}
