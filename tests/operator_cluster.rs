@@ -15,216 +15,22 @@
 //!   controller) before its pod exists; the pod never mounts the coldkey and runs as a
 //!   ServiceAccount that may patch exactly its own workload's pods.
 
-use std::path::{Path, PathBuf};
+mod operator;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use k8s_openapi::api::rbac::v1::Role;
-use kube::api::{
-    Api, ApiResource, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams,
-};
-use kube::{Client, Resource, ResourceExt};
-use kube_harness::{Cluster, POOL_LABEL, TestNamespace, poll};
-use serde::Deserialize;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+use operator::cluster::*;
 use serde_json::{Value, json};
-use subnet_operator::backoff::BackoffPolicy;
 use subnet_operator::controller::{ControllerOptions, run_controllers};
-use subnet_operator::crd::{ReplicaPhase, TrainingRun, ValidatorSet, WorkloadStatus};
+use subnet_operator::crd::{ReplicaPhase, TrainingRun, ValidatorSet};
 use subnet_operator::metrics::Metrics;
-use subnet_operator::{Context, ReconcilerConfig, Workload, reconcile};
-
-const WAIT: Duration = Duration::from_secs(90);
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-async fn cluster() -> Cluster {
-    let cluster = kube_harness::cluster()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .install_crds(&root().join("crds"))
-        .await
-        .unwrap_or_else(|e| panic!("installing crds/: {e}"));
-    cluster
-}
-
-async fn namespace(cluster: &Cluster, prefix: &str) -> TestNamespace {
-    cluster
-        .namespace(prefix)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The documents of manifests/examples/<file>, moved into `ns` and pinned to its node pool.
-fn example(file: &str, ns: &TestNamespace) -> Vec<Value> {
-    let text = std::fs::read_to_string(root().join("manifests/examples").join(file)).unwrap();
-    serde_yaml::Deserializer::from_str(&text)
-        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
-        .filter(|v| !v.is_null())
-        .map(|v| {
-            let mut doc: Value = serde_json::to_value(v).unwrap();
-            doc["metadata"]["namespace"] = json!(ns.name);
-            if doc["spec"].is_object() && doc["kind"] != "Secret" && doc["kind"] != "ConfigMap" {
-                doc["spec"]["nodeSelector"][POOL_LABEL] = json!(ns.name);
-            }
-            doc
-        })
-        .collect()
-}
-
-fn example_doc(file: &str, kind: &str, ns: &TestNamespace) -> Value {
-    example(file, ns)
-        .into_iter()
-        .find(|d| d["kind"] == kind)
-        .unwrap_or_else(|| panic!("no {kind} in {file}"))
-}
-
-fn resource<K: Resource<DynamicType = ()>>() -> ApiResource {
-    ApiResource::erase::<K>(&())
-}
-
-async fn create_raw(
-    client: &Client,
-    ns: &str,
-    ar: &ApiResource,
-    doc: &Value,
-) -> Result<DynamicObject, kube::Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, ar);
-    let obj: DynamicObject = serde_json::from_value(doc.clone()).unwrap();
-    api.create(&PostParams::default(), &obj).await
-}
-
-/// Creates every object of the examples (ConfigMap, Secrets, workloads) as admin.
-async fn create_examples(ns: &TestNamespace, files: &[&str]) {
-    let admin = ns.admin().await.unwrap();
-    let docs: Vec<DynamicObject> = files
-        .iter()
-        .flat_map(|f| example(f, ns))
-        .map(|d| serde_json::from_value(d).unwrap())
-        .collect();
-    kube_harness::apply_documents(&admin, &ns.name, &docs)
-        .await
-        .unwrap_or_else(|e| panic!("applying {files:?}: {e}"));
-}
-
-/// Renders charts/subnet-operator for a namespace-scoped install, applies everything but the
-/// CRDs (as `helm install` would) and returns a client holding a token of the chart's
-/// ServiceAccount.
-async fn install_chart(ns: &TestNamespace) -> Client {
-    install_chart_with(ns, &json!({"watchNamespace": ns.name})).await
-}
-
-/// [`install_chart`] into `ns` with other values.
-async fn install_chart_with(ns: &TestNamespace, values: &Value) -> Client {
-    let release = ns.name.clone();
-    let docs = kube_harness::render_chart(
-        &root().join("charts/subnet-operator"),
-        values,
-        &ns.name,
-        &release,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let docs: Vec<DynamicObject> = docs
-        .into_iter()
-        .filter(|d| {
-            d.types
-                .as_ref()
-                .is_some_and(|t| t.kind != "CustomResourceDefinition")
-        })
-        .collect();
-    let admin = ns.admin().await.unwrap();
-    let applied = kube_harness::apply_documents(&admin, &ns.name, &docs)
-        .await
-        .unwrap_or_else(|e| panic!("installing the chart: {e}"));
-    let account = applied
-        .iter()
-        .find(|o| o.types.as_ref().is_some_and(|t| t.kind == "ServiceAccount"))
-        .map(|o| o.name_any())
-        .expect("the chart creates a ServiceAccount");
-    ns.service_account_client(&account)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-/// The operator's controllers running in this process, stopped on drop.
-struct Operator(tokio::task::JoinHandle<()>);
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-fn quick_config() -> ReconcilerConfig {
-    ReconcilerConfig {
-        backoff: BackoffPolicy {
-            initial: Duration::from_secs(4),
-            max: Duration::from_secs(30),
-            stable_after: Duration::from_secs(600),
-        },
-        ..ReconcilerConfig::default()
-    }
-}
-
-fn start_operator(client: Client, ns: &TestNamespace) -> Operator {
-    start_operator_in(client, &ns.name)
-}
-
-fn start_operator_in(client: Client, namespace: &str) -> Operator {
-    let ctx =
-        Arc::new(Context::new(client.clone(), Metrics::default()).with_config(quick_config()));
-    let options = ControllerOptions {
-        namespace: Some(namespace.to_owned()),
-        concurrency: 4,
-    };
-    Operator(tokio::spawn(run_controllers(client, ctx, options)))
-}
-
-async fn pods_of(client: &Client, ns: &str, selector: &str) -> Vec<Pod> {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .list(&ListParams::default().labels(selector))
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-}
-
-fn phase(p: &Pod) -> &str {
-    p.status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("")
-}
-
-fn live(pods: Vec<Pod>) -> Vec<Pod> {
-    pods.into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
-        .collect()
-}
-
-async fn wait_for<T, F, Fut>(what: &str, check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    poll(what, WAIT, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
-async fn status_of<K>(api: &Api<K>, name: &str) -> Option<WorkloadStatus>
-where
-    K: Workload,
-{
-    api.get(name).await.ok()?.workload_status().cloned()
-}
-
-fn selector_for<K: Workload>(name: &str) -> String {
-    format!("{}={name}", K::OWNER_LABEL)
-}
+use subnet_operator::{Context, Workload, reconcile};
 
 // ---------------------------------------------------------------------------------------------
 
@@ -301,7 +107,7 @@ async fn the_apiserver_rejects_invalid_runs_with_the_documented_messages() {
         (
             "hotkey list shorter than replicas",
             json!({"spec": {"wallet": {"hotkeySecretTemplate": null, "hotkeySecrets": ["a"]}}}),
-            "wallet.hotkeySecrets must list exactly one Secret per replica",
+            "wallet.hotkeySecrets must list at least one Secret per replica",
         ),
         (
             "no manifest source",
@@ -593,27 +399,6 @@ async fn scale_subresource_then_delete_garbage_collects_pods_and_claims() {
         }
     })
     .await;
-}
-
-/// Marks a pod so kwok's exit stage terminates its container with `code`.
-async fn make_pod_exit(client: &Client, ns: &str, pod: &str, code: i32) {
-    Api::<Pod>::namespaced(client.clone(), ns)
-        .patch(
-            pod,
-            &PatchParams::default(),
-            &Patch::Merge(
-                json!({"metadata": {"annotations": {"kube-harness/exit-code": code.to_string()}}}),
-            ),
-        )
-        .await
-        .unwrap();
-}
-
-fn one_replica_run(ns: &TestNamespace) -> Value {
-    let mut run = example_doc("trainingrun.yaml", "TrainingRun", ns);
-    run["spec"]["replicas"] = json!(1);
-    run["spec"].as_object_mut().unwrap().remove("checkpoint");
-    run
 }
 
 /// The race of issue 15, step by step with the real reconciler against the real apiserver:
@@ -993,15 +778,6 @@ async fn a_registration_job_runs_before_the_miner_and_alone_sees_the_coldkey() {
     assert_eq!(job.status.unwrap().failed, Some(1));
 }
 
-fn ready(p: &Pod) -> bool {
-    phase(p) == "Running"
-        && p.metadata.deletion_timestamp.is_none()
-        && p.status
-            .as_ref()
-            .and_then(|s| s.conditions.as_ref())
-            .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 fn image(p: &Pod) -> &str {
     p.spec
         .as_ref()
@@ -1037,7 +813,8 @@ async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
             let ns = ns.clone();
             async move {
                 let pods = pods_of(&admin, &ns, &selector).await;
-                (pods.len() == 3 && pods.iter().all(|p| ready(p) && image(p) == want)).then_some(())
+                (pods.len() == 3 && pods.iter().all(|p| is_ready(p) && image(p) == want))
+                    .then_some(())
             }
         }
     };
@@ -1057,7 +834,7 @@ async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
     let mut replaced_seen = std::collections::BTreeSet::new();
     loop {
         let pods = pods_of(&admin, &ns.name, &selector).await;
-        let up = pods.iter().filter(|p| ready(p)).count();
+        let up = pods.iter().filter(|p| is_ready(p)).count();
         assert!(
             up >= 2,
             "two replicas down at once: {:?}",
@@ -1068,7 +845,7 @@ async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
         for p in pods.iter().filter(|p| image(p) == new_image) {
             replaced_seen.insert(p.name_any());
         }
-        if pods.len() == 3 && pods.iter().all(|p| ready(p) && image(p) == new_image) {
+        if pods.len() == 3 && pods.iter().all(|p| is_ready(p) && image(p) == new_image) {
             break;
         }
         assert!(
@@ -1158,7 +935,12 @@ async fn an_operator_restarted_mid_rollout_creates_no_duplicate_pods() {
                         .unwrap()
                         .entry(p.name_any())
                         .or_default()
-                        .insert(p.uid().unwrap_or_default());
+                        .insert(format!(
+                            "{} {} created {:?}",
+                            p.uid().unwrap_or_default(),
+                            image(&p),
+                            p.metadata.creation_timestamp.as_ref().map(|t| t.0)
+                        ));
                 }
             }
         })
@@ -1169,7 +951,7 @@ async fn an_operator_restarted_mid_rollout_creates_no_duplicate_pods() {
         let (admin, ns, selector) = (admin.clone(), ns.name.clone(), selector.clone());
         async move {
             let pods = pods_of(&admin, &ns, &selector).await;
-            (pods.len() == 3 && pods.iter().all(|p| ready(p) && image(p) == old_image))
+            (pods.len() == 3 && pods.iter().all(|p| is_ready(p) && image(p) == old_image))
                 .then_some(())
         }
     })
@@ -1199,10 +981,10 @@ async fn an_operator_restarted_mid_rollout_creates_no_duplicate_pods() {
     loop {
         let pods = pods_of(&admin, &ns.name, &selector).await;
         assert!(
-            pods.iter().filter(|p| ready(p)).count() >= 2,
+            pods.iter().filter(|p| is_ready(p)).count() >= 2,
             "two replicas down at once"
         );
-        if pods.len() == 3 && pods.iter().all(|p| ready(p) && image(p) == new_image) {
+        if pods.len() == 3 && pods.iter().all(|p| is_ready(p) && image(p) == new_image) {
             break;
         }
         assert!(
@@ -1223,7 +1005,7 @@ async fn an_operator_restarted_mid_rollout_creates_no_duplicate_pods() {
         assert_eq!(
             uids.len(),
             2,
-            "{name} had {} pods (the old one and one replacement expected)",
+            "{name} had {} pods (the old one and one replacement expected): {uids:?}",
             uids.len()
         );
     }
@@ -1378,7 +1160,8 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
             let ns = ns.clone();
             async move {
                 let pods = pods_of(&admin, &ns, &selector).await;
-                (pods.len() == 2 && pods.iter().all(|p| ready(p) && image(p) == want)).then_some(())
+                (pods.len() == 2 && pods.iter().all(|p| is_ready(p) && image(p) == want))
+                    .then_some(())
             }
         }
     };
@@ -1409,7 +1192,7 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
         if pods.len() == 2
             && pods
                 .iter()
-                .all(|p| ready(p) && image(p) == "ghcr.io/templar/subnet-worker:0.2.0")
+                .all(|p| is_ready(p) && image(p) == "ghcr.io/templar/subnet-worker:0.2.0")
         {
             break;
         }
@@ -1419,4 +1202,13 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A grace period not below the lease duration could let two leaders overlap: refused.
+    let overlapping = LeaderConfig {
+        lease_name: "subnet-operator-leader".into(),
+        namespace: ns.name.clone(),
+        identity: "third".into(),
+        duration_secs: 4,
+        grace_secs: 4,
+    };
+    assert!(acquire(client.clone(), &overlapping).await.is_err());
 }

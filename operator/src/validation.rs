@@ -275,11 +275,13 @@ fn wallet_errors(w: &WalletSpec, replicas: i32) -> Vec<SpecError> {
             "set exactly one of hotkeySecrets or hotkeySecretTemplate",
         )),
         (Some(list), None) => {
-            if i32::try_from(list.len()).ok() != Some(replicas) {
+            // More Secrets than replicas is fine (the first `replicas` are used), so that
+            // `kubectl scale` down works with a list; fewer leaves a replica without a hotkey.
+            if i32::try_from(list.len()).is_ok_and(|n| n < replicas) {
                 errors.push(SpecError::new(
                     format!("spec.{field}.hotkeySecrets"),
                     format!(
-                        "lists {} Secrets but replicas is {replicas}; give exactly one per replica",
+                        "lists {} Secrets but replicas is {replicas}; give at least one per replica",
                         list.len()
                     ),
                 ));
@@ -530,7 +532,7 @@ mod tests {
     }
 
     #[test]
-    fn hotkey_lists_must_match_replicas_and_be_unique() {
+    fn hotkey_lists_must_cover_the_replicas_and_be_unique() {
         let mut r = run(3);
         r.spec.workload.wallet.hotkey_secret_template = None;
         r.spec.workload.wallet.hotkey_secrets = Some(vec!["a".into(), "b".into(), "a".into()]);
@@ -547,6 +549,10 @@ mod tests {
         assert!(
             messages(&v).contains("spec.wallet.hotkeySecrets: lists 1 Secrets but replicas is 2")
         );
+        // A longer list is fine: `kubectl scale` down keeps the first `replicas`.
+        r.spec.workload.wallet.hotkey_secrets =
+            Some(vec!["a".into(), "b".into(), "c".into(), "d".into()]);
+        assert!(!messages(&r).contains("hotkeySecrets"), "{}", messages(&r));
     }
 
     #[test]

@@ -17,8 +17,8 @@ use super::common::{CheckpointSpec, ManifestSource, PullPolicy, StorageSpec, Wal
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "self.replicas >= 0", "message": "replicas must be >= 0"},
     {"rule": "self.gpusPerReplica >= 0", "message": "gpusPerReplica must be >= 0"},
-    {"rule": "!has(self.wallet.hotkeySecrets) || size(self.wallet.hotkeySecrets) == self.replicas",
-     "message": "wallet.hotkeySecrets must list exactly one Secret per replica"},
+    {"rule": "!has(self.wallet.hotkeySecrets) || size(self.wallet.hotkeySecrets) >= self.replicas",
+     "message": "wallet.hotkeySecrets must list at least one Secret per replica"},
     {"rule": "self.image.size() > 0", "message": "image must not be empty"}
 ]))]
 pub struct WorkloadSpec {
