@@ -120,6 +120,11 @@ async fn the_apiserver_rejects_invalid_runs_with_the_documented_messages() {
             "checkpoint.existingClaim and checkpoint.claimTemplate are mutually exclusive",
         ),
         (
+            "an empty shard cache",
+            json!({"spec": {"data": {"cacheGib": 0}}}),
+            "data.cacheGib must be at least 1",
+        ),
+        (
             "empty bucket",
             json!({"spec": {"storage": {"bucket": ""}}}),
             "storage.bucket must not be empty",

@@ -306,3 +306,102 @@ fn the_registration_job_runs_worker_register_with_the_mounted_keys() {
         subnet_operator::rendered::secret_placeholder("miner-hotkey-1", "hotkey")
     );
 }
+
+/// A run manifest naming a dataset on S3 or in a directory: the operator refuses a spec that
+/// cannot reach it (naming `spec.data`), and otherwise the worker parses from the pod exactly
+/// the read credentials, the bounded cache and the mounted directory it will read.
+#[test]
+fn a_dataset_on_s3_or_a_volume_reaches_the_worker_as_the_pod_provides_it() {
+    use subnet_operator::crd::{CredentialsSecretRef, DataSpec};
+    let dataset = |uri: &str| {
+        let uri = uri.to_owned();
+        with_manifest(move |m| {
+            m["data"] = serde_json::json!({"dataset": {
+                "uri": uri,
+                "sha256": "ab".repeat(32),
+                "sampling": {"wholeDataset": {}},
+            }});
+            if uri.starts_with("s3://") {
+                m["data"]["dataset"]["endpoint"] = serde_json::json!("http://seaweedfs:8333");
+            }
+        })
+    };
+    let on_s3 = dataset("s3://datasets/fineweb/v1");
+    let mut miners: TrainingRun = read("trainingrun.yaml");
+    match rendered_files(&miners, 0, &on_s3) {
+        Err(RenderError::Rejected(r)) => assert!(
+            r.message().contains("spec.data.credentialsSecret: the run manifest's dataset s3://datasets/fineweb/v1 needs read credentials"),
+            "{}",
+            r.message()
+        ),
+        other => panic!("an s3:// dataset without credentials must be refused: {other:?}"),
+    }
+    miners.spec.workload.data = Some(DataSpec {
+        credentials_secret: Some(CredentialsSecretRef {
+            name: "dataset-read".into(),
+            access_key_id_key: "accessKeyId".into(),
+            secret_access_key_key: "secretAccessKey".into(),
+        }),
+        cache_gib: 50,
+        ..DataSpec::default()
+    });
+    let rendered = rendered_files(&miners, 0, &on_s3).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = node_args(parse_pod(&rendered, dir.path()).unwrap());
+    let placeholder = subnet_operator::rendered::secret_placeholder;
+    assert_eq!(
+        args.data.data_access_key_id,
+        Some(placeholder("dataset-read", "accessKeyId"))
+    );
+    assert_eq!(
+        args.data.data_secret_access_key,
+        Some(placeholder("dataset-read", "secretAccessKey"))
+    );
+    assert_eq!(args.data.data_cache_gib, 50);
+    let cache_dir = args.data.data_cache_dir.clone().expect("a cache directory");
+    let spec = rendered.pod.spec.as_ref().unwrap();
+    let mounts = spec.containers[0].volume_mounts.clone().unwrap();
+    assert!(
+        mounts
+            .iter()
+            .any(|m| Path::new(&m.mount_path) == cache_dir && m.read_only != Some(true)),
+        "the cache directory is a writable mount: {mounts:?}"
+    );
+
+    // A directory dataset: its claim is mounted read-only where the manifest says.
+    let on_volume = dataset("/data/fineweb/v1");
+    miners.spec.workload.data = Some(DataSpec {
+        volume_claim: Some("fineweb".into()),
+        ..DataSpec::default()
+    });
+    let rendered = rendered_files(&miners, 0, &on_volume).unwrap();
+    let settings = start(&rendered);
+    let run_manifest::sections::DataSection::Dataset(reference) =
+        &settings.manifest().manifest().data
+    else {
+        panic!("the pod's manifest names the dataset");
+    };
+    let run_manifest::DatasetUri::Dir(path) =
+        run_manifest::DatasetUri::parse(&reference.uri).unwrap()
+    else {
+        panic!("a directory dataset");
+    };
+    let spec = rendered.pod.spec.as_ref().unwrap();
+    let mount = spec.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| Path::new(&m.mount_path) == path)
+        .expect("the dataset directory is mounted");
+    assert_eq!(mount.read_only, Some(true));
+    let volume = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == mount.name)
+        .unwrap();
+    assert_eq!(
+        volume.persistent_volume_claim.as_ref().unwrap().claim_name,
+        "fineweb"
+    );
+}

@@ -37,6 +37,14 @@ pub const ENV_HOTKEY_FILE: &str = "HOTKEY_FILE";
 pub const ENV_COLDKEY_FILE: &str = "COLDKEY_FILE";
 /// Checkpoint directory (persistent when a checkpoint volume is configured).
 pub const ENV_CHECKPOINT_DIR: &str = "CHECKPOINT_DIR";
+/// Directory of the replica's shard cache (the data-cache volume).
+pub const ENV_DATA_CACHE_DIR: &str = "DATA_CACHE_DIR";
+/// Bound of the shard cache in GiB.
+pub const ENV_DATA_CACHE_GIB: &str = "DATA_CACHE_GIB";
+/// Read access key id of an `s3://` dataset (from `spec.data.credentialsSecret`).
+pub const ENV_DATA_ACCESS_KEY_ID: &str = "DATA_ACCESS_KEY_ID";
+/// Read secret access key of an `s3://` dataset.
+pub const ENV_DATA_SECRET_ACCESS_KEY: &str = "DATA_SECRET_ACCESS_KEY";
 /// Replica index.
 pub const ENV_REPLICA_INDEX: &str = "REPLICA_INDEX";
 /// Writable home (the root filesystem is read-only).
@@ -57,6 +65,8 @@ pub const MANIFEST_CONFIG_MAP_KEY: &str = "manifest.json";
 pub const HOTKEY_DIR: &str = "/var/run/secrets/subnet/hotkey";
 /// Directory of the mounted coldkey Secret.
 pub const COLDKEY_DIR: &str = "/var/run/secrets/subnet/coldkey";
+/// Mount path of the shard cache.
+pub const DATA_CACHE_DIR: &str = "/var/cache/subnet-data";
 /// Writable scratch space (emptyDir).
 pub const TMP_DIR: &str = "/tmp";
 /// Shared memory for NCCL / data loaders (memory-backed emptyDir).
@@ -83,6 +93,10 @@ pub const RESERVED_ENV: &[&str] = &[
     ENV_HOTKEY_FILE,
     ENV_COLDKEY_FILE,
     ENV_CHECKPOINT_DIR,
+    ENV_DATA_CACHE_DIR,
+    ENV_DATA_CACHE_GIB,
+    ENV_DATA_ACCESS_KEY_ID,
+    ENV_DATA_SECRET_ACCESS_KEY,
     ENV_REPLICA_INDEX,
     ENV_POD_NAME,
     ENV_POD_NAMESPACE,

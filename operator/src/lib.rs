@@ -14,6 +14,7 @@ pub mod conditions;
 pub mod contract;
 pub mod controller;
 pub mod crd;
+pub mod data_access;
 pub mod error;
 pub mod error_backoff;
 pub mod events;

@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::contract::*;
 use crate::crd::CredentialsSecretRef;
 use crate::crd::common::default_checkpoint_mount_path;
+use crate::data_access::data_mounts;
 use crate::naming::{
     CONFIG_HASH_ANNOTATION, MANIFEST_HASH_ANNOTATION, REPLICA_INDEX_LABEL, checkpoint_claim_name,
     hotkey_secret, manifest_config_map_name, pod_labels, pod_name, selector_labels,
@@ -38,6 +39,9 @@ pub enum BuildError {
     /// No hotkey Secret for this replica.
     #[error("no hotkey Secret for replica {0}")]
     MissingHotkey(i32),
+    /// The run manifest's dataset URI does not parse (the manifest's validation refuses it).
+    #[error("run manifest data: {0}")]
+    Dataset(#[from] run_manifest::BadUri),
     /// The pod could not be serialized for hashing.
     #[error("cannot hash pod: {0}")]
     Hash(#[from] serde_json::Error),
@@ -186,7 +190,11 @@ fn field_env(name: &str, path: &str) -> EnvVar {
     }
 }
 
-fn credentials_env(id_env: &str, secret_env_name: &str, r: &CredentialsSecretRef) -> [EnvVar; 2] {
+pub(crate) fn credentials_env(
+    id_env: &str,
+    secret_env_name: &str,
+    r: &CredentialsSecretRef,
+) -> [EnvVar; 2] {
     [
         secret_env(id_env, &r.name, &r.access_key_id_key),
         secret_env(secret_env_name, &r.name, &r.secret_access_key_key),
@@ -381,6 +389,8 @@ pub fn desired_pod<K: Workload>(
         format!("{HOTKEY_DIR}/{}", p.wallet.hotkey_key),
     ));
     env.push(plain_env(ENV_CHECKPOINT_DIR, checkpoint_dir.as_str()));
+    let data = data_mounts(p.data.as_ref(), &manifest.manifest().data.access()?, index);
+    env.extend(data.env);
     env.push(plain_env(ENV_REPLICA_INDEX, index.to_string()));
     env.push(field_env(ENV_POD_NAME, "metadata.name"));
     env.push(field_env(ENV_POD_NAMESPACE, "metadata.namespace"));
@@ -434,6 +444,8 @@ pub fn desired_pod<K: Workload>(
         checkpoint_mount.sub_path = Some(checkpoint_sub_path(index));
     }
     mounts.push(checkpoint_mount);
+    volumes.extend(data.volumes);
+    mounts.extend(data.mounts);
 
     let mut args = vec![K::ROLE.as_str().to_owned()];
     args.extend(p.extra_args.iter().cloned());

@@ -6,6 +6,7 @@
 //! checks CEL cannot express. The run manifest and the chain endpoint are checked by the
 //! `run-manifest` crate (the worker's own rules), never re-implemented here.
 
+use crate::data_access::data_errors;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -100,6 +101,12 @@ pub fn admit<K: Workload>(
     let namespace = obj.meta().namespace.as_deref().unwrap_or_default();
     let mut errors = validate(obj).err().unwrap_or_default();
     let resolved = manifest::resolve(&obj.workload().manifest, namespace, config_map);
+    if let Ok(verified) = &resolved {
+        errors.extend(data_errors(
+            obj.workload().data.as_ref(),
+            &verified.manifest().data.access(),
+        ));
+    }
     let reason = match resolved {
         Ok(verified) if errors.is_empty() => return Ok(verified),
         Ok(_) => REASON_INVALID_SPEC,

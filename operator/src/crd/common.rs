@@ -152,6 +152,50 @@ pub fn default_checkpoint_mount_path() -> String {
     "/checkpoints".to_owned()
 }
 
+/// How the workers reach the run's training data (the run manifest's `data` says which
+/// dataset): read credentials for an `s3://` dataset, the claim holding a directory dataset,
+/// and each replica's bounded shard cache.
+#[derive(Clone, Debug, Deserialize, Serialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.cacheGib >= 1", "message": "data.cacheGib must be at least 1"}
+]))]
+pub struct DataSpec {
+    /// Secret with read credentials of an `s3://` dataset (required for one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret: Option<CredentialsSecretRef>,
+    /// PersistentVolumeClaim holding a directory dataset (required for one), mounted
+    /// read-only at the directory the run manifest names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub volume_claim: Option<String>,
+    /// Bound of each replica's shard cache in GiB (least recently used shards go first).
+    #[serde(default = "default_data_cache_gib")]
+    pub cache_gib: u32,
+    /// Existing PersistentVolumeClaim for the shard caches, each replica in its own
+    /// directory (`data-cache-{index}`), so a restarted pod finds its shards; an emptyDir
+    /// sized to the bound when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub cache_claim: Option<String>,
+}
+
+impl Default for DataSpec {
+    fn default() -> Self {
+        Self {
+            credentials_secret: None,
+            volume_claim: None,
+            cache_gib: default_data_cache_gib(),
+            cache_claim: None,
+        }
+    }
+}
+
+/// Default shard cache bound (GiB).
+pub fn default_data_cache_gib() -> u32 {
+    20
+}
+
 /// Where the run manifest comes from: exactly one of a ConfigMap key or an inline document,
 /// optionally pinned to its SHA-256.
 ///

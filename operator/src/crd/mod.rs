@@ -10,8 +10,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use common::{
-    CheckpointSpec, CredentialsSecretRef, ManifestConfigMapRef, ManifestSource, PullPolicy,
-    StorageSpec, WalletSpec,
+    CheckpointSpec, CredentialsSecretRef, DataSpec, ManifestConfigMapRef, ManifestSource,
+    PullPolicy, StorageSpec, WalletSpec,
 };
 pub use status::{Phase, ReplicaPhase, ReplicaStatus, WorkloadStatus};
 pub use training_run::{TrainingRun, TrainingRunSpec};

@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{Affinity, EnvVar, ResourceRequirements, Tolerat
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::common::{CheckpointSpec, ManifestSource, PullPolicy, StorageSpec, WalletSpec};
+use super::common::{
+    CheckpointSpec, DataSpec, ManifestSource, PullPolicy, StorageSpec, WalletSpec,
+};
 
 /// Desired state of a group of workers (miners or validators) on one subnet.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, JsonSchema, PartialEq)]
@@ -55,6 +57,10 @@ pub struct WorkloadSpec {
     pub storage: StorageSpec,
     /// Coldkey and per-replica hotkeys.
     pub wallet: WalletSpec,
+    /// Access to the run's training data and the shard cache; defaults: no credentials, a
+    /// 20 GiB emptyDir cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataSpec>,
     /// Checkpoint volume; an emptyDir when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<CheckpointSpec>,

@@ -120,6 +120,34 @@ impl fmt::Display for DatasetUri {
     }
 }
 
+/// What a worker needs from its deployment to read the run's data: the one place that
+/// decides it, for the worker's data loader and the operator's pod spec alike.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatasetAccess {
+    /// Nothing: the bundled corpus ships with the worker.
+    Bundled,
+    /// Read credentials for the bucket (S3 has no anonymous access here).
+    S3Credentials {
+        /// The dataset, for messages.
+        uri: String,
+    },
+    /// The directory, mounted into the worker.
+    Directory(std::path::PathBuf),
+}
+
+impl crate::sections::DataSection {
+    /// What reading this data needs; an unparsable URI is the manifest's error.
+    pub fn access(&self) -> Result<DatasetAccess, BadUri> {
+        match self {
+            crate::sections::DataSection::Bundled {} => Ok(DatasetAccess::Bundled),
+            crate::sections::DataSection::Dataset(d) => match DatasetUri::parse(&d.uri)? {
+                DatasetUri::S3 { .. } => Ok(DatasetAccess::S3Credentials { uri: d.uri.clone() }),
+                DatasetUri::Dir(path) => Ok(DatasetAccess::Directory(path)),
+            },
+        }
+    }
+}
+
 /// True for 64 lower-case hex digits.
 pub fn is_sha256_hex(text: &str) -> bool {
     text.len() == 64

@@ -25,7 +25,7 @@ pub mod sections;
 use serde::{Deserialize, Serialize};
 
 pub use compression::{MAX_CHUNK_EDGE, QUANTIZATION_BITS, SparseLocoConfig};
-pub use data_source::{BadUri, DatasetRef, DatasetUri, Sampling};
+pub use data_source::{BadUri, DatasetAccess, DatasetRef, DatasetUri, Sampling};
 pub use identity::{BadHash, ManifestHash, canonical_json};
 pub use load::{ManifestError, load_file, parse, verify};
 pub use model_shape::{LlamaConfig, PRESET_NAMES};
