@@ -52,8 +52,9 @@ impl std::fmt::Debug for S3Options {
 /// What `worker data` does.
 #[derive(Debug, Clone, Subcommand)]
 pub enum DataCommand {
-    /// Tokenize text files (`.jsonl`: one object per line; others: one document per file)
-    /// into fixed-size shards and a dataset manifest; resumable; optionally upload to S3.
+    /// Tokenize text files (`.jsonl`: one object per line; `.parquet`: one row per document;
+    /// others: one document per file) into fixed-size shards and a dataset manifest;
+    /// resumable; optionally upload to S3.
     Prepare {
         /// Training inputs, in order.
         #[arg(required = true)]
@@ -67,7 +68,7 @@ pub enum DataCommand {
         /// Token appended after every document.
         #[arg(long, default_value = "<|endoftext|>")]
         eos_token: String,
-        /// JSONL field holding the text.
+        /// JSONL field / Parquet column holding the text.
         #[arg(long, default_value = "text")]
         text_field: String,
         /// Tokens per shard.

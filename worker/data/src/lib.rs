@@ -12,6 +12,7 @@
 
 pub mod cache;
 pub mod dataset;
+mod documents;
 pub mod error;
 pub mod layout;
 pub mod manifest;

@@ -3,8 +3,9 @@
 //! of exactly `shard_tokens` tokens (the last one shorter), flat little-endian.
 //!
 //! * **Inputs.** `.jsonl` / `.ndjson`: one JSON object per line, the document in
-//!   `text_field`. Anything else: the whole file is one UTF-8 document. Inputs are read in
-//!   the order given.
+//!   `text_field`; `.parquet`: one document per row, in the string column `text_field`.
+//!   Anything else: the whole file is one UTF-8 document. Inputs are read in the order given
+//!   (`documents.rs`).
 //! * **Deterministic.** Same inputs, tokenizer and options give byte-identical shards and
 //!   manifest.
 //! * **Resumable.** After every shard, `.prepare-state.json` records the shards written and
@@ -14,7 +15,6 @@
 //!   inputs or options is refused.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokenizers::Tokenizer;
 
+use crate::documents::Documents;
 use crate::error::{DataError, Result};
 use crate::manifest::{
     DATASET_FORMAT_VERSION, DATASET_MANIFEST_FILE, DatasetManifest, DocumentBoundary, ShardEntry,
@@ -49,7 +50,7 @@ pub struct PrepareOptions {
     pub train: Vec<PathBuf>,
     /// Held-out inputs (may be empty).
     pub held_out: Vec<PathBuf>,
-    /// Field of a JSONL object holding the text.
+    /// Field of a JSONL object / column of a Parquet file holding the text.
     pub text_field: String,
     /// Tokens per shard.
     pub shard_tokens: u64,
@@ -354,83 +355,6 @@ impl Run<'_> {
             shards: shards.len(),
         }
     }
-}
-
-/// Documents of a list of inputs, numbered from 0 in order.
-struct Documents<'a> {
-    inputs: &'a [PathBuf],
-    text_field: &'a str,
-    next_input: usize,
-    lines: Option<(PathBuf, std::io::Lines<BufReader<std::fs::File>>, usize)>,
-    index: u64,
-}
-
-impl<'a> Documents<'a> {
-    fn open(inputs: &'a [PathBuf], text_field: &'a str) -> Self {
-        Self {
-            inputs,
-            text_field,
-            next_input: 0,
-            lines: None,
-            index: 0,
-        }
-    }
-
-    fn next_document(&mut self) -> Result<Option<(u64, String)>> {
-        loop {
-            if let Some((path, lines, line_no)) = &mut self.lines {
-                match lines.next() {
-                    Some(line) => {
-                        *line_no += 1;
-                        let line = line.map_err(|e| DataError::io(path.as_path(), e))?;
-                        if line.trim().is_empty() {
-                            continue;
-                        }
-                        let value: serde_json::Value =
-                            serde_json::from_str(&line).map_err(|e| {
-                                DataError::Prepare(format!("{}:{line_no}: {e}", path.display()))
-                            })?;
-                        let text = value
-                            .get(self.text_field)
-                            .and_then(|v| v.as_str())
-                            .ok_or_else(|| {
-                                DataError::Prepare(format!(
-                                    "{}:{line_no}: no string field {:?}",
-                                    path.display(),
-                                    self.text_field
-                                ))
-                            })?;
-                        return Ok(Some(self.numbered(text.to_owned())));
-                    }
-                    None => self.lines = None,
-                }
-            }
-            let Some(path) = self.inputs.get(self.next_input) else {
-                return Ok(None);
-            };
-            self.next_input += 1;
-            if is_jsonl(path) {
-                let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-                self.lines = Some((path.clone(), BufReader::new(file).lines(), 0));
-                continue;
-            }
-            let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
-            return Ok(Some(self.numbered(text)));
-        }
-    }
-
-    fn numbered(&mut self, text: String) -> (u64, String) {
-        let index = self.index;
-        self.index += 1;
-        (index, text)
-    }
-}
-
-fn is_jsonl(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(|e| e.to_str()),
-        Some("jsonl" | "ndjson")
-    )
 }
 
 /// SHA-256 over the options that shape the output and the inputs' contents.
