@@ -118,7 +118,13 @@ impl DevnetArgs {
 
     /// The devnet's run manifest: the tiny model on the bundled corpus, short windows.
     pub fn manifest(&self) -> RunManifest {
+        self.manifest_on(run_manifest::sections::DataSection::Bundled {})
+    }
+
+    /// [`DevnetArgs::manifest`] training on `data`.
+    fn manifest_on(&self, data: run_manifest::sections::DataSection) -> RunManifest {
         let mut m = RunManifest::reference(DEVNET_RUN_ID, "tiny");
+        m.data = data;
         m.seeds.run = self.seed;
         m.window.blocks_per_window = self.window_blocks;
         m.window.upload_deadline_secs = self
@@ -218,7 +224,59 @@ impl Buckets {
             Buckets::S3(server) => Some(server.endpoint().to_owned()),
         }
     }
+
+    /// The run's data: the bundled dataset read from its directory, or (with `--s3`) the
+    /// same dataset uploaded by `worker data`'s own upload to a dataset bucket, which every
+    /// node then fetches shard by shard with the server's read-only identity.
+    async fn data(&self) -> Result<run_manifest::sections::DataSection> {
+        let Buckets::S3(server) = self else {
+            return Ok(run_manifest::sections::DataSection::Bundled {});
+        };
+        let target = worker_data::S3Source::with_config(
+            server.s3_config(DEVNET_DATASET_BUCKET),
+            DEVNET_DATASET_PREFIX,
+        )?;
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            target.ensure_bucket()?;
+            worker_data::upload(&bundled_dataset(), &target)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| NodeError::Config(format!("uploading the devnet dataset: {e}")))??;
+        Ok(run_manifest::sections::DataSection::Dataset(
+            run_manifest::DatasetRef {
+                uri: format!("s3://{DEVNET_DATASET_BUCKET}/{DEVNET_DATASET_PREFIX}"),
+                sha256: worker_data::BUNDLED_DATASET_SHA256.to_owned(),
+                endpoint: Some(server.endpoint().to_owned()),
+                region: None,
+                sampling: run_manifest::Sampling::WholeDataset {},
+            },
+        ))
+    }
+
+    /// How node `name` reads the run's data (its own bounded cache in the devnet directory).
+    fn data_args(&self, devnet: &DevnetArgs, name: &str) -> worker_data::DataArgs {
+        let cache = worker_data::DataArgs::with_cache(devnet.dir.join("data-cache").join(name));
+        match self {
+            Buckets::Local(_) => worker_data::DataArgs {
+                bundled_dataset: Some(bundled_dataset()),
+                ..cache
+            },
+            Buckets::S3(server) => {
+                let read = server.reader_credentials();
+                worker_data::DataArgs {
+                    data_access_key_id: Some(read.access_key_id),
+                    data_secret_access_key: Some(read.secret_access_key),
+                    ..cache
+                }
+            }
+        }
+    }
 }
+
+/// Bucket and prefix of the dataset a `--s3` devnet trains from.
+const DEVNET_DATASET_BUCKET: &str = "datasets";
+const DEVNET_DATASET_PREFIX: &str = "bundled";
 
 /// What a devnet node runs.
 #[derive(Debug, Clone, Copy)]
@@ -282,10 +340,7 @@ impl Node {
             max_object_mib: MAX_OBJECT_MIB,
             // Many nodes in one process: no health endpoints (they would share a port).
             health_addr: crate::health_server::HealthAddr::Off,
-            data: worker_data::DataArgs {
-                bundled_dataset: Some(bundled_dataset()),
-                ..worker_data::DataArgs::with_cache(devnet.dir.join("data-cache").join(&self.name))
-            },
+            data: buckets.data_args(devnet, &self.name),
         }
     }
 }
@@ -307,12 +362,16 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     }
     let keys = args.dir.join("keys");
     std::fs::create_dir_all(&keys)?;
-    let run = run_manifest::verify(args.manifest(), "the devnet's arguments", None)?;
+    let buckets = Arc::new(Buckets::start(args)?);
+    let run = run_manifest::verify(
+        args.manifest_on(buckets.data().await?),
+        "the devnet's arguments",
+        None,
+    )?;
     std::fs::write(
         args.dir.join("run-manifest.json"),
         run.manifest().to_json_pretty(),
     )?;
-    let buckets = Arc::new(Buckets::start(args)?);
 
     let chain = EmbeddedChain::new(EmbeddedChainConfig {
         blocks_per_window: args.window_blocks,
@@ -363,7 +422,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
         .loss_on_batches(&held_out)?;
     if !args.quiet {
         println!(
-            "devnet: {} miners ({}), 1 validator, {} windows of {} blocks x {} ms, tiny LLaMA ({} parameters), initial held-out loss {:.4}",
+            "devnet: {} miners ({}), 1 validator, {} windows of {} blocks x {} ms, tiny LLaMA ({} parameters) on {}, initial held-out loss {:.4}",
             miners.len(),
             miners
                 .iter()
@@ -374,6 +433,10 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
             args.window_blocks,
             args.block_ms,
             settings.model_config().param_count(),
+            match &run.manifest().data {
+                run_manifest::sections::DataSection::Dataset(d) => d.uri.as_str(),
+                run_manifest::sections::DataSection::Bundled {} => "the bundled dataset",
+            },
             initial_eval_loss
         );
     }
