@@ -149,61 +149,11 @@ fn parquet_rows(path: &Path, text_field: &str) -> Result<DocumentIter> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::sync::Arc;
-
+mod tests {
     use parquet::basic::Compression;
-    use parquet::data_type::{ByteArray, ByteArrayType, Int64Type};
-    use parquet::file::properties::WriterProperties;
-    use parquet::file::writer::SerializedFileWriter;
-    use parquet::schema::parser::parse_message_type;
 
     use super::*;
-
-    /// Writes `texts` as a Parquet file with an `id` column and an optional UTF-8 `text`
-    /// column (`None` rows are nulls), `rows_per_group` rows per row group.
-    pub(crate) fn write_parquet(
-        path: &Path,
-        texts: &[Option<&str>],
-        compression: Compression,
-        rows_per_group: usize,
-    ) {
-        let schema = Arc::new(
-            parse_message_type("message doc { required int64 id; optional binary text (UTF8); }")
-                .unwrap(),
-        );
-        let props = Arc::new(
-            WriterProperties::builder()
-                .set_compression(compression)
-                .build(),
-        );
-        let file = std::fs::File::create(path).unwrap();
-        let mut writer = SerializedFileWriter::new(file, schema, props).unwrap();
-        for (g, group) in texts.chunks(rows_per_group.max(1)).enumerate() {
-            let mut rows = writer.next_row_group().unwrap();
-            let ids: Vec<i64> = (0..group.len())
-                .map(|i| (g * rows_per_group + i) as i64)
-                .collect();
-            let mut col = rows.next_column().unwrap().unwrap();
-            col.typed::<Int64Type>()
-                .write_batch(&ids, None, None)
-                .unwrap();
-            col.close().unwrap();
-            let values: Vec<ByteArray> = group
-                .iter()
-                .flatten()
-                .map(|t| ByteArray::from(*t))
-                .collect();
-            let levels: Vec<i16> = group.iter().map(|t| i16::from(t.is_some())).collect();
-            let mut col = rows.next_column().unwrap().unwrap();
-            col.typed::<ByteArrayType>()
-                .write_batch(&values, Some(&levels), None)
-                .unwrap();
-            col.close().unwrap();
-            rows.close().unwrap();
-        }
-        writer.close().unwrap();
-    }
+    use crate::testing::write_parquet;
 
     fn all(inputs: &[PathBuf], field: &str) -> Result<Vec<(u64, String)>> {
         let mut docs = Documents::open(inputs, field);
@@ -228,10 +178,12 @@ pub(crate) mod tests {
         let pq = dir.path().join("c.parquet");
         write_parquet(
             &pq,
+            "text",
             &[Some("three"), Some("fünf ✓"), Some("six")],
             Compression::SNAPPY,
             2,
-        );
+        )
+        .unwrap();
         let docs = all(&[text, jsonl, pq], "text").unwrap();
         let texts: Vec<&str> = docs.iter().map(|(_, t)| t.as_str()).collect();
         assert_eq!(
@@ -256,7 +208,7 @@ pub(crate) mod tests {
             let path = dir.path().join(format!("{name}.parquet"));
             let texts: Vec<String> = (0..50).map(|i| format!("document {i} {name}")).collect();
             let refs: Vec<Option<&str>> = texts.iter().map(|t| Some(t.as_str())).collect();
-            write_parquet(&path, &refs, codec, 16);
+            write_parquet(&path, "text", &refs, codec, 16).unwrap();
             let docs = all(&[path], "text").unwrap();
             assert_eq!(
                 docs.into_iter().map(|(_, t)| t).collect::<Vec<_>>(),
@@ -270,7 +222,7 @@ pub(crate) mod tests {
     fn bad_parquet_inputs_are_errors_naming_file_column_and_row() {
         let dir = tempfile::tempdir().unwrap();
         let pq = dir.path().join("d.parquet");
-        write_parquet(&pq, &[Some("ok"), None], Compression::SNAPPY, 8);
+        write_parquet(&pq, "text", &[Some("ok"), None], Compression::SNAPPY, 8).unwrap();
         let err = all(std::slice::from_ref(&pq), "content")
             .unwrap_err()
             .to_string();
@@ -336,7 +288,14 @@ pub(crate) mod tests {
             })
             .collect();
         let refs: Vec<Option<&str>> = rows.iter().map(|t| Some(t.as_str())).collect();
-        write_parquet(&pq, &refs, Compression::ZSTD(Default::default()), 64);
+        write_parquet(
+            &pq,
+            "text",
+            &refs,
+            Compression::ZSTD(Default::default()),
+            64,
+        )
+        .unwrap();
         let options = |out: &str| PrepareOptions {
             name: "parquet-set".into(),
             tokenizer: Path::new(env!("CARGO_MANIFEST_DIR")).join("bundled/tokenizer.json"),

@@ -21,6 +21,7 @@ pub mod prepare;
 pub mod publish;
 pub mod sampling;
 pub mod source;
+pub mod testing;
 
 pub use cache::{CacheOutcome, ShardCache};
 pub use dataset::{ShardedDataset, Split};

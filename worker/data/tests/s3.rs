@@ -203,11 +203,27 @@ fn prepare_upload_and_train_from_the_bucket() {
         })
         .collect();
     std::fs::write(&input, lines).unwrap();
+    // Text, JSONL and Parquet inputs in one dataset.
+    let text = tmp.path().join("notes.txt");
+    std::fs::write(&text, "A plain text document. ".repeat(50)).unwrap();
+    let rows: Vec<String> = (0..150)
+        .map(|i| format!("Parquet row {i}. {}", "General Kenobi. ".repeat(i % 5 + 1)))
+        .collect();
+    let refs: Vec<Option<&str>> = rows.iter().map(|r| Some(r.as_str())).collect();
+    let parquet = tmp.path().join("rows.parquet");
+    worker_data::testing::write_parquet(
+        &parquet,
+        "body",
+        &refs,
+        parquet::basic::Compression::SNAPPY,
+        40,
+    )
+    .unwrap();
     let options = |out: &str, shard_tokens| PrepareOptions {
         name: "uploaded".into(),
         tokenizer: bundled_dir().join("tokenizer.json"),
         eos_token: "<|endoftext|>".into(),
-        train: vec![input.clone()],
+        train: vec![input.clone(), text.clone(), parquet.clone()],
         held_out: vec![],
         text_field: "body".into(),
         shard_tokens,
@@ -255,4 +271,24 @@ fn prepare_upload_and_train_from_the_bucket() {
     assert_eq!(steps.len(), 2);
     let report = inspect(&reader(&bucket, "sets/uploaded"), 32).unwrap();
     assert!(report.contains("Sample document number 0"), "{report}");
+    // The Parquet rows are in the bucket's shards: the last shard ends with the last row.
+    let last = manifest.shards.last().unwrap();
+    let bytes = reader(&bucket, "sets/uploaded")
+        .read(&last.key, last.bytes())
+        .unwrap();
+    let tokens: Vec<u32> = match last.width {
+        worker_data::ShardWidth::U16 => bytes
+            .chunks_exact(2)
+            .map(|b| u32::from(u16::from_le_bytes([b[0], b[1]])))
+            .collect(),
+        worker_data::ShardWidth::U32 => bytes
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+    };
+    let tokenizer = tokenizers::Tokenizer::from_file(bundled_dir().join("tokenizer.json")).unwrap();
+    let tail = tokenizer
+        .decode(&tokens[tokens.len().saturating_sub(200)..], false)
+        .unwrap();
+    assert!(tail.contains("Parquet row 149."), "{tail}");
 }
