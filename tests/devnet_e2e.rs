@@ -8,6 +8,25 @@ use worker_model::{Llama, LlamaConfig};
 use worker_sparseloco::{ParamSpec, decode};
 use worker_storage::{LocalStore, ObjectStore};
 
+/// The run completed `windows` windows, the shared model's held-out loss fell by more than
+/// `drop`, and every miner stayed in lockstep with the validator.
+fn assert_learns_in_lockstep(report: &worker::report::DevnetReport, windows: usize, drop: f64) {
+    assert_eq!(report.windows.len(), windows);
+    assert!(
+        report.final_eval_loss() < report.initial_eval_loss - drop,
+        "held-out loss {} -> {}",
+        report.initial_eval_loss,
+        report.final_eval_loss()
+    );
+    for window in &report.windows {
+        assert!(
+            window.miners.iter().all(|m| m.in_sync),
+            "window {}",
+            window.window
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
     let dir = tempfile::tempdir().unwrap();
@@ -27,22 +46,7 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
     };
     let report = devnet::run(&args).await.expect("devnet run");
 
-    // The shared model learns.
-    assert_eq!(report.windows.len(), 4);
-    assert!(
-        report.final_eval_loss() < report.initial_eval_loss - 0.1,
-        "held-out loss {} -> {}",
-        report.initial_eval_loss,
-        report.final_eval_loss()
-    );
-    // Every miner stays in lockstep with the validator.
-    for window in &report.windows {
-        assert!(
-            window.miners.iter().all(|m| m.in_sync),
-            "window {}",
-            window.window
-        );
-    }
+    assert_learns_in_lockstep(&report, 4, 0.1);
 
     // Honest miners out-weigh the poisoner, and the poisoner is never aggregated.
     let poisoner = report.windows[0]
@@ -128,20 +132,7 @@ async fn devnet_over_s3_trains_from_the_uploaded_dataset() {
         ..DevnetArgs::default()
     };
     let report = devnet::run(&args).await.expect("devnet --s3 run");
-    assert_eq!(report.windows.len(), 3);
-    assert!(
-        report.final_eval_loss() < report.initial_eval_loss - 0.05,
-        "held-out loss {} -> {}",
-        report.initial_eval_loss,
-        report.final_eval_loss()
-    );
-    for window in &report.windows {
-        assert!(
-            window.miners.iter().all(|m| m.in_sync),
-            "window {}",
-            window.window
-        );
-    }
+    assert_learns_in_lockstep(&report, 3, 0.05);
     let manifest = std::fs::read_to_string(args.dir.join("run-manifest.json")).unwrap();
     assert!(manifest.contains("s3://datasets/bundled"), "{manifest}");
     // Each node's cache holds the shards it fetched from the bucket.
