@@ -44,7 +44,8 @@ pub struct DevnetArgs {
     /// Honest miners.
     #[arg(long, default_value_t = 4)]
     pub miners: usize,
-    /// Extra adversarial miners, repeatable: lazy, copycat, poisoner, wrongdata, late.
+    /// Extra adversarial miners, repeatable: lazy, copycat, poisoner, wrongdata, late,
+    /// signflip, stale, sybil (every sybil joins one group), freerider, swap, recompress.
     #[arg(long = "cheater", value_name = "BEHAVIOUR")]
     pub cheaters: Vec<Behaviour>,
     /// Windows to run.
@@ -143,7 +144,8 @@ impl DevnetArgs {
                 "the devnet needs at least two miners".into(),
             ));
         }
-        if self.cheaters.contains(&Behaviour::Copycat) && self.miners == 0 {
+        let copiers = [Behaviour::Copycat, Behaviour::Recompress];
+        if self.cheaters.iter().any(|c| copiers.contains(c)) && self.miners == 0 {
             return Err(NodeError::Config(
                 "a copycat needs an honest miner to copy".into(),
             ));
@@ -382,6 +384,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     let resolver_buckets = buckets.clone();
     let resolve: Arc<Resolver> = Arc::new(move |c: &BucketCredentials| resolver_buckets.peer(c));
     let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+    let sybils = adversaries::SybilGroup::default();
     let mut roles = Vec::new();
     for node in &nodes {
         roles.push((
@@ -394,6 +397,7 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
                 resolve.clone(),
                 run.clone(),
                 recorder.clone(),
+                &sybils,
             )?,
         ));
     }
@@ -474,8 +478,14 @@ fn spawn_role(
     resolve: Arc<Resolver>,
     run: VerifiedManifest,
     recorder: Arc<Recorder>,
+    sybils: &adversaries::SybilGroup,
 ) -> Result<JoinHandle<Result<()>>> {
     let (name, role) = (node.name.clone(), node.role);
+    // Built here, in registration order, so Sybil members get their indices in uid order.
+    let mut strategy = match role {
+        Role::Miner(behaviour) => Some(adversaries::strategy(behaviour, sybils)),
+        Role::Validator => None,
+    };
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
@@ -486,12 +496,9 @@ fn spawn_role(
                 let store = buckets.own(&name).await?;
                 let mut ctx = connect(chain, store, node_args, &run).await?;
                 ctx.events = recorder;
-                match role {
-                    Role::Validator => run_validator(ctx, &*resolve).await,
-                    Role::Miner(behaviour) => {
-                        let mut strategy = adversaries::strategy(behaviour);
-                        run_miner_with(ctx, &*resolve, &mut *strategy).await
-                    }
+                match strategy.as_mut() {
+                    None => run_validator(ctx, &*resolve).await,
+                    Some(strategy) => run_miner_with(ctx, &*resolve, &mut **strategy).await,
                 }
             })
         })?;
