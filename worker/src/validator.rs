@@ -16,7 +16,7 @@ use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
 use crate::error::Result;
-use crate::evaluator::{LossDelta, evaluate_update};
+use crate::evaluator::{evaluate_update, fit_gain};
 use crate::gradient_object::{GradientObject, ObjectError};
 use crate::miner::assignment;
 use crate::replica::Replica;
@@ -256,6 +256,7 @@ impl Validator {
         let before_random = self.replica.model.loss_on_batches(&random)?;
         let mut deltas = BTreeMap::new();
         let mut digests_ok = BTreeMap::new();
+        let mut assigned_batches = BTreeMap::new();
         for (uid, gradient, _) in &accepted {
             let (ids, digest) = assignment(&self.settings, dataset, *uid, window)?;
             digests_ok.insert(*uid, digest.0 == gradient.sample_digest);
@@ -271,8 +272,30 @@ impl Validator {
             )
             .map_err(|err| err.to_string());
             deltas.insert(*uid, delta);
+            assigned_batches.insert(*uid, assigned);
         }
-        let copies = resolve_copy_ties(copies, &deltas);
+        // Each update on its own data, then, for pairs flagged as copies of each other, on
+        // the other's data.
+        let mut fits = FitTable::new();
+        for (uid, delta) in &deltas {
+            if let Ok(delta) = delta {
+                fits.insert((*uid, *uid), delta.before_assigned - delta.after_assigned);
+            }
+        }
+        for (a, b) in mutual_pairs(&copies) {
+            for (update, data) in [(a, b), (b, a)] {
+                let payload = accepted.iter().find(|(u, _, _)| *u == update);
+                if let (Some((_, gradient, _)), Some(batches)) =
+                    (payload, assigned_batches.get(&data))
+                    && let Ok(gain) =
+                        fit_gain(&mut self.replica, &gradient.payload, batches, self.eval.lr)
+                    && gain.is_finite()
+                {
+                    fits.insert((update, data), gain);
+                }
+            }
+        }
+        let copies = resolve_copy_ties(copies, &fits);
         let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
 
         for (uid, _, sync_sample) in &accepted {
@@ -329,54 +352,69 @@ impl Validator {
     }
 }
 
-/// How much more a peer's update helps its own assigned data than random data.
-fn assigned_advantage(delta: &LossDelta) -> f64 {
-    (delta.before_assigned - delta.after_assigned) - (delta.before_random - delta.after_random)
-}
+/// Loss drops measured by the copy tie-break: (uid whose update, uid whose assigned data)
+/// -> how much that update alone lowers the loss on that data.
+pub type FitTable = BTreeMap<(u16, u16), f64>;
 
-/// Upload times have whole-second resolution, so an original and its copy can carry the
-/// same time and be flagged as copies of each other. The copy was trained on the
-/// original's assignment, not its own, so of such a pair the peer whose update helps its
-/// own assigned data more is the original; its flag is dropped. Ties of that measure too
-/// (or unmeasurable peers) keep both flags.
-pub fn resolve_copy_ties(
-    copies: Vec<CopyFlag>,
-    deltas: &BTreeMap<u16, std::result::Result<LossDelta, String>>,
-) -> Vec<CopyFlag> {
-    let advantage = |uid: u16| match deltas.get(&uid) {
-        Some(Ok(delta)) => Some(assigned_advantage(delta)),
-        _ => None,
-    };
+/// The unordered pairs flagged as copies of each other (equal upload times), each once.
+pub fn mutual_pairs(copies: &[CopyFlag]) -> Vec<(u16, u16)> {
     copies
         .iter()
-        .filter(|flag| {
-            let mutual = copies
+        .filter(|f| f.copier < f.original)
+        .filter(|f| {
+            copies
                 .iter()
-                .any(|other| other.copier == flag.original && other.original == flag.copier);
-            if !mutual {
+                .any(|o| o.copier == f.original && o.original == f.copier)
+        })
+        .map(|f| (f.copier, f.original))
+        .collect()
+}
+
+/// Settles pairs flagged as copies of each other. The first rule is the upload time (a copy
+/// needs its original to exist, so the later uploader copied); stored times have
+/// whole-second resolution, so an original and its copy can carry the same one and both be
+/// flagged. Of such a pair the original is the peer whose assigned data the pair's update
+/// was trained on: both updates (near-identical, they overlap beyond the threshold) are
+/// measured on both peers' assigned data, and the peer whose data they lower the loss on
+/// more keeps no flag. This is deterministic (the validator's model, seeded assignments)
+/// and nothing a copier controls decides it: its assignment is fixed by the run seed, its
+/// uid and the window, the original's training data by the original's, and moving the
+/// update toward its own data means training on it. Only when the measures tie exactly
+/// (updates that change nothing, which earn nothing either) or neither update could be
+/// measured do both flags stay. One-sided flags (different upload times) are kept as
+/// they are.
+pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> Vec<CopyFlag> {
+    let mutual = mutual_pairs(&copies);
+    // Sum of the pair's measured updates' gains on `data`'s assignment, and how many were
+    // measured.
+    let fit_on = |pair: (u16, u16), data: u16| {
+        let gains: Vec<f64> = [pair.0, pair.1]
+            .iter()
+            .filter_map(|update| fits.get(&(*update, data)).copied())
+            .collect();
+        (gains.iter().sum::<f64>(), gains.len())
+    };
+    copies
+        .into_iter()
+        .filter(|flag| {
+            let pair = (flag.copier.min(flag.original), flag.copier.max(flag.original));
+            if !mutual.contains(&pair) {
                 return true;
             }
-            match (advantage(flag.copier), advantage(flag.original)) {
-                (Some(copier), Some(original)) => copier <= original,
-                _ => true,
+            let (copier, n_copier) = fit_on(pair, flag.copier);
+            let (original, n_original) = fit_on(pair, flag.original);
+            // Compare like with like: the same updates measured on both assignments.
+            if n_copier == 0 || n_copier != n_original {
+                return true;
             }
+            copier <= original
         })
-        .copied()
         .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn delta(assigned_gain: f64, random_gain: f64) -> LossDelta {
-        LossDelta {
-            before_assigned: 5.0,
-            after_assigned: 5.0 - assigned_gain,
-            before_random: 5.0,
-            after_random: 5.0 - random_gain,
-        }
-    }
 
     fn flag(copier: u16, original: u16) -> CopyFlag {
         CopyFlag {
@@ -386,25 +424,68 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mutual_flags_keep_only_the_peer_that_does_not_fit_its_own_data() {
-        let mut deltas = BTreeMap::new();
-        // uid 1 trained on its own data; uid 6 re-uploaded uid 1's update.
-        deltas.insert(1, Ok(delta(0.30, 0.10)));
-        deltas.insert(6, Ok(delta(0.10, 0.10)));
-        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &deltas);
-        assert_eq!(kept.len(), 1);
-        assert_eq!((kept[0].copier, kept[0].original), (6, 1));
+    /// Gains of two near-identical updates trained on `trained_on`'s data.
+    fn pair_fits(a: u16, b: u16, trained_on: u16) -> FitTable {
+        let gain = |data: u16| if data == trained_on { 0.30 } else { 0.05 };
+        let mut fits = FitTable::new();
+        for update in [a, b] {
+            for data in [a, b] {
+                fits.insert((update, data), gain(data) + 0.001 * f64::from(update));
+            }
+        }
+        fits
     }
 
     #[test]
-    fn one_sided_flags_and_unmeasured_ties_are_kept() {
-        let mut deltas = BTreeMap::new();
-        deltas.insert(1, Ok(delta(0.3, 0.1)));
-        deltas.insert(2, Err("invalid".to_owned()));
-        let kept = resolve_copy_ties(vec![flag(6, 1)], &deltas);
+    fn a_same_second_pair_keeps_only_the_peer_whose_data_the_update_was_not_trained_on() {
+        // uid 6 copied uid 1's update; both were stored in the same second.
+        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 1));
         assert_eq!(kept.len(), 1);
-        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &deltas);
+        assert_eq!((kept[0].copier, kept[0].original), (6, 1));
+        // The same with the uids the other way round: uid order decides nothing.
+        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 6));
+        assert_eq!((kept[0].copier, kept[0].original), (1, 6));
+    }
+
+    #[test]
+    fn a_sybil_group_keeps_one_unflagged_member() {
+        // uids 3, 4 and 5 upload one update trained on uid 4's data, in one second.
+        let uids = [3u16, 4, 5];
+        let mut copies = Vec::new();
+        let mut fits = FitTable::new();
+        for &a in &uids {
+            for &b in &uids {
+                if a != b {
+                    copies.push(flag(a, b));
+                }
+                fits.insert((a, b), if b == 4 { 0.3 } else { 0.02 * f64::from(b) });
+            }
+        }
+        let kept = resolve_copy_ties(copies, &fits);
+        let mut copiers: Vec<u16> = kept.iter().map(|f| f.copier).collect();
+        copiers.dedup();
+        assert_eq!(copiers, vec![3, 5], "{kept:?}");
+    }
+
+    #[test]
+    fn one_sided_flags_unmeasured_and_tied_pairs_are_kept() {
+        let kept = resolve_copy_ties(vec![flag(6, 1)], &FitTable::new());
+        assert_eq!(kept.len(), 1);
+        // Nothing measured: both flags stay.
+        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &FitTable::new());
         assert_eq!(kept.len(), 2);
+        // Updates that change nothing tie exactly: both stay flagged.
+        let mut fits = FitTable::new();
+        for key in [(1, 1), (1, 2), (2, 1), (2, 2)] {
+            fits.insert(key, 0.0);
+        }
+        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!(kept.len(), 2);
+        // Only one update measurable: it alone decides, on both assignments.
+        let mut fits = FitTable::new();
+        fits.insert((1, 1), 0.2);
+        fits.insert((1, 2), 0.01);
+        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((kept[0].copier, kept.len()), (2, 1));
     }
 }
