@@ -254,24 +254,48 @@ impl MinerStrategy for Recompress {
     }
 }
 
-/// The first object of this window another miner stored, polled for until the middle of
-/// the upload window.
+/// The object of this window of the best-paid other miner (highest incentive, then lowest
+/// uid) among those stored once every other miner's is, or by the middle of the upload
+/// window.
 async fn peer_object(miner: &Miner, input: &WindowInput<'_>) -> Result<Option<Bytes>> {
     let give_up = input.upload_window.start + input.upload_window.length / 2;
     let ctx = input.ctx;
     let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let peers = resolve_peers(&*ctx.chain, &metagraph, input.resolve).await?;
+    let lead = NodeContext::lead_validator(&metagraph);
+    let miners: Vec<_> = peers
+        .iter()
+        .filter(|p| p.uid != miner.uid && Some(p.uid) != lead)
+        .collect();
+    let incentive = |uid: u16| {
+        metagraph
+            .neurons
+            .iter()
+            .find(|n| n.uid == uid)
+            .map_or(0.0, |n| n.incentive)
+    };
     let max_bytes = ctx.args.max_object_mib << 20;
     let key_of = |uid| ctx.layout.gradient(input.window, uid);
-    while SystemTime::now() < give_up {
-        for peer in peers.iter().filter(|p| p.uid != miner.uid) {
-            if let Ok(object) = peer.store.get(&key_of(peer.uid), max_bytes).await {
-                return Ok(Some(object.body));
+    let mut found: BTreeMap<u16, Bytes> = BTreeMap::new();
+    loop {
+        for peer in &miners {
+            if found.contains_key(&peer.uid) {
+                continue;
             }
+            if let Ok(object) = peer.store.get(&key_of(peer.uid), max_bytes).await {
+                found.insert(peer.uid, object.body);
+            }
+        }
+        if found.len() == miners.len() || SystemTime::now() >= give_up {
+            break;
         }
         tokio::time::sleep(COPY_POLL).await;
     }
-    Ok(None)
+    let best = found
+        .keys()
+        .copied()
+        .max_by(|a, b| incentive(*a).total_cmp(&incentive(*b)).then(b.cmp(a)));
+    Ok(best.and_then(|uid| found.remove(&uid)))
 }
 
 /// The dense update of a sealed object `object`, times `scale`.
@@ -434,8 +458,13 @@ impl MinerStrategy for Swap {
             let honest =
                 miner.compress_and_seal(input.window, &pseudo, digest, &input.ctx.hotkey, loss)?;
             let dense = dense_update(miner, &honest.object, POISON_SCALE)?;
-            let poisoned =
-                miner.compress_and_seal(input.window, &dense, digest, &input.ctx.hotkey, loss)?;
+            let poisoned = miner.compress_and_seal_detached(
+                input.window,
+                &dense,
+                digest,
+                &input.ctx.hotkey,
+                loss,
+            )?;
             spawn_swap(&input, poisoned.object).await?;
             Ok(in_time(honest))
         })
