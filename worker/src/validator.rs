@@ -274,33 +274,50 @@ impl Validator {
             deltas.insert(*uid, delta);
             assigned_batches.insert(*uid, assigned);
         }
-        // Each update on its own data, then, for pairs flagged as copies of each other, on
-        // the other's data.
+        // Pairs flagged as copies of each other (same upload second): both updates on both
+        // peers' whole assignments.
         let mut fits = FitTable::new();
-        for (uid, delta) in &deltas {
-            if let Ok(delta) = delta {
-                fits.insert((*uid, *uid), delta.before_assigned - delta.after_assigned);
-            }
-        }
         for (a, b) in mutual_pairs(&copies) {
-            for (update, data) in [(a, b), (b, a)] {
-                let payload = accepted.iter().find(|(u, _, _)| *u == update);
-                if let (Some((_, gradient, _)), Some(batches)) =
-                    (payload, assigned_batches.get(&data))
-                    && let Ok(gain) =
-                        fit_gain(&mut self.replica, &gradient.payload, batches, self.eval.lr)
-                    && gain.is_finite()
-                {
-                    fits.insert((update, data), gain);
+            for data in [a, b] {
+                let (ids, _) = assignment(&self.settings, dataset, data, window)?;
+                let batches = dataset.batches(&ids, self.settings.micro_batch_size)?;
+                for update in [a, b] {
+                    let Some((_, gradient, _)) = accepted.iter().find(|(u, _, _)| *u == update)
+                    else {
+                        continue;
+                    };
+                    if let Ok(gain) =
+                        fit_gain(&mut self.replica, &gradient.payload, &batches, self.eval.lr)
+                        && gain.is_finite()
+                    {
+                        fits.insert((update, data), gain);
+                    }
                 }
             }
+            let fit = |update: u16, data: u16| fits.get(&(update, data)).copied();
+            tracing::info!(
+                a,
+                b,
+                a_on_a = ?fit(a, a),
+                b_on_a = ?fit(b, a),
+                a_on_b = ?fit(a, b),
+                b_on_b = ?fit(b, b),
+                "same-second copy pair: cross-fit"
+            );
         }
-        let copies = resolve_copy_ties(copies, &fits);
+        let CopyResolution { flags: copies, unresolved } = resolve_copy_ties(copies, &fits);
         let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
 
         for (uid, _, sync_sample) in &accepted {
             if copiers.contains(uid) {
                 // Replaced by the copy outcome in apply_copy_flags below.
+                outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
+                continue;
+            }
+            if unresolved.contains(uid) {
+                // Copy or original of a same-second pair the evidence cannot tell apart:
+                // neither credited (nor aggregated) this window, neither struck.
+                tracing::warn!(uid, "same-second copy pair unresolved: not credited");
                 outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
                 continue;
             }
@@ -370,20 +387,34 @@ pub fn mutual_pairs(copies: &[CopyFlag]) -> Vec<(u16, u16)> {
         .collect()
 }
 
+/// Least relative difference of the cross-fit that settles a same-second pair: the
+/// original's assignment must gain at least this share more than the other's.
+pub const COPY_TIE_MARGIN: f64 = 0.25;
+
+/// What the tie-break made of the copy flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyResolution {
+    /// The flags that stand (one-sided ones, and the copier's side of settled pairs).
+    pub flags: Vec<CopyFlag>,
+    /// Peers of same-second pairs the evidence could not settle.
+    pub unresolved: Vec<u16>,
+}
+
 /// Settles pairs flagged as copies of each other. The first rule is the upload time (a copy
 /// needs its original to exist, so the later uploader copied); stored times have
 /// whole-second resolution, so an original and its copy can carry the same one and both be
 /// flagged. Of such a pair the original is the peer whose assigned data the pair's update
 /// was trained on: both updates (near-identical, they overlap beyond the threshold) are
-/// measured on both peers' assigned data, and the peer whose data they lower the loss on
-/// more keeps no flag. This is deterministic (the validator's model, seeded assignments)
-/// and nothing a copier controls decides it: its assignment is fixed by the run seed, its
-/// uid and the window, the original's training data by the original's, and moving the
-/// update toward its own data means training on it. Only when the measures tie exactly
-/// (updates that change nothing, which earn nothing either) or neither update could be
-/// measured do both flags stay. One-sided flags (different upload times) are kept as
-/// they are.
-pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> Vec<CopyFlag> {
+/// measured on both peers' whole assignments, and when one assignment gains more than the
+/// other by at least [`COPY_TIE_MARGIN`] (relative), its peer is the original and keeps no
+/// flag. Nothing a copier controls decides it: its assignment is fixed by the run seed,
+/// its uid and the window, the original's training data by the original's, and moving the
+/// update toward its own data means training on it; uid order and arrival order play no
+/// part. When the measures are closer than the margin (or cannot be taken on both sides),
+/// the pair is unresolved: neither peer is flagged, credited or aggregated this window, so
+/// an honest original is never struck for a copy, and a copy never earns. One-sided flags
+/// (different upload times) stand as they are.
+pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResolution {
     let mutual = mutual_pairs(&copies);
     // Sum of the pair's measured updates' gains on `data`'s assignment, and how many were
     // measured.
@@ -394,22 +425,36 @@ pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> Vec<CopyFlag
             .collect();
         (gains.iter().sum::<f64>(), gains.len())
     };
-    copies
+    let mut unresolved = Vec::new();
+    // The copier of each settled pair.
+    let mut settled = Vec::new();
+    for &pair in &mutual {
+        let (first, n_first) = fit_on(pair, pair.0);
+        let (second, n_second) = fit_on(pair, pair.1);
+        let scale = first.abs().max(second.abs());
+        // Compare like with like: the same updates measured on both assignments.
+        let decisive = n_first > 0
+            && n_first == n_second
+            && scale > 0.0
+            && (first - second).abs() >= COPY_TIE_MARGIN * scale;
+        if !decisive {
+            unresolved.extend([pair.0, pair.1]);
+        } else if first > second {
+            settled.push((pair.1, pair.0));
+        } else {
+            settled.push((pair.0, pair.1));
+        }
+    }
+    let flags = copies
         .into_iter()
         .filter(|flag| {
             let pair = (flag.copier.min(flag.original), flag.copier.max(flag.original));
-            if !mutual.contains(&pair) {
-                return true;
-            }
-            let (copier, n_copier) = fit_on(pair, flag.copier);
-            let (original, n_original) = fit_on(pair, flag.original);
-            // Compare like with like: the same updates measured on both assignments.
-            if n_copier == 0 || n_copier != n_original {
-                return true;
-            }
-            copier <= original
+            !mutual.contains(&pair) || settled.contains(&(flag.copier, flag.original))
         })
-        .collect()
+        .collect();
+    unresolved.sort_unstable();
+    unresolved.dedup();
+    CopyResolution { flags, unresolved }
 }
 
 #[cfg(test)]
@@ -436,19 +481,26 @@ mod tests {
         fits
     }
 
-    #[test]
-    fn a_same_second_pair_keeps_only_the_peer_whose_data_the_update_was_not_trained_on() {
-        // uid 6 copied uid 1's update; both were stored in the same second.
-        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 1));
-        assert_eq!(kept.len(), 1);
-        assert_eq!((kept[0].copier, kept[0].original), (6, 1));
-        // The same with the uids the other way round: uid order decides nothing.
-        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 6));
-        assert_eq!((kept[0].copier, kept[0].original), (1, 6));
+    fn copiers(resolution: &CopyResolution) -> Vec<(u16, u16)> {
+        resolution
+            .flags
+            .iter()
+            .map(|f| (f.copier, f.original))
+            .collect()
     }
 
     #[test]
-    fn a_sybil_group_keeps_one_unflagged_member() {
+    fn a_same_second_pair_flags_the_peer_whose_data_the_update_was_not_trained_on() {
+        // uid 6 copied uid 1's update; both were stored in the same second.
+        let r = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 1));
+        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(6, 1)], 0));
+        // The same with the roles the other way round: uid order decides nothing.
+        let r = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 6));
+        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(1, 6)], 0));
+    }
+
+    #[test]
+    fn a_sybil_group_keeps_at_most_one_unflagged_member() {
         // uids 3, 4 and 5 upload one update trained on uid 4's data, in one second.
         let uids = [3u16, 4, 5];
         let mut copies = Vec::new();
@@ -458,34 +510,43 @@ mod tests {
                 if a != b {
                     copies.push(flag(a, b));
                 }
-                fits.insert((a, b), if b == 4 { 0.3 } else { 0.02 * f64::from(b) });
+                fits.insert((a, b), if b == 4 { 0.3 } else { 0.05 + 0.001 * f64::from(b) });
             }
         }
-        let kept = resolve_copy_ties(copies, &fits);
-        let mut copiers: Vec<u16> = kept.iter().map(|f| f.copier).collect();
-        copiers.dedup();
-        assert_eq!(copiers, vec![3, 5], "{kept:?}");
+        let r = resolve_copy_ties(copies, &fits);
+        let mut flagged: Vec<u16> = r.flags.iter().map(|f| f.copier).collect();
+        flagged.dedup();
+        assert_eq!(flagged, vec![3, 5], "{r:?}");
+        // 3 and 5 (neither trained) are too close to settle between themselves.
+        assert_eq!(r.unresolved, vec![3, 5]);
     }
 
     #[test]
-    fn one_sided_flags_unmeasured_and_tied_pairs_are_kept() {
-        let kept = resolve_copy_ties(vec![flag(6, 1)], &FitTable::new());
-        assert_eq!(kept.len(), 1);
-        // Nothing measured: both flags stay.
-        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &FitTable::new());
-        assert_eq!(kept.len(), 2);
-        // Updates that change nothing tie exactly: both stay flagged.
+    fn close_unmeasured_and_tied_pairs_are_unresolved_and_one_sided_flags_stand() {
+        let r = resolve_copy_ties(vec![flag(6, 1)], &FitTable::new());
+        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(6, 1)], 0));
+        // Nothing measured: neither flagged, both unresolved.
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &FitTable::new());
+        assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
+        // Updates that change nothing tie exactly.
         let mut fits = FitTable::new();
         for key in [(1, 1), (1, 2), (2, 1), (2, 2)] {
             fits.insert(key, 0.0);
         }
-        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
-        assert_eq!(kept.len(), 2);
-        // Only one update measurable: it alone decides, on both assignments.
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
+        // Within the margin: 0.30 against 0.25 is too close to call.
+        let mut fits = FitTable::new();
+        for (key, gain) in [((1, 1), 0.15), ((2, 1), 0.15), ((1, 2), 0.125), ((2, 2), 0.125)] {
+            fits.insert(key, gain);
+        }
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
+        // Only one update measurable on both assignments: it alone decides.
         let mut fits = FitTable::new();
         fits.insert((1, 1), 0.2);
         fits.insert((1, 2), 0.01);
-        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
-        assert_eq!((kept[0].copier, kept.len()), (2, 1));
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(2, 1)], 0));
     }
 }
