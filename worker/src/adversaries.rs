@@ -192,9 +192,8 @@ impl MinerStrategy for Late {
     }
 }
 
-/// Waits for another miner's object of this window, re-seals it under its own uid and
-/// uploads it; when nothing appears in the first half of the upload window it uploads a
-/// zero update instead.
+/// Waits for the best-paid other miner's object of this window, re-seals it under its own
+/// uid and uploads it; when nothing appears in time it uploads a zero update instead.
 struct Copycat;
 
 impl MinerStrategy for Copycat {
@@ -221,7 +220,7 @@ impl MinerStrategy for Copycat {
 
 /// Decodes another miner's object of this window and compresses its dense update through
 /// its own error feedback (so the selection can drift from the original's), then uploads
-/// it; a zero update when nothing appears in the first half of the upload window.
+/// it; a zero update when nothing appears in time.
 struct Recompress;
 
 impl MinerStrategy for Recompress {
@@ -254,19 +253,21 @@ impl MinerStrategy for Recompress {
     }
 }
 
+/// The latest a copier waits for something to copy: nine tenths into the upload window
+/// (miners start a window once the lead's list of the last one is out, which can be well
+/// into it).
+fn copy_deadline(input: &WindowInput<'_>) -> SystemTime {
+    input.upload_window.start + input.upload_window.length.mul_f64(0.9)
+}
+
 /// The object of this window of the best-paid other miner (highest incentive, then lowest
-/// uid) among those stored once every other miner's is, or by the middle of the upload
-/// window.
+/// uid), polled for until [`copy_deadline`]; then the best-paid one found, if any.
 async fn peer_object(miner: &Miner, input: &WindowInput<'_>) -> Result<Option<Bytes>> {
-    let give_up = input.upload_window.start + input.upload_window.length / 2;
+    let give_up = copy_deadline(input);
     let ctx = input.ctx;
     let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let peers = resolve_peers(&*ctx.chain, &metagraph, input.resolve).await?;
     let lead = NodeContext::lead_validator(&metagraph);
-    let miners: Vec<_> = peers
-        .iter()
-        .filter(|p| p.uid != miner.uid && Some(p.uid) != lead)
-        .collect();
     let incentive = |uid: u16| {
         metagraph
             .neurons
@@ -274,28 +275,32 @@ async fn peer_object(miner: &Miner, input: &WindowInput<'_>) -> Result<Option<By
             .find(|n| n.uid == uid)
             .map_or(0.0, |n| n.incentive)
     };
+    let mut miners: Vec<_> = peers
+        .iter()
+        .filter(|p| p.uid != miner.uid && Some(p.uid) != lead)
+        .collect();
+    // Best-paid first.
+    miners.sort_by(|a, b| {
+        incentive(b.uid)
+            .total_cmp(&incentive(a.uid))
+            .then(a.uid.cmp(&b.uid))
+    });
     let max_bytes = ctx.args.max_object_mib << 20;
     let key_of = |uid| ctx.layout.gradient(input.window, uid);
-    let mut found: BTreeMap<u16, Bytes> = BTreeMap::new();
+    let mut best: Option<(usize, Bytes)> = None;
     loop {
-        for peer in &miners {
-            if found.contains_key(&peer.uid) {
-                continue;
-            }
+        let better = best.as_ref().map_or(miners.len(), |(rank, _)| *rank);
+        for (rank, peer) in miners.iter().enumerate().take(better) {
             if let Ok(object) = peer.store.get(&key_of(peer.uid), max_bytes).await {
-                found.insert(peer.uid, object.body);
+                best = Some((rank, object.body));
+                break;
             }
         }
-        if found.len() == miners.len() || SystemTime::now() >= give_up {
-            break;
+        if matches!(best, Some((0, _))) || SystemTime::now() >= give_up {
+            return Ok(best.map(|(_, body)| body));
         }
         tokio::time::sleep(COPY_POLL).await;
     }
-    let best = found
-        .keys()
-        .copied()
-        .max_by(|a, b| incentive(*a).total_cmp(&incentive(*b)).then(b.cmp(a)));
-    Ok(best.and_then(|uid| found.remove(&uid)))
 }
 
 /// The dense update of a sealed object `object`, times `scale`.
@@ -352,7 +357,7 @@ impl MinerStrategy for Sybil {
                     .insert(input.window, Some(upload.object.clone()));
                 return Ok(in_time(upload));
             }
-            let give_up = input.upload_window.start + input.upload_window.length / 2;
+            let give_up = copy_deadline(&input);
             let shared = loop {
                 if let Some(Some(object)) = self.group.state().windows.get(&input.window) {
                     break Some(object.clone());
