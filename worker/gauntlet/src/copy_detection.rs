@@ -5,7 +5,7 @@
 //! selects overlap only partly with another peer's. A peer that re-uploads
 //! someone else's gradient (possibly with perturbed values) reproduces the
 //! selection almost exactly. Rule: when the overlap of two peers' selections
-//! exceeds the threshold (default 0.9), the peer that uploaded later is the
+//! exceeds the threshold (default 0.6), the peer that uploaded later is the
 //! copier (it needed the original to exist first); with equal upload times the
 //! order is unknowable here and both are flagged (the validator settles such
 //! pairs by which peer's assigned data the update was trained on).
