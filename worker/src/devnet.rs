@@ -651,7 +651,17 @@ impl RoleEvents for Recorder {
             weights_due: report.weights_due,
             scores: validator.gauntlet.final_scores().into_iter().collect(),
             weights: validator.gauntlet.weights().into_iter().collect(),
-            verdicts: outcomes.iter().map(|o| (o.uid, verdict(o))).collect(),
+            verdicts: outcomes
+                .iter()
+                .map(|o| (o.uid, verdict(o)))
+                .chain(
+                    report
+                        .evaluation
+                        .unresolved_copies
+                        .iter()
+                        .map(|uid| (*uid, "unresolved copy pair: not scored".to_owned())),
+                )
+                .collect(),
             decoded: outcomes
                 .iter()
                 .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))

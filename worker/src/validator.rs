@@ -146,6 +146,8 @@ pub struct WindowEvaluation {
     /// Peers evaluated in this window whose update lowered the loss on random data, with
     /// the SHA-256 of the exact object evaluated.
     pub evaluated: Vec<(u16, String)>,
+    /// Peers of same-second copy pairs the tie-break could not settle (left unscored).
+    pub unresolved_copies: Vec<u16>,
 }
 
 impl WindowEvaluation {
@@ -315,10 +317,10 @@ impl Validator {
                 continue;
             }
             if unresolved.contains(uid) {
-                // Copy or original of a same-second pair the evidence cannot tell apart:
-                // neither credited (nor aggregated) this window, neither struck.
-                tracing::warn!(uid, "same-second copy pair unresolved: not credited");
-                outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
+                // Copy or original of a same-second pair the evidence cannot tell apart: no
+                // outcome this window (as if not sampled), so neither is credited or
+                // aggregated, and neither is penalised.
+                tracing::warn!(uid, "same-second copy pair unresolved: not scored");
                 continue;
             }
             let outcome = match deltas.remove(uid) {
@@ -349,6 +351,7 @@ impl Validator {
             copies,
             peer_list,
             evaluated,
+            unresolved_copies: unresolved,
         })
     }
 
@@ -411,8 +414,9 @@ pub struct CopyResolution {
 /// its uid and the window, the original's training data by the original's, and moving the
 /// update toward its own data means training on it; uid order and arrival order play no
 /// part. When the measures are closer than the margin (or cannot be taken on both sides),
-/// the pair is unresolved: neither peer is flagged, credited or aggregated this window, so
-/// an honest original is never struck for a copy, and a copy never earns. One-sided flags
+/// the pair is unresolved: neither peer is flagged, scored or aggregated this window (as if
+/// neither had been sampled), so an honest original is never penalised for a copy, and a
+/// copy never earns. One-sided flags
 /// (different upload times) stand as they are.
 pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResolution {
     let mutual = mutual_pairs(&copies);
