@@ -42,8 +42,8 @@ pub struct SybilGroup {
 #[derive(Debug, Default)]
 struct SybilState {
     members: u16,
-    /// Window -> the trained member's object, once it is sealed (`None` while it trains).
-    windows: BTreeMap<u64, Option<Vec<u8>>>,
+    /// Window -> the trained member's object, once it is sealed.
+    windows: BTreeMap<u64, Vec<u8>>,
 }
 
 impl SybilGroup {
@@ -321,7 +321,7 @@ fn zero_upload(miner: &mut Miner, input: &WindowInput<'_>) -> Result<MinerUpload
     miner.compress_and_seal(input.window, &zero, digest, &input.ctx.hotkey, f64::NAN)
 }
 
-/// One member of a Sybil group. The first member to reach a window trains on its own
+/// One member of a Sybil group (one trainer, several hotkeys). Member 0 trains on its own
 /// assignment; every other member waits for that object and uploads the same update
 /// scaled by `1 + member x SYBIL_PERTURBATION`, compressed through its own error feedback
 /// and sealed under its own uid, hotkey and assignment digest.
@@ -341,25 +341,17 @@ impl MinerStrategy for Sybil {
         input: WindowInput<'a>,
     ) -> PlannedFuture<'a> {
         Box::pin(async move {
-            let trains = {
-                let mut state = self.group.state();
-                let fresh = !state.windows.contains_key(&input.window);
-                if fresh {
-                    state.windows.insert(input.window, None);
-                }
-                fresh
-            };
-            if trains {
+            if self.member == 0 {
                 let upload = miner.produce(input.window, input.dataset, &input.ctx.hotkey)?;
                 self.group
                     .state()
                     .windows
-                    .insert(input.window, Some(upload.object.clone()));
+                    .insert(input.window, upload.object.clone());
                 return Ok(in_time(upload));
             }
             let give_up = copy_deadline(&input);
             let shared = loop {
-                if let Some(Some(object)) = self.group.state().windows.get(&input.window) {
+                if let Some(object) = self.group.state().windows.get(&input.window) {
                     break Some(object.clone());
                 }
                 if SystemTime::now() >= give_up {

@@ -23,7 +23,7 @@ pub enum Behaviour {
     SignFlip,
     /// Trains once, then re-uploads that first object re-sealed for every later window.
     Stale,
-    /// A member of a Sybil group: several uids upload one trained update (one member
+    /// A member of a Sybil group: several uids upload one trained update (the first member
     /// trains, the others re-compress it with a tiny scale perturbation, so no two objects
     /// are byte-exact).
     Sybil,
