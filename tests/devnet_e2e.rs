@@ -118,7 +118,11 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
     assert_eq!(gradients, 4 * 4, "one gradient per miner per window");
     assert!(!mirrored.is_empty());
     for (key, body) in &mirrored {
-        assert_eq!(by_key.get(key), Some(body), "the mirror of {key} is the miner's object");
+        assert_eq!(
+            by_key.get(key),
+            Some(body),
+            "the mirror of {key} is the miner's object"
+        );
     }
     assert_eq!(report.gradients_on_wire, gradients);
 }

@@ -253,10 +253,18 @@ async fn sybils_free_riders_swappers_and_recompressors_gain_nothing() {
     for window in &report.windows {
         for m in &window.miners {
             if m.behaviour == "honest" {
-                assert!(!m.verdict.starts_with("copy of"), "window {}: {m:?}", window.window);
+                assert!(
+                    !m.verdict.starts_with("copy of"),
+                    "window {}: {m:?}",
+                    window.window
+                );
                 // A swapped object reaches nobody's model: everyone applied the bytes the
                 // validator evaluated, or the replicas would differ.
-                assert!(m.in_sync, "window {}: uid {} out of sync", window.window, m.uid);
+                assert!(
+                    m.in_sync,
+                    "window {}: uid {} out of sync",
+                    window.window, m.uid
+                );
             }
         }
         let escaped: Vec<&str> = window
@@ -289,8 +297,7 @@ async fn sybils_free_riders_swappers_and_recompressors_gain_nothing() {
 /// mirrored serves the evaluated bytes instead; without a mirror nothing is gathered (the
 /// poisoned body is never aggregated).
 #[tokio::test]
-async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serves_the_original()
-{
+async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serves_the_original() {
     use sha2::{Digest, Sha256};
     use std::sync::Arc;
     use worker::exchange::{
@@ -418,5 +425,9 @@ async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serve
     )
     .await;
     assert!(gathered.is_empty());
-    assert!(refused.iter().any(|(_, r)| matches!(r, Rejection::DigestMismatch { .. })));
+    assert!(
+        refused
+            .iter()
+            .any(|(_, r)| matches!(r, Rejection::DigestMismatch { .. }))
+    );
 }

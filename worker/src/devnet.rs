@@ -24,6 +24,7 @@ use worker_storage::{BucketCredentials, LocalStore, ObjectStore, S3Store};
 use crate::adversaries;
 use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
+use crate::miner_strategy::MinerStrategy;
 use crate::network::{NodeArgs, Resolver, StorageArgs, connect, run_miner_with, run_validator};
 use crate::replica::Replica;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
@@ -383,22 +384,24 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     let recorder = Arc::new(Recorder::new(chain.clone(), held_out));
     let resolver_buckets = buckets.clone();
     let resolve: Arc<Resolver> = Arc::new(move |c: &BucketCredentials| resolver_buckets.peer(c));
-    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+    let shared = Shared {
+        chain: Arc::new(chain.clone()),
+        buckets: buckets.clone(),
+        resolve,
+        run,
+        recorder: recorder.clone(),
+    };
     let sybils = adversaries::SybilGroup::default();
     let mut roles = Vec::new();
     for node in &nodes {
+        // Built in registration order, so Sybil members get their indices in uid order.
+        let strategy = match node.role {
+            Role::Miner(behaviour) => Some(adversaries::strategy(behaviour, &sybils)),
+            Role::Validator => None,
+        };
         roles.push((
             node.name.clone(),
-            spawn_role(
-                node,
-                node.args(args, &buckets),
-                shared.clone(),
-                buckets.clone(),
-                resolve.clone(),
-                run.clone(),
-                recorder.clone(),
-                &sybils,
-            )?,
+            spawn_role(node, node.args(args, &buckets), &shared, strategy)?,
         ));
     }
     chain.start_timer();
@@ -467,25 +470,34 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     Ok(report)
 }
 
-/// Starts one node's production loop on a thread of its own (its own current-thread
-/// runtime, as `worker` runs one role per process): connect, then the role until
-/// `--until-window`.
-fn spawn_role(
-    node: &Node,
-    node_args: NodeArgs,
+/// What every devnet node shares: the chain, the buckets, how peers' buckets are opened,
+/// the run manifest and the recorder of the role loops' reports.
+#[derive(Clone)]
+struct Shared {
     chain: Arc<dyn Chain>,
     buckets: Arc<Buckets>,
     resolve: Arc<Resolver>,
     run: VerifiedManifest,
     recorder: Arc<Recorder>,
-    sybils: &adversaries::SybilGroup,
+}
+
+/// Starts one node's production loop on a thread of its own (its own current-thread
+/// runtime, as `worker` runs one role per process): connect, then the role until
+/// `--until-window`; a miner runs `strategy`, a node without one is the validator.
+fn spawn_role(
+    node: &Node,
+    node_args: NodeArgs,
+    shared: &Shared,
+    mut strategy: Option<Box<dyn MinerStrategy + Send>>,
 ) -> Result<JoinHandle<Result<()>>> {
-    let (name, role) = (node.name.clone(), node.role);
-    // Built here, in registration order, so Sybil members get their indices in uid order.
-    let mut strategy = match role {
-        Role::Miner(behaviour) => Some(adversaries::strategy(behaviour, sybils)),
-        Role::Validator => None,
-    };
+    let name = node.name.clone();
+    let Shared {
+        chain,
+        buckets,
+        resolve,
+        run,
+        recorder,
+    } = shared.clone();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {

@@ -307,8 +307,16 @@ pub async fn gather_listed(
         .iter()
         .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
         .collect();
-    let (mut gathered, mut rejected) =
-        gather(&selected, layout, window, policy, replica, verify, Some(list)).await;
+    let (mut gathered, mut rejected) = gather(
+        &selected,
+        layout,
+        window,
+        policy,
+        replica,
+        verify,
+        Some(list),
+    )
+    .await;
     let untimed = FetchPolicy {
         upload_window: None,
         ..*policy
@@ -331,11 +339,23 @@ pub async fn gather_listed(
         }
         tracing::info!(
             missing = missing.len(),
-            from = if source.is_some() { "lead mirror" } else { "peer, untimed" },
+            from = if source.is_some() {
+                "lead mirror"
+            } else {
+                "peer, untimed"
+            },
             "retrying listed objects"
         );
-        let (more, refused) =
-            gather(&missing, layout, window, &untimed, replica, verify, Some(list)).await;
+        let (more, refused) = gather(
+            &missing,
+            layout,
+            window,
+            &untimed,
+            replica,
+            verify,
+            Some(list),
+        )
+        .await;
         gathered.extend(more);
         rejected.extend(refused);
     }

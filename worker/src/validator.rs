@@ -307,7 +307,10 @@ impl Validator {
                 "same-second copy pair: cross-fit"
             );
         }
-        let CopyResolution { flags: copies, unresolved } = resolve_copy_ties(copies, &fits);
+        let CopyResolution {
+            flags: copies,
+            unresolved,
+        } = resolve_copy_ties(copies, &fits);
         let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
 
         for (uid, _, sync_sample) in &accepted {
@@ -452,7 +455,10 @@ pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResoluti
     let flags = copies
         .into_iter()
         .filter(|flag| {
-            let pair = (flag.copier.min(flag.original), flag.copier.max(flag.original));
+            let pair = (
+                flag.copier.min(flag.original),
+                flag.copier.max(flag.original),
+            );
             !mutual.contains(&pair) || settled.contains(&(flag.copier, flag.original))
         })
         .collect();
@@ -514,7 +520,14 @@ mod tests {
                 if a != b {
                     copies.push(flag(a, b));
                 }
-                fits.insert((a, b), if b == 4 { 0.3 } else { 0.05 + 0.001 * f64::from(b) });
+                fits.insert(
+                    (a, b),
+                    if b == 4 {
+                        0.3
+                    } else {
+                        0.05 + 0.001 * f64::from(b)
+                    },
+                );
             }
         }
         let r = resolve_copy_ties(copies, &fits);
@@ -541,7 +554,12 @@ mod tests {
         assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
         // Within the margin: 0.30 against 0.25 is too close to call.
         let mut fits = FitTable::new();
-        for (key, gain) in [((1, 1), 0.15), ((2, 1), 0.15), ((1, 2), 0.125), ((2, 2), 0.125)] {
+        for (key, gain) in [
+            ((1, 1), 0.15),
+            ((2, 1), 0.15),
+            ((1, 2), 0.125),
+            ((2, 2), 0.125),
+        ] {
             fits.insert(key, gain);
         }
         let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
