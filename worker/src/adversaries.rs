@@ -343,10 +343,10 @@ impl MinerStrategy for Sybil {
         Box::pin(async move {
             if self.member == 0 {
                 let upload = miner.produce(input.window, input.dataset, &input.ctx.hotkey)?;
-                self.group
-                    .state()
-                    .windows
-                    .insert(input.window, upload.object.clone());
+                let mut state = self.group.state();
+                // Only the current window's update is ever asked for.
+                state.windows.retain(|w, _| *w + 1 >= input.window);
+                state.windows.insert(input.window, upload.object.clone());
                 return Ok(in_time(upload));
             }
             let give_up = copy_deadline(&input);
