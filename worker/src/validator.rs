@@ -276,37 +276,9 @@ impl Validator {
             deltas.insert(*uid, delta);
             assigned_batches.insert(*uid, assigned);
         }
-        // Pairs flagged as copies of each other (same upload second): both updates on both
-        // peers' whole assignments.
-        let mut fits = FitTable::new();
-        for (a, b) in mutual_pairs(&copies) {
-            for data in [a, b] {
-                let (ids, _) = assignment(&self.settings, dataset, data, window)?;
-                let batches = dataset.batches(&ids, self.settings.micro_batch_size)?;
-                for update in [a, b] {
-                    let Some((_, gradient, _)) = accepted.iter().find(|(u, _, _)| *u == update)
-                    else {
-                        continue;
-                    };
-                    if let Ok(gain) =
-                        fit_gain(&mut self.replica, &gradient.payload, &batches, self.eval.lr)
-                        && gain.is_finite()
-                    {
-                        fits.insert((update, data), gain);
-                    }
-                }
-            }
-            let fit = |update: u16, data: u16| fits.get(&(update, data)).copied();
-            tracing::info!(
-                a,
-                b,
-                a_on_a = ?fit(a, a),
-                b_on_a = ?fit(b, a),
-                a_on_b = ?fit(a, b),
-                b_on_b = ?fit(b, b),
-                "same-second copy pair: cross-fit"
-            );
-        }
+        let payloads: BTreeMap<u16, &GradientPayload> =
+            accepted.iter().map(|(u, g, _)| (*u, &g.payload)).collect();
+        let fits = self.cross_fits(window, dataset, &payloads, &mutual_pairs(&copies))?;
         let CopyResolution {
             flags: copies,
             unresolved,
@@ -358,6 +330,56 @@ impl Validator {
         })
     }
 
+    /// The copy tie-break's measures for same-second `pairs`: both updates of a pair on both
+    /// peers' whole assignments, each (update, data) measured once; at most
+    /// [`TIE_PAIRS_PER_WINDOW`] pairs are measured (the rest stay unresolved), so a crowd of
+    /// same-second copies cannot make the validator's work grow quadratically.
+    fn cross_fits(
+        &mut self,
+        window: u64,
+        dataset: &dyn Samples,
+        payloads: &BTreeMap<u16, &GradientPayload>,
+        pairs: &[(u16, u16)],
+    ) -> Result<FitTable> {
+        let mut fits = FitTable::new();
+        let mut batches: BTreeMap<u16, Vec<Batch>> = BTreeMap::new();
+        for &(a, b) in pairs.iter().take(TIE_PAIRS_PER_WINDOW) {
+            for data in [a, b] {
+                let on = match batches.entry(data) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        let (ids, _) = assignment(&self.settings, dataset, data, window)?;
+                        entry.insert(dataset.batches(&ids, self.settings.micro_batch_size)?)
+                    }
+                };
+                for update in [a, b] {
+                    let Some(payload) = payloads.get(&update) else {
+                        continue;
+                    };
+                    if fits.contains_key(&(update, data)) {
+                        continue;
+                    }
+                    if let Ok(gain) = fit_gain(&mut self.replica, payload, on, self.eval.lr)
+                        && gain.is_finite()
+                    {
+                        fits.insert((update, data), gain);
+                    }
+                }
+            }
+            let fit = |update: u16, data: u16| fits.get(&(update, data)).copied();
+            tracing::info!(
+                a,
+                b,
+                a_on_a = ?fit(a, a),
+                b_on_a = ?fit(b, a),
+                a_on_b = ?fit(a, b),
+                b_on_b = ?fit(b, b),
+                "same-second copy pair: cross-fit"
+            );
+        }
+        Ok(fits)
+    }
+
     fn random_batches(&self, dataset: &dyn Samples, window: u64) -> Result<Vec<Batch>> {
         let count = self.eval.random_batches * self.settings.micro_batch_size;
         let ids = match self.eval.random_seed {
@@ -392,6 +414,9 @@ pub fn mutual_pairs(copies: &[CopyFlag]) -> Vec<(u16, u16)> {
         .map(|f| (f.copier, f.original))
         .collect()
 }
+
+/// Same-second copy pairs measured per window (beyond them, pairs stay unresolved).
+pub const TIE_PAIRS_PER_WINDOW: usize = 16;
 
 /// Least relative difference of the cross-fit that settles a same-second pair: the
 /// original's assignment must gain at least this share more than the other's.
