@@ -669,9 +669,9 @@ impl RoleEvents for Recorder {
                 .chain(
                     report
                         .evaluation
-                        .unresolved_copies
+                        .unscored_copies
                         .iter()
-                        .map(|uid| (*uid, "unresolved copy pair: not scored".to_owned())),
+                        .map(|uid| (*uid, "same-second copy pair: not scored".to_owned())),
                 )
                 .collect(),
             decoded: outcomes

@@ -146,8 +146,8 @@ pub struct WindowEvaluation {
     /// Peers evaluated in this window whose update lowered the loss on random data, with
     /// the SHA-256 of the exact object evaluated.
     pub evaluated: Vec<(u16, String)>,
-    /// Peers of same-second copy pairs the tie-break could not settle (left unscored).
-    pub unresolved_copies: Vec<u16>,
+    /// Peers of same-second copy pairs the tie-break left unscored.
+    pub unscored_copies: Vec<u16>,
 }
 
 impl WindowEvaluation {
@@ -281,7 +281,7 @@ impl Validator {
         let fits = self.cross_fits(window, dataset, &payloads, &mutual_pairs(&copies))?;
         let CopyResolution {
             flags: copies,
-            unresolved,
+            unscored,
         } = resolve_copy_ties(copies, &fits);
         let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
 
@@ -291,11 +291,11 @@ impl Validator {
                 outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
                 continue;
             }
-            if unresolved.contains(uid) {
+            if unscored.contains(uid) {
                 // Copy or original of a same-second pair the evidence cannot tell apart: no
                 // outcome this window (as if not sampled), so neither is credited or
                 // aggregated, and neither is penalised.
-                tracing::warn!(uid, "same-second copy pair unresolved: not scored");
+                tracing::warn!(uid, "same-second copy pair not settled: not scored");
                 continue;
             }
             let outcome = match deltas.remove(uid) {
@@ -326,13 +326,13 @@ impl Validator {
             copies,
             peer_list,
             evaluated,
-            unresolved_copies: unresolved,
+            unscored_copies: unscored,
         })
     }
 
     /// The copy tie-break's measures for same-second `pairs`: both updates of a pair on both
     /// peers' whole assignments, each (update, data) measured once; at most
-    /// [`TIE_PAIRS_PER_WINDOW`] pairs are measured (the rest stay unresolved), so a crowd of
+    /// [`TIE_PAIRS_PER_WINDOW`] pairs are measured (the rest leave both unscored), so a crowd of
     /// same-second copies cannot make the validator's work grow quadratically.
     fn cross_fits(
         &mut self,
@@ -415,11 +415,12 @@ pub fn mutual_pairs(copies: &[CopyFlag]) -> Vec<(u16, u16)> {
         .collect()
 }
 
-/// Same-second copy pairs measured per window (beyond them, pairs stay unresolved).
+/// Same-second copy pairs measured per window (beyond them, both peers stay unscored).
 pub const TIE_PAIRS_PER_WINDOW: usize = 16;
 
-/// Least relative difference of the cross-fit that settles a same-second pair: the
-/// original's assignment must gain at least this share more than the other's.
+/// Least relative difference of the cross-fit that flags the trailing peer of a
+/// same-second pair as a copy (a hard penalty); under it the trailing peer is only left
+/// unscored for the window.
 pub const COPY_TIE_MARGIN: f64 = 0.25;
 
 /// What the tie-break made of the copy flags.
@@ -427,8 +428,9 @@ pub const COPY_TIE_MARGIN: f64 = 0.25;
 pub struct CopyResolution {
     /// The flags that stand (one-sided ones, and the copier's side of settled pairs).
     pub flags: Vec<CopyFlag>,
-    /// Peers of same-second pairs the evidence could not settle.
-    pub unresolved: Vec<u16>,
+    /// Peers left unscored this window: the trailing peer of a pair whose cross-fit is under
+    /// the margin, both peers of a pair that could not be measured or tied exactly.
+    pub unscored: Vec<u16>,
 }
 
 /// Settles pairs flagged as copies of each other. The first rule is the upload time (a copy
@@ -436,16 +438,17 @@ pub struct CopyResolution {
 /// whole-second resolution, so an original and its copy can carry the same one and both be
 /// flagged. Of such a pair the original is the peer whose assigned data the pair's update
 /// was trained on: both updates (near-identical, they overlap beyond the threshold) are
-/// measured on both peers' whole assignments, and when one assignment gains more than the
-/// other by at least [`COPY_TIE_MARGIN`] (relative), its peer is the original and keeps no
-/// flag. Nothing a copier controls decides it: its assignment is fixed by the run seed,
-/// its uid and the window, the original's training data by the original's, and moving the
-/// update toward its own data means training on it; uid order and arrival order play no
-/// part. When the measures are closer than the margin (or cannot be taken on both sides),
-/// the pair is unresolved: neither peer is flagged, scored or aggregated this window (as if
-/// neither had been sampled), so an honest original is never penalised for a copy, and a
-/// copy never earns. One-sided flags
-/// (different upload times) stand as they are.
+/// measured on both peers' whole assignments, and the peer whose assignment they lower the
+/// loss on more leads. Nothing a copier controls decides it: its assignment follows from the
+/// run seed, its uid and the window, the original's training data from the original's, and
+/// moving the update toward its own data means training on it; uid and arrival order play
+/// no part. Only when the lead is at least [`COPY_TIE_MARGIN`] of the larger measure is the
+/// trailing peer flagged as a copy (a hard penalty); under it the trailing peer is left
+/// unscored for the window (neither credited, aggregated nor penalised, as if not sampled)
+/// and the leading one is scored as usual, so weak evidence never penalises anyone and a
+/// copy earns only when the evidence is wrong, for that window. A pair that cannot be
+/// measured on both sides, or ties exactly (updates that change nothing), leaves both
+/// unscored. One-sided flags (different upload times) stand as they are.
 pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResolution {
     let mutual = mutual_pairs(&copies);
     // Sum of the pair's measured updates' gains on `data`'s assignment, and how many were
@@ -457,24 +460,27 @@ pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResoluti
             .collect();
         (gains.iter().sum::<f64>(), gains.len())
     };
-    let mut unresolved = Vec::new();
-    // The copier of each settled pair.
+    let mut unscored = Vec::new();
+    // The (copier, original) of each pair settled beyond the margin.
     let mut settled = Vec::new();
     for &pair in &mutual {
         let (first, n_first) = fit_on(pair, pair.0);
         let (second, n_second) = fit_on(pair, pair.1);
-        let scale = first.abs().max(second.abs());
         // Compare like with like: the same updates measured on both assignments.
-        let decisive = n_first > 0
-            && n_first == n_second
-            && scale > 0.0
-            && (first - second).abs() >= COPY_TIE_MARGIN * scale;
-        if !decisive {
-            unresolved.extend([pair.0, pair.1]);
-        } else if first > second {
-            settled.push((pair.1, pair.0));
+        if n_first == 0 || n_first != n_second || first == second {
+            unscored.extend([pair.0, pair.1]);
+            continue;
+        }
+        let (leading, trailing) = if first > second {
+            (pair.0, pair.1)
         } else {
-            settled.push((pair.0, pair.1));
+            (pair.1, pair.0)
+        };
+        let scale = first.abs().max(second.abs());
+        if (first - second).abs() >= COPY_TIE_MARGIN * scale {
+            settled.push((trailing, leading));
+        } else {
+            unscored.push(trailing);
         }
     }
     let flags = copies
@@ -487,9 +493,9 @@ pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResoluti
             !mutual.contains(&pair) || settled.contains(&(flag.copier, flag.original))
         })
         .collect();
-    unresolved.sort_unstable();
-    unresolved.dedup();
-    CopyResolution { flags, unresolved }
+    unscored.sort_unstable();
+    unscored.dedup();
+    CopyResolution { flags, unscored }
 }
 
 #[cfg(test)]
@@ -528,10 +534,10 @@ mod tests {
     fn a_same_second_pair_flags_the_peer_whose_data_the_update_was_not_trained_on() {
         // uid 6 copied uid 1's update; both were stored in the same second.
         let r = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 1));
-        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(6, 1)], 0));
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(6, 1)], 0));
         // The same with the roles the other way round: uid order decides nothing.
         let r = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 6));
-        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(1, 6)], 0));
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(1, 6)], 0));
     }
 
     #[test]
@@ -559,25 +565,26 @@ mod tests {
         let mut flagged: Vec<u16> = r.flags.iter().map(|f| f.copier).collect();
         flagged.dedup();
         assert_eq!(flagged, vec![3, 5], "{r:?}");
-        // 3 and 5 (neither trained) are too close to settle between themselves.
-        assert_eq!(r.unresolved, vec![3, 5]);
+        // 3 and 5 (neither trained) are too close to settle between themselves: the
+        // trailing one (5 fits 5's data slightly better, so 3 trails) is left unscored.
+        assert_eq!(r.unscored, vec![3]);
     }
 
     #[test]
-    fn close_unmeasured_and_tied_pairs_are_unresolved_and_one_sided_flags_stand() {
+    fn weak_evidence_leaves_only_the_trailing_peer_unscored_and_one_sided_flags_stand() {
         let r = resolve_copy_ties(vec![flag(6, 1)], &FitTable::new());
-        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(6, 1)], 0));
-        // Nothing measured: neither flagged, both unresolved.
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(6, 1)], 0));
+        // Nothing measured: neither flagged, both unscored.
         let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &FitTable::new());
-        assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
+        assert_eq!((r.flags.len(), r.unscored), (0, vec![1, 2]));
         // Updates that change nothing tie exactly.
         let mut fits = FitTable::new();
         for key in [(1, 1), (1, 2), (2, 1), (2, 2)] {
             fits.insert(key, 0.0);
         }
         let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
-        assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
-        // Within the margin: 0.30 against 0.25 is too close to call.
+        assert_eq!((r.flags.len(), r.unscored), (0, vec![1, 2]));
+        // Within the margin (0.30 against 0.25): 2 trails and is only left unscored.
         let mut fits = FitTable::new();
         for (key, gain) in [
             ((1, 1), 0.15),
@@ -588,12 +595,12 @@ mod tests {
             fits.insert(key, gain);
         }
         let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
-        assert_eq!((r.flags.len(), r.unresolved), (0, vec![1, 2]));
+        assert_eq!((r.flags.len(), r.unscored), (0, vec![2]));
         // Only one update measurable on both assignments: it alone decides.
         let mut fits = FitTable::new();
         fits.insert((1, 1), 0.2);
         fits.insert((1, 2), 0.01);
         let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
-        assert_eq!((copiers(&r), r.unresolved.len()), (vec![(2, 1)], 0));
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(2, 1)], 0));
     }
 }
