@@ -203,7 +203,7 @@ fn malformed_objects_are_invalid_not_fatal() {
 /// that overwrites its evaluated object with a poisoned body, and a copier that
 /// re-compresses a peer's update through its own error feedback, against two honest
 /// miners: no honest miner is ever taken for a copy, at most one Sybil per window escapes
-/// the copy flag, the group together earns no more than one honest miner, the swapped
+/// the copy flag, at most one member of the group earns anything, the swapped
 /// bodies never reach anyone's model (every honest miner stays bit-identical with the
 /// validator in every window), and the run still learns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +247,6 @@ async fn sybils_free_riders_swappers_and_recompressors_gain_nothing() {
     };
     let honest = uids_of("honest");
     let least_honest = honest.iter().map(|u| weight(*u)).fold(f32::MAX, f32::min);
-    let most_honest = honest.iter().map(|u| weight(*u)).fold(0.0, f32::max);
     assert!(least_honest > 0.0, "{:?}", report.final_weights);
     assert_eq!(report.windows.len(), 5);
     for window in &report.windows {
@@ -275,11 +274,12 @@ async fn sybils_free_riders_swappers_and_recompressors_gain_nothing() {
             .collect();
         assert!(escaped.len() <= 1, "window {}: {escaped:?}", window.window);
     }
-    let sybil_total: f32 = uids_of("sybil").iter().map(|u| weight(*u)).sum();
-    assert!(
-        sybil_total <= most_honest,
-        "the Sybil group ({sybil_total}) earns more than one honest miner ({most_honest})"
-    );
+    // The group's extra uids earn nothing: at most one member (the trainer) has weight.
+    let earning: Vec<u16> = uids_of("sybil")
+        .into_iter()
+        .filter(|u| weight(*u) > 0.0)
+        .collect();
+    assert!(earning.len() <= 1, "Sybils earning: {earning:?}");
     for cheater in ["freerider", "recompress"] {
         for uid in uids_of(cheater) {
             assert!(
