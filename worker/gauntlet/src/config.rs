@@ -92,8 +92,9 @@ pub struct GauntletConfig {
     /// (bootstrapping: before any evaluation nobody has a positive score).
     pub fill_peer_list_with_unrated: bool,
     /// Top-k index overlap above which two gradients count as copies (0.6: honest pairs of
-    /// the tiny model overlap at most 0.29 in the devnet, a Sybil copy re-compressed through
-    /// its own error feedback drifts to 0.83).
+    /// the tiny model overlap at most 0.29 in the devnet; copies re-compressed through the
+    /// copier's own error feedback overlap 1.0, or 0.6-0.95 when that feedback holds the
+    /// residue of its own earlier training).
     pub copy_overlap_threshold: f64,
 }
 
