@@ -99,17 +99,35 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
         .map(|(name, shape)| ParamSpec::new(name, shape))
         .collect();
     let mut gradients = 0;
+    let mut by_key = std::collections::BTreeMap::new();
+    let mut mirrored = Vec::new();
     for bucket in std::fs::read_dir(args.dir.join("buckets")).unwrap() {
-        let store = LocalStore::open(bucket.unwrap().path()).unwrap();
+        let bucket = bucket.unwrap();
+        // The lead validator's bucket holds its copies of the objects it aggregated.
+        let lead = bucket.file_name() == "validator";
+        let store = LocalStore::open(bucket.path()).unwrap();
         for meta in store.list("devnet/gradients/").await.unwrap() {
             let object = store.get(&meta.key, 1 << 26).await.unwrap();
             let parsed = GradientObject::parse(&object.body, 1 << 26).unwrap();
             let payload = decode(&parsed.payload, &specs).unwrap();
             assert_eq!((payload.uid, payload.window), (parsed.uid, parsed.window));
-            gradients += 1;
+            if lead {
+                mirrored.push((meta.key, object.body));
+            } else {
+                by_key.insert(meta.key, object.body);
+                gradients += 1;
+            }
         }
     }
     assert_eq!(gradients, 4 * 4, "one gradient per miner per window");
+    assert!(!mirrored.is_empty());
+    for (key, body) in &mirrored {
+        assert_eq!(
+            by_key.get(key),
+            Some(body),
+            "the mirror of {key} is the miner's object"
+        );
+    }
     assert_eq!(report.gradients_on_wire, gradients);
 }
 

@@ -23,11 +23,24 @@ pub enum Behaviour {
     SignFlip,
     /// Trains once, then re-uploads that first object re-sealed for every later window.
     Stale,
+    /// A member of a Sybil group: several uids upload one trained update (the first member
+    /// trains, the others re-compress it with a tiny scale perturbation, so no two objects
+    /// are byte-exact).
+    Sybil,
+    /// Does not train: uploads a scaled copy of last window's aggregate (the change of the
+    /// global model), claiming its assignment.
+    FreeRider,
+    /// Uploads an honest object, waits until the lead validator has evaluated and listed
+    /// it, then overwrites it with a poisoned body.
+    Swap,
+    /// Decodes another peer's object and feeds it through its own error feedback and
+    /// compression before uploading it (a copy that is not byte-exact).
+    Recompress,
 }
 
 impl Behaviour {
     /// Every behaviour, for help texts.
-    pub const ALL: [Behaviour; 8] = [
+    pub const ALL: [Behaviour; 12] = [
         Behaviour::Honest,
         Behaviour::Lazy,
         Behaviour::Copycat,
@@ -36,6 +49,10 @@ impl Behaviour {
         Behaviour::Late,
         Behaviour::SignFlip,
         Behaviour::Stale,
+        Behaviour::Sybil,
+        Behaviour::FreeRider,
+        Behaviour::Swap,
+        Behaviour::Recompress,
     ];
 
     /// The name used on the command line and in reports.
@@ -49,12 +66,19 @@ impl Behaviour {
             Behaviour::Late => "late",
             Behaviour::SignFlip => "signflip",
             Behaviour::Stale => "stale",
+            Behaviour::Sybil => "sybil",
+            Behaviour::FreeRider => "freerider",
+            Behaviour::Swap => "swap",
+            Behaviour::Recompress => "recompress",
         }
     }
 
     /// Whether this miner runs the inner optimizer at all.
     pub fn trains(self) -> bool {
-        !matches!(self, Behaviour::Lazy | Behaviour::Copycat)
+        !matches!(
+            self,
+            Behaviour::Lazy | Behaviour::Copycat | Behaviour::FreeRider | Behaviour::Recompress
+        )
     }
 }
 

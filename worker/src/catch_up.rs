@@ -7,7 +7,7 @@
 use worker_storage::{FetchPolicy, ObjectStore, RunLayout, StorageError};
 
 use crate::error::Result;
-use crate::exchange::{PeerEndpoint, gather, read_peer_list};
+use crate::exchange::{PeerEndpoint, gather_listed, read_peer_list};
 use crate::replica::Replica;
 use crate::signing::sr25519_verify;
 
@@ -43,19 +43,15 @@ pub async fn replay(
             );
             break;
         };
-        let listed: Vec<PeerEndpoint> = list
-            .uids()
-            .iter()
-            .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
-            .collect();
-        let (gathered, rejected) = gather(
-            &listed,
+        let (gathered, rejected) = gather_listed(
+            &list,
+            peers,
+            lead,
             layout,
             window,
             policy,
             replica,
             &sr25519_verify,
-            Some(&list),
         )
         .await;
         if gathered.len() != list.objects.len() {

@@ -24,6 +24,7 @@ use worker_storage::{BucketCredentials, LocalStore, ObjectStore, S3Store};
 use crate::adversaries;
 use crate::behaviour::Behaviour;
 use crate::error::{NodeError, Result};
+use crate::miner_strategy::MinerStrategy;
 use crate::network::{NodeArgs, Resolver, StorageArgs, connect, run_miner_with, run_validator};
 use crate::replica::Replica;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
@@ -44,7 +45,8 @@ pub struct DevnetArgs {
     /// Honest miners.
     #[arg(long, default_value_t = 4)]
     pub miners: usize,
-    /// Extra adversarial miners, repeatable: lazy, copycat, poisoner, wrongdata, late.
+    /// Extra adversarial miners, repeatable: lazy, copycat, poisoner, wrongdata, late,
+    /// signflip, stale, sybil (every sybil joins one group), freerider, swap, recompress.
     #[arg(long = "cheater", value_name = "BEHAVIOUR")]
     pub cheaters: Vec<Behaviour>,
     /// Windows to run.
@@ -149,7 +151,8 @@ impl DevnetArgs {
                 "the devnet needs at least two miners".into(),
             ));
         }
-        if self.cheaters.contains(&Behaviour::Copycat) && self.miners == 0 {
+        let copiers = [Behaviour::Copycat, Behaviour::Recompress];
+        if self.cheaters.iter().any(|c| copiers.contains(c)) && self.miners == 0 {
             return Err(NodeError::Config(
                 "a copycat needs an honest miner to copy".into(),
             ));
@@ -444,20 +447,24 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     let recorder = Arc::new(Recorder::new(chain.clone(), held_out));
     let resolver_buckets = buckets.clone();
     let resolve: Arc<Resolver> = Arc::new(move |c: &BucketCredentials| resolver_buckets.peer(c));
-    let shared: Arc<dyn Chain> = Arc::new(chain.clone());
+    let shared = Shared {
+        chain: Arc::new(chain.clone()),
+        buckets: buckets.clone(),
+        resolve,
+        run,
+        recorder: recorder.clone(),
+    };
+    let sybils = adversaries::SybilGroup::default();
     let mut roles = Vec::new();
     for node in &nodes {
+        // Built in registration order, so Sybil members get their indices in uid order.
+        let strategy = match node.role {
+            Role::Miner(behaviour) => Some(adversaries::strategy(behaviour, &sybils)),
+            Role::Validator => None,
+        };
         roles.push((
             node.name.clone(),
-            spawn_role(
-                node,
-                node.args(args, &buckets),
-                shared.clone(),
-                buckets.clone(),
-                resolve.clone(),
-                run.clone(),
-                recorder.clone(),
-            )?,
+            spawn_role(node, node.args(args, &buckets), &shared, strategy)?,
         ));
     }
     chain.start_timer();
@@ -526,19 +533,34 @@ pub async fn run(args: &DevnetArgs) -> Result<DevnetReport> {
     Ok(report)
 }
 
-/// Starts one node's production loop on a thread of its own (its own current-thread
-/// runtime, as `worker` runs one role per process): connect, then the role until
-/// `--until-window`.
-fn spawn_role(
-    node: &Node,
-    node_args: NodeArgs,
+/// What every devnet node shares: the chain, the buckets, how peers' buckets are opened,
+/// the run manifest and the recorder of the role loops' reports.
+#[derive(Clone)]
+struct Shared {
     chain: Arc<dyn Chain>,
     buckets: Arc<Buckets>,
     resolve: Arc<Resolver>,
     run: VerifiedManifest,
     recorder: Arc<Recorder>,
+}
+
+/// Starts one node's production loop on a thread of its own (its own current-thread
+/// runtime, as `worker` runs one role per process): connect, then the role until
+/// `--until-window`; a miner runs `strategy`, a node without one is the validator.
+fn spawn_role(
+    node: &Node,
+    node_args: NodeArgs,
+    shared: &Shared,
+    mut strategy: Option<Box<dyn MinerStrategy + Send>>,
 ) -> Result<JoinHandle<Result<()>>> {
-    let (name, role) = (node.name.clone(), node.role);
+    let name = node.name.clone();
+    let Shared {
+        chain,
+        buckets,
+        resolve,
+        run,
+        recorder,
+    } = shared.clone();
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
@@ -549,12 +571,9 @@ fn spawn_role(
                 let store = buckets.own(&name).await?;
                 let mut ctx = connect(chain, store, node_args, &run).await?;
                 ctx.events = recorder;
-                match role {
-                    Role::Validator => run_validator(ctx, &*resolve).await,
-                    Role::Miner(behaviour) => {
-                        let mut strategy = adversaries::strategy(behaviour);
-                        run_miner_with(ctx, &*resolve, &mut *strategy).await
-                    }
+                match strategy.as_mut() {
+                    None => run_validator(ctx, &*resolve).await,
+                    Some(strategy) => run_miner_with(ctx, &*resolve, &mut **strategy).await,
                 }
             })
         })?;
@@ -707,7 +726,17 @@ impl RoleEvents for Recorder {
             weights_due: report.weights_due,
             scores: validator.gauntlet.final_scores().into_iter().collect(),
             weights: validator.gauntlet.weights().into_iter().collect(),
-            verdicts: outcomes.iter().map(|o| (o.uid, verdict(o))).collect(),
+            verdicts: outcomes
+                .iter()
+                .map(|o| (o.uid, verdict(o)))
+                .chain(
+                    report
+                        .evaluation
+                        .unscored_copies
+                        .iter()
+                        .map(|uid| (*uid, "same-second copy pair: not scored".to_owned())),
+                )
+                .collect(),
             decoded: outcomes
                 .iter()
                 .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))

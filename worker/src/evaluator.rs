@@ -44,3 +44,23 @@ pub fn evaluate_update(
         after_random,
     })
 }
+
+/// How much `payload` alone, applied with `lr`, lowers the loss on `batches` (the model is
+/// restored bit-exactly): what the copy tie-break measures of one update on another peer's
+/// assigned data.
+pub fn fit_gain(
+    replica: &mut Replica,
+    payload: &GradientPayload,
+    batches: &[Batch],
+    lr: f64,
+) -> Result<f64> {
+    let before = replica.model.loss_on_batches(batches)?;
+    let update = decompress_payload(payload, replica.model.device())?;
+    let snapshot = replica.model.snapshot()?;
+    let measured = replica
+        .model
+        .apply_update(&update, lr)
+        .and_then(|()| replica.model.loss_on_batches(batches));
+    replica.model.restore(&snapshot)?;
+    Ok(before - measured?)
+}

@@ -157,6 +157,8 @@ pub struct Gathered {
     pub uid: u16,
     /// Hex SHA-256 of its object.
     pub digest: String,
+    /// The object's bytes as fetched (what the lead mirrors for everyone else).
+    pub object: Bytes,
     /// The decoded payload.
     pub payload: GradientPayload,
 }
@@ -256,15 +258,24 @@ pub async fn gather(
                     policy.max_bytes as usize,
                     verify,
                 )
-                .map(|gradient| (digest, gradient))
+                .map(|gradient| (digest, object.body, gradient))
                 .map_err(Rejection::Outcome)
             });
         match checked {
-            Ok((digest, gradient)) => accepted.push(Gathered {
+            Ok((digest, object, gradient)) => accepted.push(Gathered {
                 uid: peer.uid,
                 digest,
+                object,
                 payload: gradient.payload,
             }),
+            Err(rejection @ Rejection::DigestMismatch { .. }) => {
+                tracing::warn!(
+                    uid = peer.uid,
+                    ?rejection,
+                    "object differs from the pinned digest (changed after evaluation): refused"
+                );
+                rejected.push((peer.uid, rejection));
+            }
             Err(rejection) => {
                 tracing::warn!(uid = peer.uid, ?rejection, "peer left out of the aggregate");
                 rejected.push((peer.uid, rejection));
@@ -272,6 +283,105 @@ pub async fn gather(
         }
     }
     (accepted, rejected)
+}
+
+/// Gathers every object `list` pins, in list order: from each listed peer's bucket under
+/// `policy`; whatever that refuses (missing, late, or bytes that differ from the pinned
+/// digest, as when a peer overwrote its object after evaluation) from the copy the lead
+/// mirrored into its own bucket at the same key, then from the peer's bucket without the
+/// upload window (the lead attests the object was in time; the digest pins its bytes).
+/// Returns what was gathered and, per source, what each refused.
+#[allow(clippy::too_many_arguments)]
+pub async fn gather_listed(
+    list: &AggregationList,
+    peers: &[PeerEndpoint],
+    lead: &PeerEndpoint,
+    layout: &RunLayout,
+    window: u64,
+    policy: &FetchPolicy,
+    replica: &Replica,
+    verify: &Verifier,
+) -> (Vec<Gathered>, Vec<(u16, Rejection)>) {
+    let selected: Vec<PeerEndpoint> = list
+        .uids()
+        .iter()
+        .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
+        .collect();
+    let (mut gathered, mut rejected) = gather(
+        &selected,
+        layout,
+        window,
+        policy,
+        replica,
+        verify,
+        Some(list),
+    )
+    .await;
+    let untimed = FetchPolicy {
+        upload_window: None,
+        ..*policy
+    };
+    let mirrored = |p: &PeerEndpoint| PeerEndpoint {
+        store: lead.store.clone(),
+        ..p.clone()
+    };
+    for source in [Some(lead), None] {
+        let missing: Vec<PeerEndpoint> = selected
+            .iter()
+            .filter(|p| !gathered.iter().any(|g| g.uid == p.uid))
+            .map(|p| match source {
+                Some(_) => mirrored(p),
+                None => p.clone(),
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        tracing::info!(
+            missing = missing.len(),
+            from = if source.is_some() {
+                "lead mirror"
+            } else {
+                "peer, untimed"
+            },
+            "retrying listed objects"
+        );
+        let (more, refused) = gather(
+            &missing,
+            layout,
+            window,
+            &untimed,
+            replica,
+            verify,
+            Some(list),
+        )
+        .await;
+        gathered.extend(more);
+        rejected.extend(refused);
+    }
+    let order = list.uids();
+    gathered.sort_by_key(|g| order.iter().position(|u| *u == g.uid));
+    (gathered, rejected)
+}
+
+/// Copies the objects a lead validator aggregates into its own bucket, at the gradient key
+/// of each peer (a validator uploads no gradient of its own), so nobody depends on a peer
+/// keeping the evaluated bytes in place; failures are logged (peers' buckets still serve
+/// unchanged objects).
+pub async fn mirror_aggregated(
+    store: &dyn ObjectStore,
+    layout: &RunLayout,
+    window: u64,
+    gathered: &[Gathered],
+) {
+    for g in gathered {
+        if let Err(err) = store
+            .put(&layout.gradient(window, g.uid), g.object.clone())
+            .await
+        {
+            tracing::warn!(uid = g.uid, %err, "mirroring an aggregated object failed");
+        }
+    }
 }
 
 /// Every neuron of `metagraph` whose on-chain commitment names a bucket, with the store that

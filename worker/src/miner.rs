@@ -128,6 +128,22 @@ impl Miner {
         Ok(self.seal(window, &payload, digest.0, signer, train_loss))
     }
 
+    /// Like [`Miner::compress_and_seal`], but leaves the error feedback as it was (for an
+    /// object that is made but must not shape the next windows' compression).
+    pub fn compress_and_seal_detached(
+        &mut self,
+        window: u64,
+        pseudo: &[Tensor],
+        digest: SampleDigest,
+        signer: &dyn Signer,
+        train_loss: f64,
+    ) -> Result<MinerUpload> {
+        let saved = self.feedback.state()?;
+        let sealed = self.compress_and_seal(window, pseudo, digest, signer, train_loss);
+        self.feedback.load_state(saved)?;
+        sealed
+    }
+
     /// Saves model, optimizer and error-feedback state with the last completed `window`,
     /// atomically.
     pub fn save_checkpoint(&self, path: &Path, window: u64) -> Result<()> {

@@ -25,8 +25,8 @@ use worker_storage::{
 use crate::catch_up::replay;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
-    AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, publish_peer_list,
-    read_peer_list, resolve_peers, upload_sync_sample,
+    AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, gather_listed,
+    mirror_aggregated, publish_peer_list, read_peer_list, resolve_peers, upload_sync_sample,
 };
 use crate::gradient_object::max_object_len;
 use crate::health_server::HealthAddr;
@@ -723,66 +723,33 @@ async fn miner_window(
         Some(lead) => wait_for_list(ctx, lead, window).await,
         None => None,
     };
-    let Some(list) = list else {
+    let (Some(list), Some(lead)) = (list, lead.as_ref()) else {
         // Without the lead's list nobody can know what the run aggregated: apply nothing
         // and catch up from the lead's list later.
         return Err(NodeError::Storage(StorageError::NotFound {
             key: ctx.layout.peer_list(window, lead.map_or(0, |l| l.uid)),
         }));
     };
-    let selected: Vec<PeerEndpoint> = list
-        .uids()
-        .iter()
-        .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
-        .collect();
-    let (gathered, rejected) = gather(
-        &selected,
+    let (gathered, rejected) = gather_listed(
+        &list,
+        &peers,
+        lead,
         &ctx.layout,
         window,
         &ctx.policy(upload_window, miner.replica.specs()),
         &miner.replica,
         &sr25519_verify,
-        Some(&list),
     )
     .await;
     if gathered.len() != list.objects.len() {
-        // A listed object failed to arrive intact: retry it once without the deadline (it
-        // was uploaded in time; only this fetch failed), else replay this window later.
-        let missing: Vec<PeerEndpoint> = selected
-            .iter()
-            .filter(|p| !gathered.iter().any(|g| g.uid == p.uid))
-            .cloned()
-            .collect();
-        tracing::warn!(
-            ?rejected,
-            retrying = missing.len(),
-            "listed objects missing"
-        );
-        let late_policy = FetchPolicy {
-            upload_window: None,
-            ..ctx.policy(upload_window, miner.replica.specs())
-        };
-        let (late, still) = gather(
-            &missing,
-            &ctx.layout,
-            window,
-            &late_policy,
-            &miner.replica,
-            &sr25519_verify,
-            Some(&list),
-        )
-        .await;
-        if !still.is_empty() {
-            return Err(NodeError::Storage(StorageError::NotFound {
-                key: format!("{} listed objects of window {window}", still.len()),
-            }));
-        }
-        let mut all = gathered;
-        all.extend(late);
-        let order = list.uids();
-        all.sort_by_key(|g| order.iter().position(|u| *u == g.uid));
-        apply(ctx, &mut miner.replica, all)?;
-        return Ok(produced);
+        // A listed object is available nowhere intact: replay this window later.
+        tracing::warn!(?rejected, "listed objects missing");
+        return Err(NodeError::Storage(StorageError::NotFound {
+            key: format!(
+                "{} listed objects of window {window}",
+                list.objects.len() - gathered.len()
+            ),
+        }));
     }
     apply(ctx, &mut miner.replica, gathered)?;
     Ok(produced)
@@ -1017,11 +984,14 @@ async fn validator_window(
         &policy,
     )
     .await;
-    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own.0).await?;
-
     // Every validator's model follows the lead's list, so all stay in lockstep with miners.
     let lead = ctx.lead_endpoint(&metagraph, &peers);
     let leads = lead.as_ref().is_some_and(|l| l.uid == ctx.uid);
+    if leads {
+        // Before the list: whoever gathers it can fall back on these exact bytes.
+        mirror_aggregated(&*ctx.store, &ctx.layout, window, &own.1).await;
+    }
+    publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own.0).await?;
     let gathered = match lead.filter(|l| l.uid != ctx.uid) {
         None => own.1,
         Some(lead) => {
@@ -1030,23 +1000,15 @@ async fn validator_window(
                     key: ctx.layout.peer_list(window, lead.uid),
                 }));
             };
-            let selected: Vec<PeerEndpoint> = lead_list
-                .uids()
-                .iter()
-                .filter_map(|uid| all_peers.iter().find(|p| p.uid == *uid).cloned())
-                .collect();
-            let late_policy = FetchPolicy {
-                upload_window: None,
-                ..policy
-            };
-            let (lead_gathered, rejected) = gather(
-                &selected,
+            let (lead_gathered, rejected) = gather_listed(
+                &lead_list,
+                &all_peers,
+                &lead,
                 &ctx.layout,
                 window,
-                &late_policy,
+                &policy,
                 &validator.replica,
                 &sr25519_verify,
-                Some(&lead_list),
             )
             .await;
             if lead_gathered.len() != lead_list.objects.len() {

@@ -16,7 +16,7 @@ use worker_sparseloco::{GradientPayload, decode, index_overlap};
 use worker_storage::{StorageError, StoredObject};
 
 use crate::error::Result;
-use crate::evaluator::{LossDelta, evaluate_update};
+use crate::evaluator::{evaluate_update, fit_gain};
 use crate::gradient_object::{GradientObject, ObjectError};
 use crate::miner::assignment;
 use crate::replica::Replica;
@@ -146,6 +146,8 @@ pub struct WindowEvaluation {
     /// Peers evaluated in this window whose update lowered the loss on random data, with
     /// the SHA-256 of the exact object evaluated.
     pub evaluated: Vec<(u16, String)>,
+    /// Peers of same-second copy pairs the tie-break left unscored.
+    pub unscored_copies: Vec<u16>,
 }
 
 impl WindowEvaluation {
@@ -256,6 +258,7 @@ impl Validator {
         let before_random = self.replica.model.loss_on_batches(&random)?;
         let mut deltas = BTreeMap::new();
         let mut digests_ok = BTreeMap::new();
+        let mut assigned_batches = BTreeMap::new();
         for (uid, gradient, _) in &accepted {
             let (ids, digest) = assignment(&self.settings, dataset, *uid, window)?;
             digests_ok.insert(*uid, digest.0 == gradient.sample_digest);
@@ -271,14 +274,28 @@ impl Validator {
             )
             .map_err(|err| err.to_string());
             deltas.insert(*uid, delta);
+            assigned_batches.insert(*uid, assigned);
         }
-        let copies = resolve_copy_ties(copies, &deltas);
+        let payloads: BTreeMap<u16, &GradientPayload> =
+            accepted.iter().map(|(u, g, _)| (*u, &g.payload)).collect();
+        let fits = self.cross_fits(window, dataset, &payloads, &mutual_pairs(&copies))?;
+        let CopyResolution {
+            flags: copies,
+            unscored,
+        } = resolve_copy_ties(copies, &fits);
         let copiers: Vec<u16> = copies.iter().map(|c| c.copier).collect();
 
         for (uid, _, sync_sample) in &accepted {
             if copiers.contains(uid) {
                 // Replaced by the copy outcome in apply_copy_flags below.
                 outcomes.push(PeerOutcome::new(*uid, Outcome::Missing));
+                continue;
+            }
+            if unscored.contains(uid) {
+                // Copy or original of a same-second pair the evidence cannot tell apart: no
+                // outcome this window (as if not sampled), so neither is credited or
+                // aggregated, and neither is penalised.
+                tracing::warn!(uid, "same-second copy pair not settled: not scored");
                 continue;
             }
             let outcome = match deltas.remove(uid) {
@@ -309,7 +326,58 @@ impl Validator {
             copies,
             peer_list,
             evaluated,
+            unscored_copies: unscored,
         })
+    }
+
+    /// The copy tie-break's measures for same-second `pairs`: both updates of a pair on both
+    /// peers' whole assignments, each (update, data) measured once; at most
+    /// [`TIE_PAIRS_PER_WINDOW`] pairs are measured (the rest leave both unscored), so a crowd of
+    /// same-second copies cannot make the validator's work grow quadratically.
+    fn cross_fits(
+        &mut self,
+        window: u64,
+        dataset: &dyn Samples,
+        payloads: &BTreeMap<u16, &GradientPayload>,
+        pairs: &[(u16, u16)],
+    ) -> Result<FitTable> {
+        let mut fits = FitTable::new();
+        let mut batches: BTreeMap<u16, Vec<Batch>> = BTreeMap::new();
+        for &(a, b) in pairs.iter().take(TIE_PAIRS_PER_WINDOW) {
+            for data in [a, b] {
+                let on = match batches.entry(data) {
+                    std::collections::btree_map::Entry::Occupied(entry) => entry.into_mut(),
+                    std::collections::btree_map::Entry::Vacant(entry) => {
+                        let (ids, _) = assignment(&self.settings, dataset, data, window)?;
+                        entry.insert(dataset.batches(&ids, self.settings.micro_batch_size)?)
+                    }
+                };
+                for update in [a, b] {
+                    let Some(payload) = payloads.get(&update) else {
+                        continue;
+                    };
+                    if fits.contains_key(&(update, data)) {
+                        continue;
+                    }
+                    if let Ok(gain) = fit_gain(&mut self.replica, payload, on, self.eval.lr)
+                        && gain.is_finite()
+                    {
+                        fits.insert((update, data), gain);
+                    }
+                }
+            }
+            let fit = |update: u16, data: u16| fits.get(&(update, data)).copied();
+            tracing::info!(
+                a,
+                b,
+                a_on_a = ?fit(a, a),
+                b_on_a = ?fit(b, a),
+                a_on_b = ?fit(a, b),
+                b_on_b = ?fit(b, b),
+                "same-second copy pair: cross-fit"
+            );
+        }
+        Ok(fits)
     }
 
     fn random_batches(&self, dataset: &dyn Samples, window: u64) -> Result<Vec<Batch>> {
@@ -329,54 +397,110 @@ impl Validator {
     }
 }
 
-/// How much more a peer's update helps its own assigned data than random data.
-fn assigned_advantage(delta: &LossDelta) -> f64 {
-    (delta.before_assigned - delta.after_assigned) - (delta.before_random - delta.after_random)
-}
+/// Loss drops measured by the copy tie-break: (uid whose update, uid whose assigned data)
+/// -> how much that update alone lowers the loss on that data.
+pub type FitTable = BTreeMap<(u16, u16), f64>;
 
-/// Upload times have whole-second resolution, so an original and its copy can carry the
-/// same time and be flagged as copies of each other. The copy was trained on the
-/// original's assignment, not its own, so of such a pair the peer whose update helps its
-/// own assigned data more is the original; its flag is dropped. Ties of that measure too
-/// (or unmeasurable peers) keep both flags.
-pub fn resolve_copy_ties(
-    copies: Vec<CopyFlag>,
-    deltas: &BTreeMap<u16, std::result::Result<LossDelta, String>>,
-) -> Vec<CopyFlag> {
-    let advantage = |uid: u16| match deltas.get(&uid) {
-        Some(Ok(delta)) => Some(assigned_advantage(delta)),
-        _ => None,
-    };
+/// The unordered pairs flagged as copies of each other (equal upload times), each once.
+pub fn mutual_pairs(copies: &[CopyFlag]) -> Vec<(u16, u16)> {
     copies
         .iter()
-        .filter(|flag| {
-            let mutual = copies
+        .filter(|f| f.copier < f.original)
+        .filter(|f| {
+            copies
                 .iter()
-                .any(|other| other.copier == flag.original && other.original == flag.copier);
-            if !mutual {
-                return true;
-            }
-            match (advantage(flag.copier), advantage(flag.original)) {
-                (Some(copier), Some(original)) => copier <= original,
-                _ => true,
-            }
+                .any(|o| o.copier == f.original && o.original == f.copier)
         })
-        .copied()
+        .map(|f| (f.copier, f.original))
         .collect()
+}
+
+/// Same-second copy pairs measured per window (beyond them, both peers stay unscored).
+pub const TIE_PAIRS_PER_WINDOW: usize = 16;
+
+/// Least relative difference of the cross-fit that flags the trailing peer of a
+/// same-second pair as a copy (a hard penalty); under it the trailing peer is only left
+/// unscored for the window.
+pub const COPY_TIE_MARGIN: f64 = 0.25;
+
+/// What the tie-break made of the copy flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CopyResolution {
+    /// The flags that stand (one-sided ones, and the copier's side of settled pairs).
+    pub flags: Vec<CopyFlag>,
+    /// Peers left unscored this window: the trailing peer of a pair whose cross-fit is under
+    /// the margin, both peers of a pair that could not be measured or tied exactly.
+    pub unscored: Vec<u16>,
+}
+
+/// Settles pairs flagged as copies of each other. The first rule is the upload time (a copy
+/// needs its original to exist, so the later uploader copied); stored times have
+/// whole-second resolution, so an original and its copy can carry the same one and both be
+/// flagged. Of such a pair the original is the peer whose assigned data the pair's update
+/// was trained on: both updates (near-identical, they overlap beyond the threshold) are
+/// measured on both peers' whole assignments, and the peer whose assignment they lower the
+/// loss on more leads. Nothing a copier controls decides it: its assignment follows from the
+/// run seed, its uid and the window, the original's training data from the original's, and
+/// moving the update toward its own data means training on it; uid and arrival order play
+/// no part. Only when the lead is at least [`COPY_TIE_MARGIN`] of the larger measure is the
+/// trailing peer flagged as a copy (a hard penalty); under it the trailing peer is left
+/// unscored for the window (neither credited, aggregated nor penalised, as if not sampled)
+/// and the leading one is scored as usual, so weak evidence never penalises anyone and a
+/// copy earns only when the evidence is wrong, for that window. A pair that cannot be
+/// measured on both sides, or ties exactly (updates that change nothing), leaves both
+/// unscored. One-sided flags (different upload times) stand as they are.
+pub fn resolve_copy_ties(copies: Vec<CopyFlag>, fits: &FitTable) -> CopyResolution {
+    let mutual = mutual_pairs(&copies);
+    // Sum of the pair's measured updates' gains on `data`'s assignment, and how many were
+    // measured.
+    let fit_on = |pair: (u16, u16), data: u16| {
+        let gains: Vec<f64> = [pair.0, pair.1]
+            .iter()
+            .filter_map(|update| fits.get(&(*update, data)).copied())
+            .collect();
+        (gains.iter().sum::<f64>(), gains.len())
+    };
+    let mut unscored = Vec::new();
+    // The (copier, original) of each pair settled beyond the margin.
+    let mut settled = Vec::new();
+    for &pair in &mutual {
+        let (first, n_first) = fit_on(pair, pair.0);
+        let (second, n_second) = fit_on(pair, pair.1);
+        // Compare like with like: the same updates measured on both assignments.
+        if n_first == 0 || n_first != n_second || first == second {
+            unscored.extend([pair.0, pair.1]);
+            continue;
+        }
+        let (leading, trailing) = if first > second {
+            (pair.0, pair.1)
+        } else {
+            (pair.1, pair.0)
+        };
+        let scale = first.abs().max(second.abs());
+        if (first - second).abs() >= COPY_TIE_MARGIN * scale {
+            settled.push((trailing, leading));
+        } else {
+            unscored.push(trailing);
+        }
+    }
+    let flags = copies
+        .into_iter()
+        .filter(|flag| {
+            let pair = (
+                flag.copier.min(flag.original),
+                flag.copier.max(flag.original),
+            );
+            !mutual.contains(&pair) || settled.contains(&(flag.copier, flag.original))
+        })
+        .collect();
+    unscored.sort_unstable();
+    unscored.dedup();
+    CopyResolution { flags, unscored }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn delta(assigned_gain: f64, random_gain: f64) -> LossDelta {
-        LossDelta {
-            before_assigned: 5.0,
-            after_assigned: 5.0 - assigned_gain,
-            before_random: 5.0,
-            after_random: 5.0 - random_gain,
-        }
-    }
 
     fn flag(copier: u16, original: u16) -> CopyFlag {
         CopyFlag {
@@ -386,25 +510,97 @@ mod tests {
         }
     }
 
-    #[test]
-    fn mutual_flags_keep_only_the_peer_that_does_not_fit_its_own_data() {
-        let mut deltas = BTreeMap::new();
-        // uid 1 trained on its own data; uid 6 re-uploaded uid 1's update.
-        deltas.insert(1, Ok(delta(0.30, 0.10)));
-        deltas.insert(6, Ok(delta(0.10, 0.10)));
-        let kept = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &deltas);
-        assert_eq!(kept.len(), 1);
-        assert_eq!((kept[0].copier, kept[0].original), (6, 1));
+    /// Gains of two near-identical updates trained on `trained_on`'s data.
+    fn pair_fits(a: u16, b: u16, trained_on: u16) -> FitTable {
+        let gain = |data: u16| if data == trained_on { 0.30 } else { 0.05 };
+        let mut fits = FitTable::new();
+        for update in [a, b] {
+            for data in [a, b] {
+                fits.insert((update, data), gain(data) + 0.001 * f64::from(update));
+            }
+        }
+        fits
+    }
+
+    fn copiers(resolution: &CopyResolution) -> Vec<(u16, u16)> {
+        resolution
+            .flags
+            .iter()
+            .map(|f| (f.copier, f.original))
+            .collect()
     }
 
     #[test]
-    fn one_sided_flags_and_unmeasured_ties_are_kept() {
-        let mut deltas = BTreeMap::new();
-        deltas.insert(1, Ok(delta(0.3, 0.1)));
-        deltas.insert(2, Err("invalid".to_owned()));
-        let kept = resolve_copy_ties(vec![flag(6, 1)], &deltas);
-        assert_eq!(kept.len(), 1);
-        let kept = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &deltas);
-        assert_eq!(kept.len(), 2);
+    fn a_same_second_pair_flags_the_peer_whose_data_the_update_was_not_trained_on() {
+        // uid 6 copied uid 1's update; both were stored in the same second.
+        let r = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 1));
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(6, 1)], 0));
+        // The same with the roles the other way round: uid order decides nothing.
+        let r = resolve_copy_ties(vec![flag(1, 6), flag(6, 1)], &pair_fits(1, 6, 6));
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(1, 6)], 0));
+    }
+
+    #[test]
+    fn a_sybil_group_keeps_at_most_one_unflagged_member() {
+        // uids 3, 4 and 5 upload one update trained on uid 4's data, in one second.
+        let uids = [3u16, 4, 5];
+        let mut copies = Vec::new();
+        let mut fits = FitTable::new();
+        for &a in &uids {
+            for &b in &uids {
+                if a != b {
+                    copies.push(flag(a, b));
+                }
+                fits.insert(
+                    (a, b),
+                    if b == 4 {
+                        0.3
+                    } else {
+                        0.05 + 0.001 * f64::from(b)
+                    },
+                );
+            }
+        }
+        let r = resolve_copy_ties(copies, &fits);
+        let mut flagged: Vec<u16> = r.flags.iter().map(|f| f.copier).collect();
+        flagged.dedup();
+        assert_eq!(flagged, vec![3, 5], "{r:?}");
+        // 3 and 5 (neither trained) are too close to settle between themselves: the
+        // trailing one (5 fits 5's data slightly better, so 3 trails) is left unscored.
+        assert_eq!(r.unscored, vec![3]);
+    }
+
+    #[test]
+    fn weak_evidence_leaves_only_the_trailing_peer_unscored_and_one_sided_flags_stand() {
+        let r = resolve_copy_ties(vec![flag(6, 1)], &FitTable::new());
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(6, 1)], 0));
+        // Nothing measured: neither flagged, both unscored.
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &FitTable::new());
+        assert_eq!((r.flags.len(), r.unscored), (0, vec![1, 2]));
+        // Updates that change nothing tie exactly.
+        let mut fits = FitTable::new();
+        for key in [(1, 1), (1, 2), (2, 1), (2, 2)] {
+            fits.insert(key, 0.0);
+        }
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((r.flags.len(), r.unscored), (0, vec![1, 2]));
+        // Within the margin (0.30 against 0.25): 2 trails and is only left unscored.
+        let mut fits = FitTable::new();
+        for (key, gain) in [
+            ((1, 1), 0.15),
+            ((2, 1), 0.15),
+            ((1, 2), 0.125),
+            ((2, 2), 0.125),
+        ] {
+            fits.insert(key, gain);
+        }
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((r.flags.len(), r.unscored), (0, vec![2]));
+        // Only one update measurable on both assignments: it alone decides.
+        let mut fits = FitTable::new();
+        fits.insert((1, 1), 0.2);
+        fits.insert((1, 2), 0.01);
+        let r = resolve_copy_ties(vec![flag(1, 2), flag(2, 1)], &fits);
+        assert_eq!((copiers(&r), r.unscored.len()), (vec![(2, 1)], 0));
     }
 }

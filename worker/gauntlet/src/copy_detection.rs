@@ -5,9 +5,10 @@
 //! selects overlap only partly with another peer's. A peer that re-uploads
 //! someone else's gradient (possibly with perturbed values) reproduces the
 //! selection almost exactly. Rule: when the overlap of two peers' selections
-//! exceeds the threshold (default 0.9), the peer that uploaded later is the
+//! exceeds the threshold (default 0.6), the peer that uploaded later is the
 //! copier (it needed the original to exist first); with equal upload times the
-//! order is unknowable and both are flagged.
+//! order is unknowable here and both are flagged (the validator settles such
+//! pairs by which peer's assigned data the update was trained on).
 //!
 //! The overlap is `|A ∩ B| / min(|A|, |B|)`, so padding a copy with extra
 //! entries does not dilute it.
@@ -121,6 +122,7 @@ pub fn detect_copies_with(
                 continue;
             }
             let o = overlap(i, j);
+            tracing::debug!(uid_a, uid_b, overlap = o, "top-k index overlap");
             if o.is_nan() || o <= threshold {
                 continue;
             }
