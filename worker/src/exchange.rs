@@ -374,15 +374,22 @@ pub async fn mirror_aggregated(
     window: u64,
     gathered: &[Gathered],
 ) {
-    for g in gathered {
-        if let Err(err) = store
-            .put(&layout.gradient(window, g.uid), g.object.clone())
-            .await
-        {
-            tracing::warn!(uid = g.uid, %err, "mirroring an aggregated object failed");
-        }
-    }
+    use futures::StreamExt;
+    // Concurrently (it delays the list): the time of the largest upload, not of all of them.
+    futures::stream::iter(gathered)
+        .for_each_concurrent(MIRROR_UPLOADS_IN_FLIGHT, |g| async move {
+            if let Err(err) = store
+                .put(&layout.gradient(window, g.uid), g.object.clone())
+                .await
+            {
+                tracing::warn!(uid = g.uid, %err, "mirroring an aggregated object failed");
+            }
+        })
+        .await;
 }
+
+/// Mirror uploads a lead validator runs at once.
+const MIRROR_UPLOADS_IN_FLIGHT: usize = 8;
 
 /// Every neuron of `metagraph` whose on-chain commitment names a bucket, with the store that
 /// `open` builds for it. Commitments that do not parse, or whose store cannot be opened,
