@@ -280,7 +280,17 @@ async fn sybils_free_riders_swappers_and_recompressors_gain_nothing() {
         .filter(|u| weight(*u) > 0.0)
         .collect();
     assert!(earning.len() <= 1, "Sybils earning: {earning:?}");
-    for cheater in ["freerider", "recompress"] {
+    // The swapper's rewrite is seen by the validator the next window (the object's write
+    // time changed after its evaluation) and penalised as invalid.
+    for uid in uids_of("swap") {
+        let penalised = report.windows.iter().skip(1).any(|w| {
+            w.miners
+                .iter()
+                .any(|m| m.uid == uid && m.verdict.contains("rewritten after it was evaluated"))
+        });
+        assert!(penalised, "swapper uid {uid} never penalised");
+    }
+    for cheater in ["freerider", "recompress", "swap"] {
         for uid in uids_of(cheater) {
             assert!(
                 weight(uid) < least_honest,

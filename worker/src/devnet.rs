@@ -726,17 +726,15 @@ impl RoleEvents for Recorder {
             weights_due: report.weights_due,
             scores: validator.gauntlet.final_scores().into_iter().collect(),
             weights: validator.gauntlet.weights().into_iter().collect(),
-            verdicts: outcomes
-                .iter()
-                .map(|o| (o.uid, verdict(o)))
-                .chain(
+            verdicts: first_per_uid(
+                outcomes.iter().map(|o| (o.uid, verdict(o))).chain(
                     report
                         .evaluation
                         .unscored_copies
                         .iter()
                         .map(|uid| (*uid, "same-second copy pair: not scored".to_owned())),
-                )
-                .collect(),
+                ),
+            ),
             decoded: outcomes
                 .iter()
                 .filter(|o| matches!(o.outcome, Outcome::Evaluated { .. } | Outcome::Copy { .. }))
@@ -789,6 +787,15 @@ fn held_out_batches(args: &DevnetArgs, seq_len: usize) -> Result<Vec<Batch>> {
     let n = (4 * args.micro_batch_size as u64).min(val.num_samples());
     let ids: Vec<u64> = (0..n).collect();
     Ok(val.batches(&ids, args.micro_batch_size)?)
+}
+
+/// The first verdict of each uid (the Gauntlet scores a uid's first outcome of a window).
+fn first_per_uid(verdicts: impl Iterator<Item = (u16, String)>) -> BTreeMap<u16, String> {
+    let mut out = BTreeMap::new();
+    for (uid, verdict) in verdicts {
+        out.entry(uid).or_insert(verdict);
+    }
+    out
 }
 
 fn verdict(outcome: &PeerOutcome) -> String {

@@ -388,6 +388,27 @@ pub async fn mirror_aggregated(
         .await;
 }
 
+/// The peers of `listed` whose object of that window now has another write time than the
+/// object that was evaluated (a HEAD each; a peer or HEAD that fails is not judged).
+pub async fn rewritten_objects(
+    listed: &crate::validator::ListedObjects,
+    peers: &[PeerEndpoint],
+    layout: &RunLayout,
+) -> Vec<u16> {
+    let mut rewritten = Vec::new();
+    for &(uid, written) in &listed.written {
+        let Some(peer) = peers.iter().find(|p| p.uid == uid) else {
+            continue;
+        };
+        match peer.store.head(&layout.gradient(listed.window, uid)).await {
+            Ok(meta) if meta.last_modified != written => rewritten.push(uid),
+            Ok(_) => {}
+            Err(err) => tracing::debug!(uid, %err, "listed object not checked"),
+        }
+    }
+    rewritten
+}
+
 /// Mirror uploads a lead validator runs at once.
 const MIRROR_UPLOADS_IN_FLIGHT: usize = 8;
 

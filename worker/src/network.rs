@@ -4,6 +4,7 @@
 //! Both roles run on any [`Chain`] and any bucket resolver, so the same loops are exercised
 //! against the embedded chain and local stores in tests.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,7 +27,8 @@ use crate::catch_up::replay;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
     AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, gather_listed,
-    mirror_aggregated, publish_peer_list, read_peer_list, resolve_peers, upload_sync_sample,
+    mirror_aggregated, publish_peer_list, read_peer_list, resolve_peers, rewritten_objects,
+    upload_sync_sample,
 };
 use crate::gradient_object::max_object_len;
 use crate::health_server::HealthAddr;
@@ -40,7 +42,7 @@ use crate::role_events::{
 };
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
-use crate::validator::{EvalSettings, Validator, WindowEvaluation};
+use crate::validator::{EvalSettings, ListedObjects, Validator, WindowEvaluation};
 
 /// This node's bucket (write credentials) and the read credentials it publishes on chain.
 #[derive(Debug, Clone, Args)]
@@ -876,6 +878,8 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let mut attempted = done;
     let mut completed = 0;
     let mut manifest_published = false;
+    // The objects listed in the last window, checked for rewrites in the next.
+    let mut listed = None;
     while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
         // Miners started without a manifest follow the one the lead validator publishes;
         // a storage outage at start-up delays that, it does not stop the validator.
@@ -915,6 +919,7 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             sync_len,
             &manifest,
             resolve,
+            &mut listed,
         )
         .await;
         let Some((evaluation, aggregated)) = window_completed(&ctx, window, result)? else {
@@ -958,6 +963,7 @@ async fn validator_window(
     sync_len: usize,
     manifest: &run_manifest::ManifestHash,
     resolve: &Resolver,
+    listed: &mut Option<ListedObjects>,
 ) -> Result<(WindowEvaluation, Vec<u16>)> {
     NodeContext::wait_deadline(&upload_window).await;
     let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
@@ -967,10 +973,20 @@ async fn validator_window(
         .filter(|p| p.uid != ctx.uid)
         .cloned()
         .collect();
+    // What this validator listed last window must still be the bytes it evaluated.
+    if let Some(listed) = listed.take() {
+        for uid in rewritten_objects(&listed, &peers, &ctx.layout).await {
+            validator.penalise_rewrite(uid, listed.window);
+        }
+    }
     let to_fetch = observe_and_sample(validator, window, &peers);
     let policy = ctx.policy(upload_window, validator.replica.specs());
     let submissions =
         fetch_submissions(&to_fetch, &ctx.layout, window, &policy, manifest, sync_len).await;
+    let written: BTreeMap<u16, SystemTime> = submissions
+        .iter()
+        .filter_map(|s| Some((s.uid, s.object.as_ref().ok()?.last_modified)))
+        .collect();
     let evaluation = validator.evaluate_window(window, submissions, dataset, &sr25519_verify)?;
 
     // Aggregate only what this window evaluated, pinned to the evaluated bytes.
@@ -992,6 +1008,15 @@ async fn validator_window(
         mirror_aggregated(&*ctx.store, &ctx.layout, window, &own.1).await;
     }
     publish_peer_list(&*ctx.store, &ctx.layout, ctx.uid, &own.0).await?;
+    *listed = Some(ListedObjects {
+        window,
+        written: own
+            .0
+            .uids()
+            .into_iter()
+            .filter_map(|uid| Some((uid, *written.get(&uid)?)))
+            .collect(),
+    });
     let gathered = match lead.filter(|l| l.uid != ctx.uid) {
         None => own.1,
         Some(lead) => {

@@ -181,6 +181,20 @@ pub struct Validator {
     pub sync: SyncHistory,
     settings: TrainingSettings,
     eval: EvalSettings,
+    /// Outcomes decided before the next window's evaluation (objects rewritten after they
+    /// were evaluated); they take precedence over that window's own outcome of the peer.
+    pending: Vec<PeerOutcome>,
+}
+
+/// The objects a validator listed for aggregation in one window, with the write time of the
+/// exact object it evaluated: an honest miner never writes its object again, so a later
+/// write time means the object was swapped after its evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedObjects {
+    /// The window.
+    pub window: u64,
+    /// (uid, LastModified of the evaluated object).
+    pub written: Vec<(u16, std::time::SystemTime)>,
 }
 
 impl Validator {
@@ -200,7 +214,21 @@ impl Validator {
             sync,
             settings: settings.clone(),
             eval,
+            pending: Vec::new(),
         })
+    }
+
+    /// Records that `uid` rewrote its object of `window` after this validator evaluated
+    /// (and listed) it: an invalid outcome in the next evaluated window, whatever else that
+    /// window shows of the peer.
+    pub fn penalise_rewrite(&mut self, uid: u16, window: u64) {
+        tracing::warn!(uid, window, "object rewritten after its evaluation");
+        self.pending.push(PeerOutcome::new(
+            uid,
+            Outcome::Invalid {
+                reason: format!("its window {window} object was rewritten after it was evaluated"),
+            },
+        ));
     }
 
     /// Which peers to evaluate in `window`.
@@ -217,7 +245,9 @@ impl Validator {
         dataset: &dyn Samples,
         verify: &Verifier,
     ) -> Result<WindowEvaluation> {
-        let mut outcomes = Vec::with_capacity(submissions.len());
+        // Earlier decisions first: the Gauntlet keeps a uid's first outcome.
+        let mut outcomes = std::mem::take(&mut self.pending);
+        outcomes.reserve(submissions.len());
         let mut accepted: Vec<(u16, AcceptedGradient, Option<Vec<f32>>)> = Vec::new();
         // SHA-256 of the exact bytes evaluated, so only those bytes can be aggregated.
         let mut evaluated_digests = BTreeMap::new();
