@@ -93,18 +93,7 @@ impl MinerStrategy for Lazy {
         miner: &'a mut Miner,
         input: WindowInput<'a>,
     ) -> PlannedFuture<'a> {
-        Box::pin(async move {
-            let (_, digest) = miner.assignment(input.dataset, input.window)?;
-            let zero = miner.zero_update()?;
-            let upload = miner.compress_and_seal(
-                input.window,
-                &zero,
-                digest,
-                &input.ctx.hotkey,
-                f64::NAN,
-            )?;
-            Ok(in_time(upload))
-        })
+        Box::pin(async move { Ok(in_time(zero_upload(miner, &input)?)) })
     }
 }
 
@@ -234,17 +223,10 @@ impl MinerStrategy for Recompress {
         input: WindowInput<'a>,
     ) -> PlannedFuture<'a> {
         Box::pin(async move {
-            let (_, digest) = miner.assignment(input.dataset, input.window)?;
             let upload = match peer_object(miner, &input).await? {
                 Some(object) => {
                     let dense = dense_update(miner, &object, 1.0)?;
-                    miner.compress_and_seal(
-                        input.window,
-                        &dense,
-                        digest,
-                        &input.ctx.hotkey,
-                        f64::NAN,
-                    )?
+                    seal_untrained(miner, &input, &dense)?
                 }
                 None => zero_upload(miner, &input)?,
             };
@@ -314,11 +296,21 @@ fn dense_update(miner: &Miner, object: &[u8], scale: f64) -> Result<Vec<Tensor>>
         .collect::<Result<Vec<Tensor>, _>>()?)
 }
 
+/// `update` (not trained here: no training loss) compressed and sealed for this window,
+/// claiming the miner's assignment.
+fn seal_untrained(
+    miner: &mut Miner,
+    input: &WindowInput<'_>,
+    update: &[Tensor],
+) -> Result<MinerUpload> {
+    let (_, digest) = miner.assignment(input.dataset, input.window)?;
+    miner.compress_and_seal(input.window, update, digest, &input.ctx.hotkey, f64::NAN)
+}
+
 /// An all-zero update sealed for this window.
 fn zero_upload(miner: &mut Miner, input: &WindowInput<'_>) -> Result<MinerUpload> {
-    let (_, digest) = miner.assignment(input.dataset, input.window)?;
     let zero = miner.zero_update()?;
-    miner.compress_and_seal(input.window, &zero, digest, &input.ctx.hotkey, f64::NAN)
+    seal_untrained(miner, input, &zero)
 }
 
 /// One member of a Sybil group (one trainer, several hotkeys). Member 0 trains on its own
@@ -363,14 +355,7 @@ impl MinerStrategy for Sybil {
                 Some(object) => {
                     let scale = 1.0 + f64::from(self.member) * SYBIL_PERTURBATION;
                     let dense = dense_update(miner, &object, scale)?;
-                    let (_, digest) = miner.assignment(input.dataset, input.window)?;
-                    miner.compress_and_seal(
-                        input.window,
-                        &dense,
-                        digest,
-                        &input.ctx.hotkey,
-                        f64::NAN,
-                    )?
+                    seal_untrained(miner, &input, &dense)?
                 }
                 None => zero_upload(miner, &input)?,
             };
@@ -420,15 +405,7 @@ impl MinerStrategy for FreeRider {
                     .collect::<Result<Vec<Tensor>, _>>()?,
                 None => miner.zero_update()?,
             };
-            let (_, digest) = miner.assignment(input.dataset, input.window)?;
-            let upload = miner.compress_and_seal(
-                input.window,
-                &update,
-                digest,
-                &input.ctx.hotkey,
-                f64::NAN,
-            )?;
-            Ok(in_time(upload))
+            Ok(in_time(seal_untrained(miner, &input, &update)?))
         })
     }
 }
