@@ -294,10 +294,9 @@ async fn more_gpus_than_exist_stay_pending_and_the_status_says_why() {
     let _operator = start_operator(operator_client, &ns);
     let admin = ns.admin().await.unwrap();
     create_examples(&ns, &["run-manifest.yaml"]).await;
-    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
+    let mut run = run_without_checkpoint(&ns);
     // Three 8-GPU replicas, two untainted 8-GPU nodes.
     run["spec"]["replicas"] = json!(3);
-    run["spec"].as_object_mut().unwrap().remove("checkpoint");
     create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
         .await
         .unwrap();
@@ -783,14 +782,6 @@ async fn a_registration_job_runs_before_the_miner_and_alone_sees_the_coldkey() {
     assert_eq!(job.status.unwrap().failed, Some(1));
 }
 
-fn image(p: &Pod) -> &str {
-    p.spec
-        .as_ref()
-        .and_then(|s| s.containers.first())
-        .and_then(|c| c.image.as_deref())
-        .unwrap_or("")
-}
-
 #[tokio::test]
 async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
     let cluster = cluster().await;
@@ -799,8 +790,7 @@ async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
     let _operator = start_operator(operator_client, &ns);
     let admin = ns.admin().await.unwrap();
     create_examples(&ns, &["run-manifest.yaml"]).await;
-    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
-    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    let mut run = run_without_checkpoint(&ns);
     run["spec"]["gpusPerReplica"] = json!(4);
     run["spec"]["replicas"] = json!(3);
     create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
@@ -808,24 +798,9 @@ async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
         .unwrap();
     let runs: Api<TrainingRun> = Api::namespaced(admin.clone(), &ns.name);
     let selector = selector_for::<TrainingRun>("miners");
-    let all_ready_with = |want: &'static str| {
-        let admin = admin.clone();
-        let selector = selector.clone();
-        let ns = ns.name.clone();
-        move || {
-            let admin = admin.clone();
-            let selector = selector.clone();
-            let ns = ns.clone();
-            async move {
-                let pods = pods_of(&admin, &ns, &selector).await;
-                (pods.len() == 3 && pods.iter().all(|p| is_ready(p) && image(p) == want))
-                    .then_some(())
-            }
-        }
-    };
     let old_image = "ghcr.io/templar/subnet-worker:0.1.0";
     let new_image = "ghcr.io/templar/subnet-worker:0.2.0";
-    wait_for("3 ready replicas", all_ready_with(old_image)).await;
+    wait_ready_with_image(&admin, &ns.name, &selector, 3, old_image).await;
 
     runs.patch(
         "miners",
@@ -897,7 +872,7 @@ async fn an_image_change_rolls_one_pod_at_a_time_then_suspend_and_resume() {
     )
     .await
     .unwrap();
-    wait_for("3 ready replicas after resume", all_ready_with(new_image)).await;
+    wait_ready_with_image(&admin, &ns.name, &selector, 3, new_image).await;
 }
 
 /// Issue 15: an operator restarted in the middle of a rollout (new process: empty caches,
@@ -912,8 +887,7 @@ async fn an_operator_restarted_mid_rollout_creates_no_duplicate_pods() {
     let operator = start_operator(operator_client.clone(), &ns);
     let admin = ns.admin().await.unwrap();
     create_examples(&ns, &["run-manifest.yaml"]).await;
-    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
-    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    let mut run = run_without_checkpoint(&ns);
     run["spec"]["gpusPerReplica"] = json!(4);
     run["spec"]["replicas"] = json!(3);
     create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
@@ -952,15 +926,7 @@ async fn an_operator_restarted_mid_rollout_creates_no_duplicate_pods() {
     };
     let old_image = "ghcr.io/templar/subnet-worker:0.1.0";
     let new_image = "ghcr.io/templar/subnet-worker:0.2.0";
-    wait_for("3 ready replicas", || {
-        let (admin, ns, selector) = (admin.clone(), ns.name.clone(), selector.clone());
-        async move {
-            let pods = pods_of(&admin, &ns, &selector).await;
-            (pods.len() == 3 && pods.iter().all(|p| is_ready(p) && image(p) == old_image))
-                .then_some(())
-        }
-    })
-    .await;
+    wait_ready_with_image(&admin, &ns.name, &selector, 3, old_image).await;
     runs.patch(
         "miners",
         &PatchParams::default(),
@@ -1149,30 +1115,17 @@ async fn a_standby_replica_takes_over_when_the_leader_stops() {
     let _second = replica("second");
 
     create_examples(&ns, &["run-manifest.yaml"]).await;
-    let mut run = example_doc("trainingrun.yaml", "TrainingRun", &ns);
-    run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    let run = run_without_checkpoint(&ns);
     create_raw(&admin, &ns.name, &resource::<TrainingRun>(), &run)
         .await
         .unwrap();
     let selector = selector_for::<TrainingRun>("miners");
-    let all_ready_with = |want: &'static str| {
-        let admin = admin.clone();
-        let selector = selector.clone();
-        let ns = ns.name.clone();
-        move || {
-            let admin = admin.clone();
-            let selector = selector.clone();
-            let ns = ns.clone();
-            async move {
-                let pods = pods_of(&admin, &ns, &selector).await;
-                (pods.len() == 2 && pods.iter().all(|p| is_ready(p) && image(p) == want))
-                    .then_some(())
-            }
-        }
-    };
-    wait_for(
-        "2 ready miners",
-        all_ready_with("ghcr.io/templar/subnet-worker:0.1.0"),
+    wait_ready_with_image(
+        &admin,
+        &ns.name,
+        &selector,
+        2,
+        "ghcr.io/templar/subnet-worker:0.1.0",
     )
     .await;
 

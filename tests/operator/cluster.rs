@@ -233,10 +233,18 @@ pub async fn make_pod_exit(client: &Client, ns: &str, pod: &str, code: i32) {
         .unwrap();
 }
 
-pub fn one_replica_run(ns: &TestNamespace) -> Value {
+/// The example TrainingRun in `ns` without its checkpoint claim template (no volumes to
+/// provision).
+pub fn run_without_checkpoint(ns: &TestNamespace) -> Value {
     let mut run = example_doc("trainingrun.yaml", "TrainingRun", ns);
-    run["spec"]["replicas"] = json!(1);
     run["spec"].as_object_mut().unwrap().remove("checkpoint");
+    run
+}
+
+/// [`run_without_checkpoint`] with one replica.
+pub fn one_replica_run(ns: &TestNamespace) -> Value {
+    let mut run = run_without_checkpoint(ns);
+    run["spec"]["replicas"] = json!(1);
     run
 }
 
@@ -500,6 +508,33 @@ impl ClusterHarness {
             .filter_map(|e| e["note"].as_str().map(str::to_owned))
             .collect()
     }
+}
+
+/// The image of the pod's first container.
+pub fn image(p: &Pod) -> &str {
+    p.spec
+        .as_ref()
+        .and_then(|s| s.containers.first())
+        .and_then(|c| c.image.as_deref())
+        .unwrap_or("")
+}
+
+/// Waits until `selector` has exactly `n` pods, each Ready and running `image`.
+pub async fn wait_ready_with_image(
+    client: &Client,
+    ns: &str,
+    selector: &str,
+    n: usize,
+    want: &str,
+) {
+    wait_for(
+        &format!("{n} ready pods of {selector} on {want}"),
+        || async move {
+            let pods = pods_of(client, ns, selector).await;
+            (pods.len() == n && pods.iter().all(|p| is_ready(p) && image(p) == want)).then_some(())
+        },
+    )
+    .await
 }
 
 /// Running, Ready and not being deleted.
