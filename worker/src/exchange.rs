@@ -377,7 +377,7 @@ pub async fn mirror_aggregated(
     use futures::StreamExt;
     // Concurrently (it delays the list): the time of the largest upload, not of all of them.
     futures::stream::iter(gathered)
-        .for_each_concurrent(MIRROR_UPLOADS_IN_FLIGHT, |g| async move {
+        .for_each_concurrent(LISTED_OBJECT_REQUESTS_IN_FLIGHT, |g| async move {
             if let Err(err) = store
                 .put(&layout.gradient(window, g.uid), g.object.clone())
                 .await
@@ -388,29 +388,47 @@ pub async fn mirror_aggregated(
         .await;
 }
 
+/// The objects a validator listed for aggregation in one window, with the write time of the
+/// exact object it evaluated: an honest miner never writes its object again, so a later
+/// write time means the object was swapped after its evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedObjects {
+    /// The window.
+    pub window: u64,
+    /// (uid, LastModified of the evaluated object).
+    pub written: Vec<(u16, std::time::SystemTime)>,
+}
+
 /// The peers of `listed` whose object of that window now has another write time than the
-/// object that was evaluated (a HEAD each; a peer or HEAD that fails is not judged).
+/// object that was evaluated (HEADs run concurrently; a peer or HEAD that fails is not
+/// judged).
 pub async fn rewritten_objects(
-    listed: &crate::validator::ListedObjects,
+    listed: &ListedObjects,
     peers: &[PeerEndpoint],
     layout: &RunLayout,
 ) -> Vec<u16> {
-    let mut rewritten = Vec::new();
-    for &(uid, written) in &listed.written {
-        let Some(peer) = peers.iter().find(|p| p.uid == uid) else {
-            continue;
-        };
-        match peer.store.head(&layout.gradient(listed.window, uid)).await {
-            Ok(meta) if meta.last_modified != written => rewritten.push(uid),
-            Ok(_) => {}
-            Err(err) => tracing::debug!(uid, %err, "listed object not checked"),
-        }
-    }
+    use futures::StreamExt;
+    let mut rewritten: Vec<u16> = futures::stream::iter(&listed.written)
+        .map(|&(uid, written)| async move {
+            let peer = peers.iter().find(|p| p.uid == uid)?;
+            match peer.store.head(&layout.gradient(listed.window, uid)).await {
+                Ok(meta) => (meta.last_modified != written).then_some(uid),
+                Err(err) => {
+                    tracing::debug!(uid, %err, "listed object not checked");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(LISTED_OBJECT_REQUESTS_IN_FLIGHT)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    rewritten.sort_unstable();
     rewritten
 }
 
-/// Mirror uploads a lead validator runs at once.
-const MIRROR_UPLOADS_IN_FLIGHT: usize = 8;
+/// Requests on the listed objects (mirror uploads, rewrite HEADs) run at once.
+const LISTED_OBJECT_REQUESTS_IN_FLIGHT: usize = 8;
 
 /// Every neuron of `metagraph` whose on-chain commitment names a bucket, with the store that
 /// `open` builds for it. Commitments that do not parse, or whose store cannot be opened,

@@ -26,9 +26,9 @@ use worker_storage::{
 use crate::catch_up::replay;
 use crate::error::{NodeError, Result};
 use crate::exchange::{
-    AggregationList, Gathered, PeerEndpoint, fetch_submissions, gather, gather_listed,
-    mirror_aggregated, publish_peer_list, read_peer_list, resolve_peers, rewritten_objects,
-    upload_sync_sample,
+    AggregationList, Gathered, ListedObjects, PeerEndpoint, fetch_submissions, gather,
+    gather_listed, mirror_aggregated, publish_peer_list, read_peer_list, resolve_peers,
+    rewritten_objects, upload_sync_sample,
 };
 use crate::gradient_object::max_object_len;
 use crate::health_server::HealthAddr;
@@ -42,7 +42,7 @@ use crate::role_events::{
 };
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
-use crate::validator::{EvalSettings, ListedObjects, Validator, WindowEvaluation};
+use crate::validator::{EvalSettings, Validator, WindowEvaluation};
 
 /// This node's bucket (write credentials) and the read credentials it publishes on chain.
 #[derive(Debug, Clone, Args)]

@@ -186,17 +186,6 @@ pub struct Validator {
     pending: Vec<PeerOutcome>,
 }
 
-/// The objects a validator listed for aggregation in one window, with the write time of the
-/// exact object it evaluated: an honest miner never writes its object again, so a later
-/// write time means the object was swapped after its evaluation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ListedObjects {
-    /// The window.
-    pub window: u64,
-    /// (uid, LastModified of the evaluated object).
-    pub written: Vec<(u16, std::time::SystemTime)>,
-}
-
 impl Validator {
     /// A validator starting from the run's initial weights.
     pub fn new(
