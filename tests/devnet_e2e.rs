@@ -42,11 +42,22 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
         seed: 7,
         dir: dir.path().join("devnet"),
         quiet: true,
+        // miner-0 trains on two processes (its rank 1 is the worker binary's `worker rank`).
+        miner_ranks: 2,
+        rank_program: Some(std::path::PathBuf::from(env!("CARGO_BIN_EXE_worker"))),
         ..DevnetArgs::default()
     };
     let report = devnet::run(&args).await.expect("devnet run");
 
     assert_learns_in_lockstep(&report, 4, 0.1);
+    // The two-rank miner reported every window and stayed in lockstep with the rest.
+    let ranks: Vec<usize> = report.windows[0].miners.iter().map(|m| m.ranks).collect();
+    assert_eq!(
+        ranks.iter().filter(|&&r| r == 2).count(),
+        1,
+        "ranks {ranks:?}"
+    );
+    assert!(ranks.iter().all(|&r| r == 1 || r == 2), "ranks {ranks:?}");
 
     // Honest miners out-weigh the poisoner, and the poisoner is never aggregated.
     let poisoner = report.windows[0]

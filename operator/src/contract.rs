@@ -7,8 +7,8 @@
 
 pub use run_manifest::deployment::{
     ENV_HEALTH_ADDR, ENV_POD_NAME, ENV_POD_NAMESPACE, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256,
-    HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, REPORT_SCORE_ANNOTATION, REPORT_UID_ANNOTATION,
-    REPORT_WINDOW_ANNOTATION, WORKER_HEALTH_PORT,
+    ENV_WORLD_SIZE, HEALTHZ_PATH, METRICS_PATH, READYZ_PATH, REPORT_SCORE_ANNOTATION,
+    REPORT_UID_ANNOTATION, REPORT_WINDOW_ANNOTATION, WORKER_HEALTH_PORT,
 };
 
 /// `miner` or `validator`.
@@ -71,6 +71,16 @@ pub const DATA_CACHE_DIR: &str = "/var/cache/subnet-data";
 pub const TMP_DIR: &str = "/tmp";
 /// Shared memory for NCCL / data loaders (memory-backed emptyDir).
 pub const SHM_DIR: &str = "/dev/shm";
+/// Size of `/dev/shm` per GPU of a replica (NCCL's intra-node buffers and the ranks'
+/// rendezvous file live there), and for a replica without GPUs.
+pub const SHM_GIB_PER_GPU: i32 = 2;
+/// NCCL settings of a multi-GPU miner: warnings in the log, and a collective that fails
+/// or hangs aborts the process group (the worker then exits and the pod restarts) rather
+/// than blocking the replica.
+pub const NCCL_ENV: [(&str, &str); 2] = [
+    ("NCCL_DEBUG", "WARN"),
+    ("TORCH_NCCL_ASYNC_ERROR_HANDLING", "1"),
+];
 /// Name of the worker container.
 pub const CONTAINER_NAME: &str = "worker";
 /// Command of the worker container.

@@ -26,7 +26,7 @@ use crate::naming::{
 };
 use crate::validation::GPU_RESOURCE;
 use crate::worker_identity::pod_service_account;
-use crate::workload::Workload;
+use crate::workload::{Role, Workload};
 
 pub use crate::rendered::{RenderError, RenderedPod, rendered_files};
 
@@ -248,6 +248,29 @@ pub(crate) fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
     }
 }
 
+/// How a miner spreads over its GPUs: one rank per GPU (at least one), with the NCCL
+/// settings when there are several. Validators evaluate on one device.
+fn rank_env(role: Role, gpus: i32) -> Vec<EnvVar> {
+    if role != Role::Miner {
+        return Vec::new();
+    }
+    let mut env = vec![plain_env(ENV_WORLD_SIZE, gpus.max(1).to_string())];
+    if gpus > 1 {
+        env.extend(NCCL_ENV.iter().map(|(name, value)| plain_env(name, *value)));
+    }
+    env
+}
+
+/// `/dev/shm`: memory-backed, [`SHM_GIB_PER_GPU`] per GPU (bounded, since it counts
+/// against the pod's memory).
+fn shm_volume(gpus: i32) -> Volume {
+    let mut volume = empty_dir(VOLUME_SHM, Some("Memory"));
+    if let Some(dir) = volume.empty_dir.as_mut() {
+        dir.size_limit = Some(Quantity(format!("{}Gi", SHM_GIB_PER_GPU * gpus.max(1))));
+    }
+    volume
+}
+
 /// Directory of replica `index` inside a shared `existingClaim`.
 pub fn checkpoint_sub_path(index: i32) -> String {
     format!("replica-{index}")
@@ -392,6 +415,7 @@ pub fn desired_pod<K: Workload>(
     let data = data_mounts(p.data.as_ref(), &manifest.manifest().data.access()?, index);
     env.extend(data.env);
     env.push(plain_env(ENV_REPLICA_INDEX, index.to_string()));
+    env.extend(rank_env(K::ROLE, p.gpus_per_replica));
     env.push(field_env(ENV_POD_NAME, "metadata.name"));
     env.push(field_env(ENV_POD_NAMESPACE, "metadata.namespace"));
     env.push(plain_env(
@@ -404,7 +428,7 @@ pub fn desired_pod<K: Workload>(
 
     let mut volumes = vec![
         empty_dir(VOLUME_TMP, None),
-        empty_dir(VOLUME_SHM, Some("Memory")),
+        shm_volume(p.gpus_per_replica),
         manifest_volume(&manifest_config_map_name(&owner)),
         secret_volume(VOLUME_HOTKEY, &hotkey, &p.wallet.hotkey_key),
     ];
@@ -598,11 +622,32 @@ mod tests {
         assert_eq!(tol.len(), 1);
         assert_eq!(tol[0].key.as_deref(), Some(GPU_RESOURCE));
 
+        let env_of = |spec: &PodSpec, name: &str| {
+            spec.containers[0]
+                .env
+                .iter()
+                .flatten()
+                .find(|e| e.name == name)
+                .and_then(|e| e.value.clone())
+        };
+        // One rank per GPU, with the NCCL settings.
+        assert_eq!(env_of(spec, ENV_WORLD_SIZE).as_deref(), Some("8"));
+        for (name, value) in NCCL_ENV {
+            assert_eq!(env_of(spec, name).as_deref(), Some(value), "{name}");
+        }
+
         let mut cpu = run(1);
         cpu.spec.workload.gpus_per_replica = 0;
         let spec = desired_pod(&cpu, 0, &verified()).unwrap().pod.spec.unwrap();
         assert!(spec.containers[0].resources.is_none());
         assert!(spec.tolerations.is_none());
+        assert_eq!(env_of(&spec, ENV_WORLD_SIZE).as_deref(), Some("1"));
+        assert_eq!(env_of(&spec, NCCL_ENV[0].0), None, "no NCCL on one device");
+
+        // Validators evaluate on one device: no rank settings.
+        let validator = desired_pod(&validators(1), 0, &verified()).unwrap().pod;
+        let spec = validator.spec.unwrap();
+        assert_eq!(env_of(&spec, ENV_WORLD_SIZE), None);
 
         let mut own = run(1);
         own.spec.workload.tolerations = vec![Toleration {
@@ -705,6 +750,11 @@ mod tests {
         assert_eq!(
             shm.empty_dir.as_ref().unwrap().medium.as_deref(),
             Some("Memory")
+        );
+        // The example run's 8 GPUs: 2 GiB each.
+        assert_eq!(
+            shm.empty_dir.as_ref().unwrap().size_limit,
+            Some(Quantity("16Gi".into()))
         );
         let ckpt = vols.iter().find(|v| v.name == VOLUME_CHECKPOINTS).unwrap();
         assert!(

@@ -41,4 +41,7 @@ pub enum Command {
     Data(cli_data::DataCommandArgs),
     /// Turn a checkpoint (own or the lead's published one) into a Hugging Face directory.
     Export(cli_export::ExportArgs),
+    /// A rank 1.. of a multi-rank miner (started by rank 0, controlled through stdin).
+    #[command(hide = true)]
+    Rank,
 }

@@ -29,6 +29,7 @@ use crate::network::{NodeArgs, Resolver, StorageArgs, connect, run_miner_with, r
 use crate::replica::Replica;
 use crate::report::{DevnetReport, MinerRow, WindowReport, loss_svg, summary, window_table};
 use crate::role_events::{MinerWindowReport, RoleEvents, ValidatorWindowReport};
+use crate::training_ranks::RankArgs;
 
 /// The subnet id the devnet registers everyone on.
 pub const DEVNET_NETUID: u16 = 1;
@@ -98,6 +99,13 @@ pub struct DevnetArgs {
     /// reveals with its beacon one epoch later), which is on by default as on subtensor.
     #[arg(long)]
     pub no_commit_reveal: bool,
+    /// Processes miner-0 trains on (CPU ranks over Gloo, as a multi-GPU pod's ranks over
+    /// NCCL): its inner loop is data-parallel over them.
+    #[arg(long, default_value_t = 1)]
+    pub miner_ranks: usize,
+    /// Executable of the extra ranks (default: this one).
+    #[arg(long, hide = true)]
+    pub rank_program: Option<PathBuf>,
 }
 
 #[derive(Parser)]
@@ -160,6 +168,11 @@ impl DevnetArgs {
         if self.windows == 0 || self.block_ms == 0 || self.window_blocks == 0 {
             return Err(NodeError::Config(
                 "--windows, --block-ms and --window-blocks must be positive".into(),
+            ));
+        }
+        if self.miner_ranks == 0 || (self.miner_ranks > 1 && self.miners == 0) {
+            return Err(NodeError::Config(
+                "--miner-ranks must be positive, and above 1 needs an honest miner-0".into(),
             ));
         }
         Ok(())
@@ -281,6 +294,9 @@ impl Buckets {
 const DEVNET_DATASET_BUCKET: &str = "datasets";
 const DEVNET_DATASET_PREFIX: &str = "bundled";
 
+/// The miner that trains on `--miner-ranks` processes.
+const FIRST_MINER: &str = "miner-0";
+
 /// What a devnet node runs.
 #[derive(Debug, Clone, Copy)]
 enum Role {
@@ -344,6 +360,15 @@ impl Node {
             // Many nodes in one process: no health endpoints (they would share a port).
             health_addr: crate::health_server::HealthAddr::Off,
             data: buckets.data_args(devnet, &self.name),
+            ranks: RankArgs {
+                world_size: Some(if self.name == FIRST_MINER {
+                    devnet.miner_ranks
+                } else {
+                    1
+                }),
+                rank_timeout_secs: 60,
+                rank_program: devnet.rank_program.clone(),
+            },
         }
     }
 }
@@ -669,6 +694,7 @@ impl Recorder {
                         .cloned()
                         .unwrap_or_else(|| "not sampled".into()),
                     utilisation: m.map_or(f64::NAN, MinerWindowReport::utilisation),
+                    ranks: m.map_or(0, |m| m.ranks),
                 }
             })
             .collect();

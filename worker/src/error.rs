@@ -33,6 +33,10 @@ pub enum NodeError {
         theirs: String,
         ours: String,
     },
+    #[error("ranks: {0}")]
+    Ranks(#[from] worker_distributed::DistributedError),
+    #[error("ranks: {0}")]
+    Launch(#[from] worker_distributed::launch::LaunchError),
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("json: {0}")]

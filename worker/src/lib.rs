@@ -7,6 +7,8 @@
 //! * [`exchange`]: the storage side of a window (uploads, fetches, peer lists, gather);
 //! * [`replica`]: the model state every participant keeps in lockstep;
 //! * [`network`]: the production miner and validator loops;
+//! * [`training_ranks`] + [`rank_follower`] + [`rank_control`]: one process per GPU, rank 0
+//!   being the node and the others training their share of its windows;
 //! * [`miner_strategy`] + [`role_events`]: the narrow seams the devnet plugs its cheaters and
 //!   its report into;
 //! * [`node_health`] + [`health_server`] + [`pod_reporter`]: a production node's probes,
@@ -38,12 +40,15 @@ pub mod node_health;
 pub mod node_observer;
 pub mod pod_reporter;
 pub mod published_checkpoint;
+pub mod rank_control;
+pub mod rank_follower;
 pub mod replica;
 pub mod report;
 pub mod role_events;
 pub mod settings;
 pub mod signing;
 pub mod sync_check;
+pub mod training_ranks;
 pub mod validator;
 
 pub use error::{NodeError, Result};

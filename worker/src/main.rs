@@ -152,6 +152,15 @@ async fn main() -> anyhow::Result<()> {
             let report = cli_export::export(&args).context("worker export")?;
             print_report(&report, args.json)?;
         }
+        Command::Rank => {
+            init_tracing(&cli.log_format, "warn");
+            let spec = worker_distributed::launch::RankSpec::from_env()
+                .context("worker rank")?
+                .context("worker rank is started by rank 0, with the rank environment")?;
+            let rank = spec.rank;
+            worker::rank_follower::run(&spec, &mut std::io::stdin().lock())
+                .with_context(|| format!("rank {rank}"))?;
+        }
         Command::Weights(args) => {
             init_tracing(&cli.log_format, "warn");
             cli_weights::run(&args).await.context("worker weights")?;

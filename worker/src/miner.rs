@@ -4,13 +4,16 @@
 use std::path::Path;
 
 use tch::{Device, Tensor};
-use worker_model::{InnerTrainer, SampleDigest, Samples, load_checkpoint, save_checkpoint};
+use worker_model::{
+    InnerTrainer, OptimizerSharding, SampleDigest, Samples, load_checkpoint, save_checkpoint,
+};
 use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio_of_len, decode, encode};
 
 use crate::error::{NodeError, Result};
 use crate::gradient_object::{GradientObject, Signer, seal};
 use crate::replica::Replica;
 use crate::settings::TrainingSettings;
+use crate::training_ranks::{RankArgs, TrainingRanks};
 
 /// What a miner produced for one window.
 #[derive(Debug)]
@@ -32,6 +35,8 @@ pub struct Miner {
     trainer: InnerTrainer,
     feedback: ErrorFeedback,
     settings: TrainingSettings,
+    /// The other processes of this replica, when it trains on several devices.
+    ranks: Option<TrainingRanks>,
 }
 
 /// The sample ids `uid` must train on in `window`, and their digest.
@@ -63,7 +68,49 @@ impl Miner {
             trainer,
             feedback,
             settings: settings.clone(),
+            ranks: None,
         })
+    }
+
+    /// A miner training on `ranks` (rank 0 computes on `device`, the others on theirs): the
+    /// inner loop is data-parallel over them; compression, signing and everything else stay
+    /// here.
+    pub fn with_ranks(
+        uid: u16,
+        settings: &TrainingSettings,
+        device: Device,
+        ranks: TrainingRanks,
+    ) -> Result<Self> {
+        let mut miner = Self::new(uid, settings, device)?;
+        miner.trainer = InnerTrainer::data_parallel(
+            settings.adamw(),
+            &miner.replica.model,
+            Box::new(ranks.trainer_group()),
+            OptimizerSharding::Replicated,
+        )?;
+        miner.ranks = Some(ranks);
+        Ok(miner)
+    }
+
+    /// The miner a node runs: on one device, or on as many ranks as `ranks` asks for.
+    pub fn for_node(
+        uid: u16,
+        settings: &TrainingSettings,
+        device: Device,
+        ranks: &RankArgs,
+    ) -> Result<Self> {
+        match ranks.world_size_for(device)? {
+            1 => Self::new(uid, settings, device),
+            world_size => {
+                let started = TrainingRanks::start(ranks, world_size, settings, device)?;
+                Self::with_ranks(uid, settings, device, started)
+            }
+        }
+    }
+
+    /// The other ranks of this replica (none on one device).
+    pub fn ranks(&self) -> Option<&TrainingRanks> {
+        self.ranks.as_ref()
     }
 
     /// Trains on this window's assignment and returns the signed upload.
@@ -105,6 +152,13 @@ impl Miner {
             self.settings.micro_batches,
             self.settings.micro_batch_size,
         )?;
+        if let Some(ranks) = &mut self.ranks {
+            ranks.share_window(
+                &mut self.replica.model,
+                self.trainer.optimizer_mut(),
+                &steps,
+            )?;
+        }
         let outcome = self.trainer.train_window(&mut self.replica.model, &steps)?;
         Ok((outcome.pseudo_gradients, outcome.mean_loss))
     }
@@ -197,6 +251,9 @@ impl Miner {
         }
         let state: Vec<Tensor> = indexed.into_iter().map(|(_, t)| t).collect();
         self.feedback.load_state(state)?;
+        if let Some(ranks) = &mut self.ranks {
+            ranks.optimizer_replaced();
+        }
         Ok(loaded.window)
     }
 

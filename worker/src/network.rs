@@ -42,6 +42,7 @@ use crate::role_events::{
 };
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
+use crate::training_ranks::{RankArgs, TrainingRanks};
 use crate::validator::{EvalSettings, Validator, WindowEvaluation};
 
 /// This node's bucket (write credentials) and the read credentials it publishes on chain.
@@ -129,6 +130,9 @@ pub struct NodeArgs {
     /// Address of the health endpoints (liveness, readiness, Prometheus metrics), or `off`.
     #[arg(long, env = ENV_HEALTH_ADDR, default_value_t = HealthAddr::default())]
     pub health_addr: HealthAddr,
+    /// Processes (GPUs) the node trains with.
+    #[command(flatten)]
+    pub ranks: RankArgs,
 }
 
 /// Options of `worker validator` (its evaluation settings are the manifest's `gauntlet`).
@@ -583,7 +587,7 @@ pub async fn run_miner_with(
     strategy: &mut dyn MinerStrategy,
 ) -> Result<()> {
     let device = ctx.device()?;
-    let mut miner = Miner::new(ctx.uid, &ctx.settings, device)?;
+    let mut miner = Miner::for_node(ctx.uid, &ctx.settings, device, &ctx.args.ranks)?;
     let checkpoint = ctx
         .args
         .checkpoint_dir
@@ -639,6 +643,7 @@ pub async fn run_miner_with(
             window_secs: ctx.window_duration().as_secs_f64(),
             sync_sample: miner.replica.sync_sample()?,
             incentive: produced.incentive,
+            ranks: miner.ranks().map_or(1, TrainingRanks::world_size),
         };
         tracing::info!(
             window,
@@ -836,6 +841,12 @@ async fn wait_for_list(
 /// `worker validator`: scores every window and sets weights until the process is stopped.
 pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
     let device = ctx.device()?;
+    if let Some(world_size) = ctx.args.ranks.world_size.filter(|&n| n > 1) {
+        return Err(NodeError::Config(format!(
+            "--world-size {world_size}: the validator evaluates on one device (multi-rank \
+             evaluation is not built yet); run it with --world-size 1"
+        )));
+    }
     let settings = &ctx.settings;
     let gauntlet = settings.gauntlet();
     gauntlet.validate()?;

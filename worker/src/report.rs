@@ -21,6 +21,8 @@ pub struct MinerRow {
     pub verdict: String,
     /// Share of the window the miner spent computing its upload (NaN without a report).
     pub utilisation: f64,
+    /// Processes the miner trained with (0 without a report).
+    pub ranks: usize,
 }
 
 /// Everything that happened in one window.
@@ -244,6 +246,7 @@ mod tests {
                         in_peer_list: true,
                         verdict: "ok".into(),
                         utilisation: 0.25,
+                        ranks: 1,
                     }],
                     seconds: 1.0,
                     decoded: 1,

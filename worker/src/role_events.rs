@@ -29,6 +29,8 @@ pub struct MinerWindowReport {
     pub sync_sample: Vec<f32>,
     /// The miner's incentive in the metagraph read during this window.
     pub incentive: Option<f64>,
+    /// Processes the replica trained with (1 on one device).
+    pub ranks: usize,
 }
 
 impl MinerWindowReport {

@@ -3,10 +3,15 @@
 //! that exits fails the replica: [`Ranks::check`] reports it, and dropping [`Ranks`]
 //! kills the remaining children. Ranks whose rank 0 died notice it through their next
 //! collective (connection closed or timeout) and exit too.
+//!
+//! Each spawned rank's stdin is a pipe from rank 0: the replica's control channel
+//! ([`Ranks::send`]). A rank reading it sees end-of-file as soon as rank 0 is gone, however
+//! rank 0 ended, so no rank outlives its replica waiting for work.
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 
 /// Rank of a spawned process.
 pub const ENV_RANK: &str = "WORKER_RANK";
@@ -43,6 +48,15 @@ pub enum LaunchError {
     #[error("cannot start rank {rank}: {source}")]
     Spawn {
         /// Rank being started.
+        rank: usize,
+        /// Underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rank's control channel is closed (the rank is gone).
+    #[error("cannot reach rank {rank}: {source}")]
+    Control {
+        /// Rank written to.
         rank: usize,
         /// Underlying error.
         #[source]
@@ -99,6 +113,7 @@ impl RankSpec {
 #[derive(Debug)]
 pub struct Ranks {
     children: Vec<(usize, Child)>,
+    control: Vec<(usize, ChildStdin)>,
 }
 
 impl Ranks {
@@ -111,19 +126,46 @@ impl Ranks {
     ) -> Result<Ranks, LaunchError> {
         let mut ranks = Ranks {
             children: Vec::new(),
+            control: Vec::new(),
         };
         for rank in 1..world_size {
-            let child = Command::new(program)
+            let mut child = Command::new(program)
                 .args(args)
                 .env(ENV_RANK, rank.to_string())
                 .env(ENV_WORLD_SIZE, world_size.to_string())
                 .env(ENV_RENDEZVOUS, rendezvous)
+                .stdin(Stdio::piped())
                 .spawn()
                 .map_err(|source| LaunchError::Spawn { rank, source })?;
             tracing::info!(rank, world_size, pid = child.id(), "started rank");
+            if let Some(stdin) = child.stdin.take() {
+                ranks.control.push((rank, stdin));
+            }
             ranks.children.push((rank, child));
         }
         Ok(ranks)
+    }
+
+    /// Writes `message` to every rank's control channel (its stdin), in rank order.
+    pub fn send(&mut self, message: &[u8]) -> Result<(), LaunchError> {
+        for (rank, stdin) in &mut self.control {
+            stdin
+                .write_all(message)
+                .and_then(|()| stdin.flush())
+                .map_err(|source| LaunchError::Control {
+                    rank: *rank,
+                    source,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Process ids of the spawned ranks, in rank order.
+    pub fn pids(&self) -> Vec<(usize, u32)> {
+        self.children
+            .iter()
+            .map(|(rank, child)| (*rank, child.id()))
+            .collect()
     }
 
     /// Fails if any rank has exited (a rank never exits before rank 0 in a healthy run).
@@ -142,6 +184,8 @@ impl Ranks {
     /// Waits for every rank to exit (after rank 0's own work is done); the first failure
     /// is returned.
     pub fn wait(mut self) -> Result<(), LaunchError> {
+        // Closing the control channels tells ranks that read them that the work is over.
+        self.control.clear();
         let mut first = None;
         for (rank, child) in &mut self.children {
             if let Ok(status) = child.wait()
@@ -161,6 +205,7 @@ impl Ranks {
 
 impl Drop for Ranks {
     fn drop(&mut self) {
+        self.control.clear();
         for (rank, child) in &mut self.children {
             if let Ok(None) = child.try_wait() {
                 tracing::warn!(rank = *rank, "stopping rank");

@@ -8,13 +8,15 @@
 //!
 //! [`TrainerGroup`] implements `worker_model::Collectives`, the hook through which
 //! `InnerTrainer::data_parallel` splits a window over ranks, sums gradients and shards
-//! AdamW (ZeRO-1). [`launch`] starts and watches one process per rank; [`sparse`] shards
+//! AdamW (ZeRO-1). [`replicate`] copies rank 0's model, optimizer and window to the other
+//! ranks. [`launch`] starts and watches one process per rank; [`sparse`] shards
 //! SparseLoCo error feedback and compression over the ranks.
 
 mod error;
 mod ffi;
 mod group;
 pub mod launch;
+pub mod replicate;
 pub mod sparse;
 mod store;
 mod trainer_group;

@@ -35,6 +35,10 @@ pub const ENV_RUN_MANIFEST: &str = "RUN_MANIFEST";
 /// Environment variable holding the expected SHA-256 of the run manifest.
 pub const ENV_RUN_MANIFEST_SHA256: &str = "RUN_MANIFEST_SHA256";
 
+/// Environment variable holding the number of processes (one per GPU) a miner trains its
+/// replica with; the operator sets it to the pod's GPU count.
+pub const ENV_WORLD_SIZE: &str = "WORKER_WORLD_SIZE";
+
 /// Environment variable naming the address the worker serves its health and metrics
 /// endpoints on (default `0.0.0.0:` [`WORKER_HEALTH_PORT`]).
 pub const ENV_HEALTH_ADDR: &str = "HEALTH_ADDR";

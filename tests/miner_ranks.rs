@@ -1,0 +1,158 @@
+//! A miner that trains on several processes (CPU ranks over Gloo, as a multi-GPU pod's
+//! ranks over NCCL): rank 0 is the production `Miner`, ranks 1.. are the `worker rank`
+//! processes of the worker binary. It trains like a single-process miner, and a rank that is
+//! killed fails the replica within the rank timeout; the restarted replica resumes from its
+//! checkpoint.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use run_manifest::RunManifest;
+use tch::{Device, Tensor};
+use worker::miner::Miner;
+use worker::settings::TrainingSettings;
+use worker::training_ranks::RankArgs;
+use worker_model::{CorpusSplit, TokenDataset, open_bundled};
+
+/// Tiny model, 3 inner steps of 4 micro-batches (2 per rank at 2 ranks).
+fn settings() -> TrainingSettings {
+    let mut m = RunManifest::reference("ranks", "tiny");
+    m.training.inner_steps = 3;
+    m.training.micro_batch_size = 2;
+    m.training.batch_size = 8;
+    m.training.inner_lr = 3e-3;
+    m.training.warmup_steps = 2;
+    TrainingSettings::from_manifest(&run_manifest::verify(m, "test", None).unwrap())
+}
+
+fn ranks(world_size: usize, timeout_secs: u64) -> RankArgs {
+    RankArgs {
+        world_size: Some(world_size),
+        rank_timeout_secs: timeout_secs,
+        rank_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_worker"))),
+    }
+}
+
+fn dataset(s: &TrainingSettings) -> TokenDataset {
+    open_bundled(CorpusSplit::Train, s.model_config().seq_len as usize).unwrap()
+}
+
+fn max_abs_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs().max().double_value(&[]))
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn two_and_three_rank_miners_train_like_one_process_over_three_windows() {
+    let s = settings();
+    let data = dataset(&s);
+    for world_size in [2, 3] {
+        let mut single = Miner::new(1, &s, Device::Cpu).unwrap();
+        let mut multi = Miner::for_node(1, &s, Device::Cpu, &ranks(world_size, 60)).unwrap();
+        assert_eq!(multi.ranks().unwrap().world_size(), world_size);
+        for window in 0..3 {
+            let (ids, _) = single.assignment(&data, window).unwrap();
+            let (expected, expected_loss) = single.train(&data, &ids).unwrap();
+            let (got, loss) = multi.train(&data, &ids).unwrap();
+            // Only the order of the fp32 gradient additions differs.
+            let diff = max_abs_diff(&expected, &got);
+            assert!(
+                diff < 5e-6,
+                "{world_size} ranks, window {window}: pseudo-gradients differ by {diff:e}"
+            );
+            assert!(
+                (loss - expected_loss).abs() < 1e-5,
+                "{world_size} ranks, window {window}: loss {loss} vs {expected_loss}"
+            );
+            // Both apply the same outer step (as every node applies the run's aggregate):
+            // the replicas stay bit-identical, and the ranks get rank 0's model next window.
+            single.replica.model.apply_update(&expected, 1.0).unwrap();
+            multi.replica.model.apply_update(&expected, 1.0).unwrap();
+            assert_eq!(
+                single.replica.sync_sample().unwrap(),
+                multi.replica.sync_sample().unwrap()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_killed_rank_fails_the_replica_within_the_timeout_and_the_restart_resumes() {
+    const TIMEOUT_SECS: u64 = 5;
+    let s = settings();
+    let data = dataset(&s);
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoint = dir.path().join("miner.ckpt");
+    let mut multi = Miner::for_node(1, &s, Device::Cpu, &ranks(2, TIMEOUT_SECS)).unwrap();
+    let (ids, _) = multi.assignment(&data, 0).unwrap();
+    multi.train(&data, &ids).unwrap();
+    multi.save_checkpoint(&checkpoint, 0).unwrap();
+
+    // Rank 1 is killed while rank 0 trains (or, on a fast machine, between windows).
+    let (rank, pid) = multi.ranks().unwrap().pids()[0];
+    assert_eq!(rank, 1);
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+    });
+    let started = Instant::now();
+    let mut failure = None;
+    for window in 1..4 {
+        let (ids, _) = multi.assignment(&data, window).unwrap();
+        if let Err(err) = multi.train(&data, &ids) {
+            failure = Some(err);
+            break;
+        }
+    }
+    assert!(killer.join().unwrap().success());
+    let failure = failure.expect("training goes on without rank 1");
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_secs(TIMEOUT_SECS + 10),
+        "the replica noticed after {elapsed:?}"
+    );
+    let message = failure.to_string();
+    assert!(
+        message.contains("rank 1") || message.contains("Connection closed"),
+        "unclear failure: {message}"
+    );
+    drop(multi);
+
+    // The pod restarts: a fresh replica resumes from the checkpoint and trains window 1 as
+    // a single process resumed from it does.
+    let mut restarted = Miner::for_node(1, &s, Device::Cpu, &ranks(2, TIMEOUT_SECS)).unwrap();
+    assert_eq!(restarted.load_checkpoint(&checkpoint).unwrap(), 0);
+    let mut reference = Miner::new(1, &s, Device::Cpu).unwrap();
+    assert_eq!(reference.load_checkpoint(&checkpoint).unwrap(), 0);
+    let (ids, _) = reference.assignment(&data, 1).unwrap();
+    let (expected, expected_loss) = reference.train(&data, &ids).unwrap();
+    let (got, loss) = restarted.train(&data, &ids).unwrap();
+    // The optimizer state came from the checkpoint on every rank: the same update follows.
+    let diff = max_abs_diff(&expected, &got);
+    assert!(diff < 5e-6, "resumed replica differs by {diff:e}");
+    assert!((loss - expected_loss).abs() < 1e-5);
+}
+
+#[test]
+fn a_rank_program_that_cannot_start_is_a_clear_error() {
+    let s = settings();
+    let mut args = ranks(2, 2);
+    args.rank_program = Some(PathBuf::from("/nonexistent/worker"));
+    let Err(err) = Miner::for_node(1, &s, Device::Cpu, &args) else {
+        panic!("a replica started without its rank 1");
+    };
+    assert!(
+        err.to_string().contains("cannot start rank 1"),
+        "unclear: {err}"
+    );
+    // A validator-style request for zero ranks is refused too.
+    let mut zero = ranks(0, 2);
+    zero.rank_program = None;
+    assert!(zero.world_size_for(Device::Cpu).is_err());
+}
