@@ -5,7 +5,8 @@
 //!    weights, 64 for vectors) keep the 64 largest-magnitude entries; quantize them to
 //!    2 bits per tensor; `e <- e - dequantized`.
 //! 2. [`encode`] a [`GradientPayload`] (window, uid, tensors) into the versioned wire
-//!    format v2: Golomb-Rice coded index gaps, rANS coded 2-bit codes, CRC32 trailer
+//!    format v2: Golomb-Rice coded index gaps, 2-bit codes as a bit plane plus exceptions
+//!    (rANS when the codes are not nearly binary), CRC32 trailer
 //!    (about 240x smaller than fp32; v1, 12-bit indices and packed codes, stays readable).
 //! 3. [`decode`] untrusted bytes against the expected [`ParamSpec`]s (typed
 //!    [`WireError`]s, never a panic), [`aggregate`] the peers (median-norm clipping,
@@ -38,6 +39,7 @@
 
 mod aggregate;
 mod bitpack;
+mod code_plane;
 mod compressed;
 mod config;
 mod error;

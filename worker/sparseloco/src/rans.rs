@@ -156,6 +156,7 @@ pub(crate) fn write(packed: &[u8], n: usize, freqs: &Freqs, out: &mut Vec<u8>) {
 }
 
 /// Exact length of the stream [`write`] produces (runs the coder).
+#[cfg(test)]
 pub(crate) fn stream_len(packed: &[u8], n: usize, freqs: &Freqs) -> usize {
     let mut out = Vec::new();
     write(packed, n, freqs, &mut out);

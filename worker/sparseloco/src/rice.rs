@@ -333,6 +333,20 @@ impl Gaps {
 fn put_remainders<const R: u32>(gaps: &[u16], dst: &mut [u8]) {
     let mask = (1u16 << R) - 1;
     let mut groups = gaps.chunks_exact(8);
+    if R <= 8 {
+        // Eight remainders fit one u64 (the usual r = 5 or 6): half the work of u128.
+        for (g, group) in (&mut groups).enumerate() {
+            let w = group.iter().enumerate().fold(0u64, |w, (j, &gap)| {
+                w | u64::from(gap & mask) << (j as u32 * R)
+            });
+            if let Some(bytes) = dst
+                .get_mut(g * R as usize..)
+                .and_then(<[u8]>::first_chunk_mut::<8>)
+            {
+                *bytes = w.to_le_bytes();
+            }
+        }
+    }
     for (g, group) in (&mut groups).enumerate() {
         let w = group.iter().enumerate().fold(0u128, |w, (j, &gap)| {
             w | u128::from(gap & mask) << (j as u32 * R)
@@ -403,17 +417,18 @@ pub(crate) fn read(
     }
     let r = u32::from(param);
     out.resize(geom.entries(), 0);
-    // Pass 1: quotient of entry e = zeros between stop bits e - 1 and e.
-    let mut e = 0usize;
-    // Bit after the previous stop bit.
-    let mut start = 0u64;
+    // Pass 1: quotient of entry e = zeros between stop bits e - 1 and e. First a byte at
+    // a time from a table, while eight more entries fit (a byte holds at most eight stop
+    // bits), then word by word over set bits for the last few.
+    let (mut e, first_byte, mut start) = quotients_by_byte(quotients, out);
     let slots = out.as_mut_slice();
-    'words: for (w, bytes) in quotients.chunks(8).enumerate() {
+    let rest = quotients.get(first_byte..).unwrap_or(&[]);
+    'words: for (w, bytes) in rest.chunks(8).enumerate() {
         let mut word = match bytes.first_chunk::<8>() {
             Some(full) => u64::from_le_bytes(*full),
             None => load_word(bytes),
         };
-        let base = w as u64 * 64;
+        let base = (first_byte as u64 + w as u64 * 8) * 8;
         while word != 0 {
             let Some(slot) = slots.get_mut(e) else {
                 break 'words;
@@ -487,6 +502,75 @@ pub(crate) fn read(
     )
 }
 
+/// Per byte of a quotient stream: the quotients its stop bits end (zeros before each,
+/// counted from the previous stop bit in the byte or from the byte's start), their count,
+/// and the zeros after the last one (all eight for a zero byte).
+#[derive(Clone, Copy)]
+struct ByteStops {
+    quotients: [u8; 8],
+    count: u8,
+    tail: u8,
+}
+
+const BYTE_STOPS: [ByteStops; 256] = {
+    let mut table = [ByteStops {
+        quotients: [0; 8],
+        count: 0,
+        tail: 0,
+    }; 256];
+    let mut b = 0;
+    while b < 256 {
+        let mut zeros = 0u8;
+        let mut bit = 0;
+        while bit < 8 {
+            if (b >> bit) & 1 == 1 {
+                let count = table[b].count as usize;
+                table[b].quotients[count] = zeros;
+                table[b].count += 1;
+                zeros = 0;
+            } else {
+                zeros += 1;
+            }
+            bit += 1;
+        }
+        table[b].tail = zeros;
+        b += 1;
+    }
+    table
+};
+
+/// The table part of pass 1 of [`read`]: quotients into `out` a byte of the stream at a
+/// time while eight more fit (each step stores eight lanes and keeps as many as the byte
+/// has stop bits). Returns the entries decoded, the next byte and the bit after the last
+/// stop bit read. Quotients are truncated to u16 like the word loop's; the caller's sum
+/// check notices.
+fn quotients_by_byte(quotients: &[u8], out: &mut [u16]) -> (usize, usize, u64) {
+    let mut e = 0usize;
+    // Zeros since the last stop bit.
+    let mut carry = 0u64;
+    let mut used = 0usize;
+    for &b in quotients {
+        if e + 8 > out.len() {
+            break;
+        }
+        let stops = BYTE_STOPS[usize::from(b)];
+        if let Some(lanes) = out.get_mut(e..e + 8) {
+            for (slot, &q) in lanes.iter_mut().zip(&stops.quotients) {
+                *slot = u16::from(q);
+            }
+            lanes[0] = lanes[0].wrapping_add(carry as u16);
+        }
+        e += usize::from(stops.count);
+        carry = if stops.count == 0 {
+            carry + 8
+        } else {
+            u64::from(stops.tail)
+        };
+        used += 1;
+    }
+    (e, used, (used as u64 * 8).wrapping_sub(carry))
+}
+
 /// Sum, sum of halves and maximum of the quotients, in blocks the compiler vectorizes.
 struct QuotientStats {
     sum: u64,
@@ -527,15 +611,30 @@ fn add_remainders<const R: u32>(out: &mut [u16], padded: &[u8]) -> u64 {
     let mask = (1u16 << R) - 1;
     let mut low_bits = 0u64;
     let done = out.len() / 8 * 8;
-    for (g, group) in out.chunks_exact_mut(8).enumerate() {
-        let w = padded
-            .get(g * R as usize..)
-            .and_then(<[u8]>::first_chunk::<16>)
-            .map_or(0, |b| u128::from_le_bytes(*b));
-        for (j, slot) in group.iter_mut().enumerate() {
-            let rem = (w >> (j as u32 * R)) as u16 & mask;
-            low_bits += u64::from(rem >> (R - 1));
-            *slot = (*slot << R) | rem;
+    if R <= 8 {
+        // Eight remainders in one u64 (the usual r = 5 or 6).
+        for (g, group) in out.chunks_exact_mut(8).enumerate() {
+            let w = padded
+                .get(g * R as usize..)
+                .and_then(<[u8]>::first_chunk::<8>)
+                .map_or(0, |b| u64::from_le_bytes(*b));
+            for (j, slot) in group.iter_mut().enumerate() {
+                let rem = (w >> (j as u32 * R)) as u16 & mask;
+                low_bits += u64::from(rem >> (R - 1));
+                *slot = (*slot << R) | rem;
+            }
+        }
+    } else {
+        for (g, group) in out.chunks_exact_mut(8).enumerate() {
+            let w = padded
+                .get(g * R as usize..)
+                .and_then(<[u8]>::first_chunk::<16>)
+                .map_or(0, |b| u128::from_le_bytes(*b));
+            for (j, slot) in group.iter_mut().enumerate() {
+                let rem = (w >> (j as u32 * R)) as u16 & mask;
+                low_bits += u64::from(rem >> (R - 1));
+                *slot = (*slot << R) | rem;
+            }
         }
     }
     for (e, slot) in out.iter_mut().enumerate().skip(done) {

@@ -29,6 +29,30 @@ fn raw_v2(specs: &[ParamSpec]) -> RawPayload {
     RawPayload::new_v2(5, 9, tensors)
 }
 
+/// Like [`raw_v2`] with nearly binary codes (one 0 or 2 in 20): plane coded.
+fn raw_v2_plane(specs: &[ParamSpec]) -> RawPayload {
+    let tensors = specs
+        .iter()
+        .map(|s| {
+            RawTensor::valid(s, strided_pick(3, k_of(s)), |e| match e % 40 {
+                19 => 0,
+                39 => 2,
+                _ if e % 3 == 0 => 3,
+                _ => 1,
+            })
+        })
+        .collect();
+    RawPayload::new_v2(5, 9, tensors)
+}
+
+fn reject_plane(mutate: &dyn Fn(&mut RawTensor), tensor: usize) -> WireError {
+    let specs = small_specs();
+    let mut bad = raw_v2_plane(&specs);
+    assert_eq!(bad.tensors[tensor].canonical_code_coder(), 1);
+    mutate(&mut bad.tensors[tensor]);
+    decode(&bad.to_bytes(), &specs).expect_err("accepted a malformed plane record")
+}
+
 fn dense_bits(t: &Tensor) -> Vec<u32> {
     let v: Vec<f32> = Vec::try_from(&t.reshape([-1])).unwrap();
     v.iter().map(|x| x.to_bits()).collect()
@@ -387,6 +411,104 @@ fn code_stream_errors() {
         ),
         "{e}"
     );
+}
+
+#[test]
+fn plane_coded_records_decode_and_every_malformed_plane_is_rejected() {
+    let specs = small_specs();
+    let good = raw_v2_plane(&specs);
+    let payload = decode(&good.to_bytes(), &specs).unwrap();
+    for (t, raw) in payload.tensors.iter().zip(&good.tensors) {
+        let codes: Vec<u8> = (0..raw.codes.len()).map(|i| t.code(i)).collect();
+        assert_eq!(codes, raw.codes, "{}", raw.name);
+    }
+    // The encoder writes exactly what the documented layout says.
+    assert_eq!(encode(&payload), good.to_bytes());
+
+    // The coder must be the one the histogram picks, both ways, and a known one.
+    let e = reject_plane(&|t| t.code_coder = Some(0), 1);
+    assert_eq!(non_canonical(&e), Some("code coder"), "{e}");
+    let e = reject(&|t| t.code_coder = Some(1), 1);
+    assert!(
+        matches!(
+            e,
+            WireError::LengthOutOfBounds {
+                field: "code exceptions",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let e = reject_plane(&|t| t.code_coder = Some(2), 1);
+    assert_eq!(non_canonical(&e), Some("code coder"), "{e}");
+    // Plane padding: "tiny" has 7 codes, so bit 7 of its one plane byte is padding.
+    let e = reject_plane(
+        &|t| {
+            let (mut plane, _, _) = common::plane_encode(&t.codes);
+            plane[0] |= 0x80;
+            t.plane_bytes = Some(plane);
+        },
+        4,
+    );
+    assert!(
+        matches!(
+            e,
+            WireError::NonZeroPadding {
+                field: "code plane",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Exception count, gap bytes and gap values.
+    for (what, edit) in [
+        (
+            "one more",
+            &(|t: &mut RawTensor| t.exceptions = Some(t.exceptions_of() + 1))
+                as &dyn Fn(&mut RawTensor),
+        ),
+        ("one fewer", &|t: &mut RawTensor| {
+            t.exceptions = Some(t.exceptions_of() - 1)
+        }),
+        ("trailing byte", &|t: &mut RawTensor| {
+            let (_, _, mut gaps) = common::plane_encode(&t.codes);
+            gaps.push(0);
+            t.code_bytes = Some(gaps);
+        }),
+        ("non-minimal gap", &|t: &mut RawTensor| {
+            let (_, _, gaps) = common::plane_encode(&t.codes);
+            // First gap is 19: 0x93 0x00 is the same value in two bytes.
+            assert_eq!(gaps[0], 19);
+            let mut long = vec![0x93, 0x00];
+            long.extend_from_slice(&gaps[1..]);
+            t.code_bytes = Some(long);
+        }),
+        ("past the end", &|t: &mut RawTensor| {
+            let (_, _, mut gaps) = common::plane_encode(&t.codes);
+            let last = gaps.len() - 1;
+            gaps[last] = 0x7f;
+            t.code_bytes = Some(gaps);
+        }),
+    ] {
+        let e = reject_plane(edit, 1);
+        assert_eq!(non_canonical(&e), Some("code exceptions"), "{what}: {e}");
+    }
+    let e = reject_plane(&|t| t.code_len = Some(1 << 30), 1);
+    assert!(
+        matches!(
+            e,
+            WireError::LengthOutOfBounds {
+                field: "exception bytes",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    // Every truncation of a plane-coded object fails.
+    let bytes = good.to_bytes();
+    for len in 0..bytes.len() {
+        assert!(decode(&bytes[..len], &specs).is_err(), "prefix {len}");
+    }
 }
 
 #[test]

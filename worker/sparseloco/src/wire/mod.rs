@@ -13,7 +13,7 @@
 //! trailer  CRC32 (IEEE) of every byte before it, u32
 //! ```
 //!
-//! [`encode`] writes version 2 (Golomb-Rice coded index gaps, rANS coded codes);
+//! [`encode`] writes version 2 (Golomb-Rice coded index gaps, plane or rANS coded codes);
 //! [`decode`] accepts versions 1 and 2 and returns the same [`GradientPayload`] for both.
 //! It never trusts a count: every length, shape, geometry field and `k` must equal (or
 //! stay within the bound of) what the caller's expected parameter list implies before
@@ -45,7 +45,8 @@ pub const WIRE_VERSION: u16 = WireVersion::V2.number();
 pub enum WireVersion {
     /// 12-bit packed indices, 2-bit packed codes (14 bits per entry).
     V1,
-    /// Golomb-Rice coded index gaps, rANS coded codes (about 8.5 bits per entry).
+    /// Golomb-Rice coded index gaps, codes as a bit plane plus exceptions (rANS when not
+    /// nearly binary): about 8.6 bits per entry.
     V2,
 }
 

@@ -30,6 +30,14 @@ pub struct RawTensor {
     pub rice_param: Option<u8>,
     /// v2 only: code frequency override (default: the normalized histogram).
     pub freqs: Option<[u16; 4]>,
+    /// v2 only: code coder override (default: 1, the plane, when at most one code in 16
+    /// is 0 or 2, else 0, rANS). With the plane, `code_len` overrides the exception bytes
+    /// and `code_bytes` the exception gaps.
+    pub code_coder: Option<u8>,
+    /// v2 plane only: exception count override.
+    pub exceptions: Option<u32>,
+    /// v2 plane only: plane override.
+    pub plane_bytes: Option<Vec<u8>>,
 }
 
 impl RawTensor {
@@ -66,7 +74,22 @@ impl RawTensor {
             centroids: [-1.5, -0.5, 0.5, 1.5],
             rice_param: None,
             freqs: None,
+            code_coder: None,
+            exceptions: None,
+            plane_bytes: None,
         }
+    }
+
+    /// Codes 0 and 2 (the plane coder's exceptions).
+    pub fn exceptions_of(&self) -> u32 {
+        self.codes.iter().filter(|&&c| c & 1 == 0).count() as u32
+    }
+
+    /// The code coder the documented rule picks: the plane when at most one code in 16 is
+    /// an exception (0 or 2).
+    pub fn canonical_code_coder(&self) -> u8 {
+        let exceptions = self.codes.iter().filter(|&&c| c & 1 == 0).count();
+        u8::from(exceptions * 16 <= self.codes.len())
     }
 
     /// Chunk size implied by the block fields.
@@ -166,6 +189,19 @@ impl RawTensor {
             .clone()
             .unwrap_or_else(|| self.rice_remainders_with(param));
         out.extend_from_slice(&remainders);
+        let coder = self
+            .code_coder
+            .unwrap_or_else(|| self.canonical_code_coder());
+        out.push(coder);
+        if coder == 1 {
+            let (plane, exceptions, gaps) = plane_encode(&self.codes);
+            let gaps = self.code_bytes.clone().unwrap_or(gaps);
+            out.extend_from_slice(&self.exceptions.unwrap_or(exceptions).to_le_bytes());
+            out.extend_from_slice(&self.code_len.unwrap_or(gaps.len() as u32).to_le_bytes());
+            out.extend_from_slice(&self.plane_bytes.clone().unwrap_or(plane));
+            out.extend_from_slice(&gaps);
+            return;
+        }
         let freqs = self.freqs.unwrap_or_else(|| self.canonical_freqs());
         for f in freqs {
             out.extend_from_slice(&f.to_le_bytes());
@@ -290,6 +326,33 @@ pub fn rans_encode(codes: &[u8], freqs: &[u16; 4]) -> Vec<u8> {
         out.extend_from_slice(&w.to_le_bytes());
     }
     out
+}
+
+/// The plane coding of codes, as documented: plane bit `i` = code `i` >> 1 (bit `i % 8` of
+/// byte `i / 8`), the positions of codes 0 and 2 as LEB128 gaps (`p_0`, then
+/// `p_j - p_{j-1} - 1`). Returns (plane, exception count, gaps).
+pub fn plane_encode(codes: &[u8]) -> (Vec<u8>, u32, Vec<u8>) {
+    let high: Vec<bool> = codes.iter().map(|&c| c >> 1 == 1).collect();
+    let mut gaps = Vec::new();
+    let mut count = 0u32;
+    let mut next = 0u64;
+    for (i, &c) in codes.iter().enumerate() {
+        if c & 1 == 0 {
+            let mut v = i as u64 - next;
+            loop {
+                let low = (v & 0x7f) as u8;
+                v >>= 7;
+                if v == 0 {
+                    gaps.push(low);
+                    break;
+                }
+                gaps.push(low | 0x80);
+            }
+            next = i as u64 + 1;
+            count += 1;
+        }
+    }
+    (bits_to_bytes(&high), count, gaps)
 }
 
 /// Whole payload, every header field explicit.
