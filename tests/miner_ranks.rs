@@ -102,13 +102,14 @@ fn a_killed_rank_fails_the_replica_within_the_timeout_and_the_restart_resumes() 
             .unwrap()
     });
     let started = Instant::now();
+    // Windows go on until the replica notices (a window takes tens of milliseconds here,
+    // so the kill lands inside one: in a collective, or in rank 0's own compute).
     let mut failure = None;
-    for window in 1..4 {
+    let mut window = 1;
+    while failure.is_none() && started.elapsed() < Duration::from_secs(TIMEOUT_SECS + 10) {
         let (ids, _) = multi.assignment(&data, window).unwrap();
-        if let Err(err) = multi.train(&data, &ids) {
-            failure = Some(err);
-            break;
-        }
+        failure = multi.train(&data, &ids).err();
+        window += 1;
     }
     assert!(killer.join().unwrap().success());
     let failure = failure.expect("training goes on without rank 1");
@@ -117,9 +118,11 @@ fn a_killed_rank_fails_the_replica_within_the_timeout_and_the_restart_resumes() 
         elapsed < Duration::from_secs(TIMEOUT_SECS + 10),
         "the replica noticed after {elapsed:?}"
     );
+    // However the peer's death surfaced (a reset or closed connection inside a collective,
+    // or its exit seen before the window), the error names rank 1 and how it ended.
     let message = failure.to_string();
     assert!(
-        message.contains("rank 1") || message.contains("Connection closed"),
+        message.contains("rank 1 exited with signal: 9"),
         "unclear failure: {message}"
     );
     drop(multi);

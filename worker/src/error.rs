@@ -37,6 +37,12 @@ pub enum NodeError {
     Ranks(#[from] worker_distributed::DistributedError),
     #[error("ranks: {0}")]
     Launch(#[from] worker_distributed::launch::LaunchError),
+    /// A rank of a multi-rank replica exited while the replica trained.
+    #[error("ranks: {exit}; training failed: {during}")]
+    RankFailed {
+        exit: worker_distributed::launch::LaunchError,
+        during: Box<NodeError>,
+    },
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
     #[error("json: {0}")]

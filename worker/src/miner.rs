@@ -152,14 +152,19 @@ impl Miner {
             self.settings.micro_batches,
             self.settings.micro_batch_size,
         )?;
-        if let Some(ranks) = &mut self.ranks {
-            ranks.share_window(
-                &mut self.replica.model,
-                self.trainer.optimizer_mut(),
-                &steps,
-            )?;
+        let trained = self.train_steps(&steps);
+        match (trained, &mut self.ranks) {
+            (Err(failure), Some(ranks)) => Err(ranks.explain(failure)),
+            (trained, _) => trained,
         }
-        let outcome = self.trainer.train_window(&mut self.replica.model, &steps)?;
+    }
+
+    /// Shares `steps` with the other ranks (if any) and trains on them.
+    fn train_steps(&mut self, steps: &[Vec<worker_model::Batch>]) -> Result<(Vec<Tensor>, f64)> {
+        if let Some(ranks) = &mut self.ranks {
+            ranks.share_window(&mut self.replica.model, self.trainer.optimizer_mut(), steps)?;
+        }
+        let outcome = self.trainer.train_window(&mut self.replica.model, steps)?;
         Ok((outcome.pseudo_gradients, outcome.mean_loss))
     }
 

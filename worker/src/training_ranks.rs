@@ -32,6 +32,10 @@ use crate::error::{NodeError, Result};
 use crate::rank_control::{ControlMessage, RankDevice};
 use crate::settings::TrainingSettings;
 
+/// How long [`TrainingRanks::explain`] waits for a rank's exit to be observable after a
+/// failed collective (the peer's reset usually arrives before its exit is reaped).
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
 /// Subcommand a spawned rank runs (hidden from the CLI's help).
 pub const RANK_SUBCOMMAND: &str = "rank";
 
@@ -169,6 +173,31 @@ impl TrainingRanks {
     /// Process ids of ranks `1..` (rank, pid).
     pub fn pids(&self) -> Vec<(usize, u32)> {
         self.ranks.pids()
+    }
+
+    /// The error to report for `failure`, a failed window: when a rank has exited (a dead
+    /// peer is what usually breaks a collective), the rank and its exit status, seen within
+    /// [`EXIT_GRACE`]; otherwise `failure` itself.
+    pub fn explain(&mut self, failure: NodeError) -> NodeError {
+        if matches!(
+            failure,
+            NodeError::Launch(worker_distributed::launch::LaunchError::RankExited { .. })
+        ) {
+            return failure;
+        }
+        let deadline = std::time::Instant::now() + EXIT_GRACE;
+        loop {
+            if let Err(exit) = self.ranks.check() {
+                return NodeError::RankFailed {
+                    exit,
+                    during: Box::new(failure),
+                };
+            }
+            if std::time::Instant::now() >= deadline {
+                return failure;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Rank 0's optimizer state was replaced (a checkpoint was loaded): it is sent again
