@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use run_manifest::RunManifest;
 use tch::{Device, Tensor};
 use worker::miner::Miner;
+use worker::rank_control::RankSharding;
 use worker::settings::TrainingSettings;
 use worker::training_ranks::RankArgs;
 use worker_model::{CorpusSplit, TokenDataset, open_bundled};
@@ -26,11 +27,17 @@ fn settings() -> TrainingSettings {
     TrainingSettings::from_manifest(&run_manifest::verify(m, "test", None).unwrap())
 }
 
+/// `world_size` ranks with the production default, ZeRO-1.
 fn ranks(world_size: usize, timeout_secs: u64) -> RankArgs {
+    sharded_ranks(world_size, timeout_secs, RankSharding::Zero1)
+}
+
+fn sharded_ranks(world_size: usize, timeout_secs: u64, sharding: RankSharding) -> RankArgs {
     RankArgs {
         world_size: Some(world_size),
         rank_timeout_secs: timeout_secs,
         rank_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_worker"))),
+        optimizer_sharding: sharding,
     }
 }
 
@@ -49,10 +56,29 @@ fn max_abs_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
 fn two_and_three_rank_miners_train_like_one_process_over_three_windows() {
     let s = settings();
     let data = dataset(&s);
-    for world_size in [2, 3] {
+    for (world_size, sharding) in [
+        (2, RankSharding::Replicated),
+        (2, RankSharding::Zero1),
+        (3, RankSharding::Zero1),
+    ] {
         let mut single = Miner::new(1, &s, Device::Cpu).unwrap();
-        let mut multi = Miner::for_node(1, &s, Device::Cpu, &ranks(world_size, 60)).unwrap();
+        let args = sharded_ranks(world_size, 60, sharding);
+        let mut multi = Miner::for_node(1, &s, Device::Cpu, &args).unwrap();
         assert_eq!(multi.ranks().unwrap().world_size(), world_size);
+        // Measured: rank 0's AdamW moments (8 B per element it holds).
+        let full = single.inner_optimizer().state_bytes();
+        let held = multi.inner_optimizer().state_bytes();
+        match sharding {
+            RankSharding::Replicated => assert_eq!(held, full),
+            RankSharding::Zero1 => {
+                let n = world_size as u64;
+                // Rank 0 owns ceil(P / N) elements: 1 / N of the state, rounded up.
+                assert!(
+                    held * n >= full && held * n < full + 8 * n,
+                    "{held} B of {full} at {world_size} ranks"
+                );
+            }
+        }
         for window in 0..3 {
             let (ids, _) = single.assignment(&data, window).unwrap();
             let (expected, expected_loss) = single.train(&data, &ids).unwrap();
@@ -61,7 +87,7 @@ fn two_and_three_rank_miners_train_like_one_process_over_three_windows() {
             let diff = max_abs_diff(&expected, &got);
             assert!(
                 diff < 5e-6,
-                "{world_size} ranks, window {window}: pseudo-gradients differ by {diff:e}"
+                "{world_size} ranks ({sharding:?}), window {window}: pseudo-gradients differ by {diff:e}"
             );
             assert!(
                 (loss - expected_loss).abs() < 1e-5,
@@ -90,6 +116,29 @@ fn a_killed_rank_fails_the_replica_within_the_timeout_and_the_restart_resumes() 
     let (ids, _) = multi.assignment(&data, 0).unwrap();
     multi.train(&data, &ids).unwrap();
     multi.save_checkpoint(&checkpoint, 0).unwrap();
+
+    // The ZeRO-1 checkpoint holds the whole optimizer state, gathered from both ranks: what
+    // one process that trained the same window holds.
+    let mut single = Miner::new(1, &s, Device::Cpu).unwrap();
+    single.train(&data, &ids).unwrap();
+    let mut from_multi = Miner::new(1, &s, Device::Cpu).unwrap();
+    from_multi.load_checkpoint(&checkpoint).unwrap();
+    let (a, b) = (single.inner_optimizer(), from_multi.inner_optimizer());
+    assert_eq!(a.step_count(), b.step_count());
+    for (which, x, y) in [
+        ("exp_avg", a.exp_avg(), b.exp_avg()),
+        ("exp_avg_sq", a.exp_avg_sq(), b.exp_avg_sq()),
+    ] {
+        let scale = x
+            .iter()
+            .map(|t| t.abs().max().double_value(&[]))
+            .fold(0.0, f64::max);
+        let diff = max_abs_diff(x, y);
+        assert!(
+            scale > 0.0 && diff <= 1e-4 * scale,
+            "{which}: {diff:e} of {scale:e}"
+        );
+    }
 
     // Rank 1 is killed while rank 0 trains (or, on a fast machine, between windows).
     let (rank, pid) = multi.ranks().unwrap().pids()[0];

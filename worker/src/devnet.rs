@@ -368,6 +368,7 @@ impl Node {
                 }),
                 rank_timeout_secs: 60,
                 rank_program: devnet.rank_program.clone(),
+                optimizer_sharding: Default::default(),
             },
         }
     }

@@ -3,14 +3,13 @@
 
 use std::path::Path;
 
-use tch::{Device, Tensor};
-use worker_model::{
-    InnerTrainer, OptimizerSharding, SampleDigest, Samples, load_checkpoint, save_checkpoint,
-};
+use tch::{Device, Kind, Tensor};
+use worker_model::{AdamW, InnerTrainer, SampleDigest, Samples, load_checkpoint, save_checkpoint};
 use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio_of_len, decode, encode};
 
 use crate::error::{NodeError, Result};
 use crate::gradient_object::{GradientObject, Signer, seal};
+use crate::rank_control::RankSharding;
 use crate::replica::Replica;
 use crate::settings::TrainingSettings;
 use crate::training_ranks::{RankArgs, TrainingRanks};
@@ -86,7 +85,7 @@ impl Miner {
             settings.adamw(),
             &miner.replica.model,
             Box::new(ranks.trainer_group()),
-            OptimizerSharding::Replicated,
+            ranks.sharding().optimizer(),
         )?;
         miner.ranks = Some(ranks);
         Ok(miner)
@@ -106,6 +105,11 @@ impl Miner {
                 Self::with_ranks(uid, settings, device, started)
             }
         }
+    }
+
+    /// Rank 0's inner optimizer (under ZeRO-1 it holds rank 0's range only).
+    pub fn inner_optimizer(&self) -> &AdamW {
+        self.trainer.optimizer()
     }
 
     /// The other ranks of this replica (none on one device).
@@ -204,30 +208,73 @@ impl Miner {
     }
 
     /// Saves model, optimizer and error-feedback state with the last completed `window`,
-    /// atomically.
-    pub fn save_checkpoint(&self, path: &Path, window: u64) -> Result<()> {
+    /// atomically. A ZeRO-1 replica's optimizer state is gathered from its ranks first, so
+    /// the file is the same whatever the world size (and resumes at any).
+    pub fn save_checkpoint(&mut self, path: &Path, window: u64) -> Result<()> {
         let state = self.feedback.state()?;
         let names: Vec<String> = (0..state.len())
             .map(|i| format!("error_feedback/{i}"))
             .collect();
         let extra: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&state).collect();
-        save_checkpoint(
-            path,
-            window,
-            &self.replica.model,
-            Some(self.trainer.optimizer()),
-            &extra,
-        )?;
+        let gathered = match &mut self.ranks {
+            Some(ranks) if ranks.sharding() == RankSharding::Zero1 => {
+                let (step, exp_avg, exp_avg_sq) =
+                    ranks.gather_optimizer(self.trainer.optimizer())?;
+                let shaped = |flat: Vec<Tensor>| -> Result<Vec<Tensor>> {
+                    flat.iter()
+                        .zip(self.replica.model.parameters())
+                        .map(|(m, p)| Ok(m.f_view(p.size().as_slice())?))
+                        .collect()
+                };
+                Some(AdamW::from_state(
+                    self.settings.adamw(),
+                    step,
+                    shaped(exp_avg)?,
+                    shaped(exp_avg_sq)?,
+                ))
+            }
+            _ => None,
+        };
+        let optimizer = gathered.as_ref().unwrap_or(self.trainer.optimizer());
+        save_checkpoint(path, window, &self.replica.model, Some(optimizer), &extra)?;
         Ok(())
     }
 
     /// Restores a checkpoint written by [`Miner::save_checkpoint`]; returns its window.
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<u64> {
-        let loaded = load_checkpoint(
-            path,
-            &mut self.replica.model,
-            Some(self.trainer.optimizer_mut()),
-        )?;
+        // A ZeRO-1 replica reads the full state into a host-side optimizer and hands each
+        // rank its range before the next window.
+        let zero1 = self
+            .ranks
+            .as_ref()
+            .is_some_and(|r| r.sharding() == RankSharding::Zero1);
+        let mut full = if zero1 {
+            let zeros = self
+                .replica
+                .model
+                .parameters()
+                .iter()
+                .map(|p| {
+                    Ok(Tensor::f_zeros(
+                        p.size().as_slice(),
+                        (Kind::Float, Device::Cpu),
+                    )?)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Some(AdamW::from_state(
+                self.settings.adamw(),
+                0,
+                zeros.iter().map(Tensor::shallow_clone).collect(),
+                zeros.iter().map(Tensor::zeros_like).collect(),
+            ))
+        } else {
+            None
+        };
+        let optimizer = match &mut full {
+            Some(full) => full,
+            None => self.trainer.optimizer_mut(),
+        };
+        let loaded = load_checkpoint(path, &mut self.replica.model, Some(optimizer))?;
         // Stored tensors come back sorted by name ("error_feedback/10" before "/2"): order
         // them by index and require exactly 0..n.
         let mut indexed = Vec::with_capacity(loaded.extra.len());
@@ -257,7 +304,13 @@ impl Miner {
         let state: Vec<Tensor> = indexed.into_iter().map(|(_, t)| t).collect();
         self.feedback.load_state(state)?;
         if let Some(ranks) = &mut self.ranks {
-            ranks.optimizer_replaced();
+            ranks.optimizer_replaced(full.map(|f| {
+                (
+                    f.step_count(),
+                    f.exp_avg().iter().map(Tensor::shallow_clone).collect(),
+                    f.exp_avg_sq().iter().map(Tensor::shallow_clone).collect(),
+                )
+            }));
         }
         Ok(loaded.window)
     }

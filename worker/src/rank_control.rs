@@ -26,6 +26,8 @@ pub enum ControlMessage {
         timeout_ms: u64,
         /// libtorch intra-op threads of the rank (CPU ranks share the pod's cores).
         threads: Option<i32>,
+        /// How the AdamW state is laid out over the ranks.
+        sharding: RankSharding,
     },
     /// Train one window: the parameters, then (if `optimizer`) the AdamW state, then the
     /// micro-batches of these shapes arrive by broadcast, and every rank runs the window.
@@ -34,11 +36,36 @@ pub enum ControlMessage {
         window: u64,
         /// Micro-batch shapes, step by step.
         shapes: Vec<Vec<BatchShape>>,
-        /// Whether rank 0's optimizer state is broadcast before the window.
+        /// Whether rank 0's optimizer state is broadcast before the window (replicated:
+        /// all of it; ZeRO-1: each rank keeps its range).
         optimizer: bool,
     },
+    /// ZeRO-1: every rank sends its optimizer range to rank 0 (which writes a checkpoint).
+    GatherOptimizer,
     /// The replica is stopping: exit 0.
     Stop,
+}
+
+/// How the inner AdamW state is laid out over the ranks of a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RankSharding {
+    /// Every rank holds all of it (8 B per parameter on every rank).
+    Replicated,
+    /// ZeRO-1: each rank holds the moments of 1 / N of the parameters (8 / N B per
+    /// parameter); checkpoints gather them on rank 0.
+    #[default]
+    Zero1,
+}
+
+impl RankSharding {
+    /// The trainer's layout.
+    pub fn optimizer(self) -> worker_model::OptimizerSharding {
+        match self {
+            RankSharding::Replicated => worker_model::OptimizerSharding::Replicated,
+            RankSharding::Zero1 => worker_model::OptimizerSharding::Zero1,
+        }
+    }
 }
 
 /// Where a rank computes.
@@ -97,12 +124,14 @@ mod tests {
                 device: RankDevice::Cuda { first: 2 },
                 timeout_ms: 5000,
                 threads: Some(1),
+                sharding: RankSharding::Zero1,
             },
             ControlMessage::Window {
                 window: 7,
                 shapes: vec![vec![[2, 16], [1, 16]]],
                 optimizer: true,
             },
+            ControlMessage::GatherOptimizer,
             ControlMessage::Stop,
         ];
         let mut bytes = Vec::new();

@@ -1,8 +1,9 @@
 //! `worker rank`: a rank `1..world_size` of a multi-rank replica (see
 //! [`crate::training_ranks`]). It builds the run's model from the manifest rank 0 sends, joins
 //! the group, and then, window after window, receives rank 0's parameters (and optimizer
-//! state when asked) and micro-batches and trains its share with the same data-parallel
-//! inner loop. It owns no chain, S3 or checkpoint I/O: everything it holds is a copy of
+//! state when asked: all of it, or its ZeRO-1 range) and micro-batches and trains its share
+//! with the same data-parallel inner loop; for a ZeRO-1 checkpoint it sends rank 0 its
+//! optimizer range. It owns no chain, S3 or checkpoint I/O: everything it holds is a copy of
 //! rank 0's. It exits 0 when rank 0 says stop or its stdin ends (rank 0 is gone), and with
 //! an error when a collective fails (a peer rank died or hung).
 
@@ -13,10 +14,10 @@ use std::time::Duration;
 use run_manifest::ManifestHash;
 use worker_distributed::launch::RankSpec;
 use worker_distributed::{DEFAULT_BUCKET_BYTES, ProcessGroup, Store, TrainerGroup, replicate};
-use worker_model::{InnerTrainer, Llama, OptimizerSharding};
+use worker_model::{InnerTrainer, Llama};
 
 use crate::error::{NodeError, Result};
-use crate::rank_control::{ControlMessage, RankDevice};
+use crate::rank_control::{ControlMessage, RankDevice, RankSharding};
 use crate::settings::TrainingSettings;
 
 /// Runs this rank until rank 0 stops it; `input` is the control channel (stdin).
@@ -28,6 +29,7 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
         device,
         timeout_ms,
         threads,
+        sharding,
     }) = ControlMessage::read(input)?
     else {
         return Err(NodeError::Config(format!(
@@ -55,7 +57,7 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
         settings.adamw(),
         &model,
         Box::new(TrainerGroup::new(group.clone(), DEFAULT_BUCKET_BYTES)),
-        OptimizerSharding::Replicated,
+        sharding.optimizer(),
     )?;
     tracing::info!(rank, world_size = spec.world_size, ?device, "rank joined");
     loop {
@@ -65,6 +67,9 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
                 return Ok(());
             }
             Some(ControlMessage::Stop) => return Ok(()),
+            Some(ControlMessage::GatherOptimizer) => {
+                replicate::gather_optimizer(&group, trainer.optimizer(), tch::Device::Cpu)?;
+            }
             Some(ControlMessage::Start { .. }) => {
                 return Err(NodeError::Config(format!(
                     "rank {rank}: a second `start` message"
@@ -76,8 +81,14 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
                 optimizer,
             }) => {
                 replicate::parameters(&group, &mut model)?;
-                if optimizer {
-                    replicate::optimizer(&group, trainer.optimizer_mut())?;
+                match (optimizer, sharding) {
+                    (false, _) => {}
+                    (true, RankSharding::Replicated) => {
+                        replicate::optimizer(&group, trainer.optimizer_mut())?;
+                    }
+                    (true, RankSharding::Zero1) => {
+                        replicate::optimizer_shards(&group, trainer.optimizer_mut(), None)?;
+                    }
                 }
                 let steps = replicate::window_steps(&group, None, &shapes, device)?;
                 let outcome = trainer.train_window(&mut model, &steps)?;

@@ -23,14 +23,15 @@ use std::time::Duration;
 
 use clap::Args;
 use run_manifest::deployment::ENV_WORLD_SIZE;
-use tch::Device;
+use tch::{Device, Tensor};
 use worker_distributed::launch::Ranks;
 use worker_distributed::{DEFAULT_BUCKET_BYTES, ProcessGroup, Store, TrainerGroup, replicate};
 use worker_model::{AdamW, Batch, Llama};
 
 use crate::error::{NodeError, Result};
-use crate::rank_control::{ControlMessage, RankDevice};
+use crate::rank_control::{ControlMessage, RankDevice, RankSharding};
 use crate::settings::TrainingSettings;
+use worker_distributed::replicate::FullMoments;
 
 /// How long [`TrainingRanks::explain`] waits for a rank's exit to be observable after a
 /// failed collective (the peer's reset usually arrives before its exit is reaped).
@@ -54,6 +55,10 @@ pub struct RankArgs {
     /// Executable started for ranks 1.. (default: this one).
     #[arg(long, env = "WORKER_RANK_PROGRAM", hide = true)]
     pub rank_program: Option<PathBuf>,
+    /// Layout of the inner AdamW state over the ranks: `zero1` keeps 1 / N of the moments
+    /// on each rank, `replicated` all of them on every rank.
+    #[arg(long, env = "WORKER_OPTIMIZER_SHARDING", value_enum, default_value_t)]
+    pub optimizer_sharding: RankSharding,
 }
 
 impl RankArgs {
@@ -85,8 +90,13 @@ pub struct TrainingRanks {
     ranks: Ranks,
     group: Arc<ProcessGroup>,
     device: Device,
-    /// Whether the other ranks hold rank 0's optimizer state.
+    sharding: RankSharding,
+    /// Whether the other ranks hold rank 0's optimizer state (replicated), or every rank
+    /// holds its range of the replica's state (ZeRO-1).
     optimizer_shared: bool,
+    /// ZeRO-1: the full state rank 0 loaded from a checkpoint, handed out before the next
+    /// window.
+    loaded: Option<FullMoments>,
     windows: u64,
     rendezvous: PathBuf,
 }
@@ -142,6 +152,7 @@ impl TrainingRanks {
             device: rank_device,
             timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
             threads,
+            sharding: args.optimizer_sharding,
         };
         ranks.send(&start.to_line()?)?;
         let store = Store::file(&rendezvous, world_size, timeout)?;
@@ -154,7 +165,10 @@ impl TrainingRanks {
             ranks,
             group: Arc::new(group),
             device,
-            optimizer_shared: false,
+            sharding: args.optimizer_sharding,
+            // ZeRO-1 ranks start alike (zero moments, step 0): nothing to hand out.
+            optimizer_shared: args.optimizer_sharding == RankSharding::Zero1,
+            loaded: None,
             windows: 0,
             rendezvous,
         })
@@ -200,10 +214,32 @@ impl TrainingRanks {
         }
     }
 
+    /// How the optimizer state is laid out over the ranks.
+    pub fn sharding(&self) -> RankSharding {
+        self.sharding
+    }
+
     /// Rank 0's optimizer state was replaced (a checkpoint was loaded): it is sent again
-    /// before the next window.
-    pub fn optimizer_replaced(&mut self) {
+    /// before the next window. ZeRO-1 takes the full state `loaded` and hands every rank,
+    /// rank 0 included, its range of it.
+    pub fn optimizer_replaced(&mut self, loaded: Option<FullMoments>) {
         self.optimizer_shared = false;
+        self.loaded = loaded;
+    }
+
+    /// ZeRO-1: the replica's full optimizer state on rank 0 (on the CPU), from every
+    /// rank's range (or the state loaded and not yet handed out).
+    pub fn gather_optimizer(&mut self, optimizer: &AdamW) -> Result<FullMoments> {
+        if let Some((step, avg, sq)) = &self.loaded {
+            let copy = |v: &[Tensor]| v.iter().map(Tensor::shallow_clone).collect();
+            return Ok((*step, copy(avg), copy(sq)));
+        }
+        self.ranks.check()?;
+        self.ranks
+            .send(&ControlMessage::GatherOptimizer.to_line()?)?;
+        replicate::gather_optimizer(&self.group, optimizer, Device::Cpu)?.ok_or_else(|| {
+            NodeError::Config("rank 0 received no optimizer state from its ranks".into())
+        })
     }
 
     /// Gives the other ranks this window: rank 0's `model` and (when they lack it)
@@ -226,7 +262,13 @@ impl TrainingRanks {
         self.ranks.send(&message.to_line()?)?;
         replicate::parameters(&self.group, model)?;
         if send_optimizer {
-            replicate::optimizer(&self.group, optimizer)?;
+            match self.sharding {
+                RankSharding::Replicated => replicate::optimizer(&self.group, optimizer)?,
+                RankSharding::Zero1 => {
+                    replicate::optimizer_shards(&self.group, optimizer, self.loaded.as_ref())?;
+                    self.loaded = None;
+                }
+            }
             self.optimizer_shared = true;
         }
         replicate::window_steps(&self.group, Some(steps), &shapes, self.device)?;

@@ -3,11 +3,17 @@
 //! only authoritative copy (it owns the chain and S3 I/O, the outer step and catch-up);
 //! the other ranks receive these before every window and then train their share.
 //!
+//! For a ZeRO-1 optimizer, where every rank holds the moments of its own range only,
+//! [`optimizer_shards`] hands each rank its range of rank 0's full moments (after rank 0
+//! loaded a checkpoint) and [`gather_optimizer`] assembles the full moments on rank 0 (to
+//! write one), one parameter piece at a time.
+//!
 //! Every function is called by all ranks in the same order; on rank 0 the arguments are
 //! read, on the others overwritten. Tensors travel on the group's device
 //! ([`ProcessGroup::backend`]: CPU for Gloo, the rank's GPU for NCCL).
 
 use tch::{Device, Kind, Tensor};
+use worker_model::parallel::FlatShard;
 use worker_model::{AdamW, Batch, Llama};
 
 use crate::error::DistributedError;
@@ -64,17 +70,7 @@ pub fn optimizer(group: &ProcessGroup, optimizer: &mut AdamW) -> Result<(), Dist
             message: "a sharded optimizer holds a different part on every rank".into(),
         });
     }
-    let mut step = Tensor::from_slice(&[optimizer.step_count() as i64]);
-    let device = optimizer
-        .exp_avg()
-        .first()
-        .map_or(Device::Cpu, Tensor::device);
-    step = step.f_to_device(device)?;
-    group.broadcast(&mut step, ROOT)?;
-    let step = u64::try_from(step.f_int64_value(&[0])?).map_err(|_| DistributedError::Invalid {
-        op: "replicate optimizer",
-        message: "negative step count".into(),
-    })?;
+    let step = broadcast_step(group, optimizer.step_count(), moment_device(optimizer))?;
     let moments = |tensors: &[Tensor]| -> Result<Vec<Tensor>, DistributedError> {
         tensors
             .iter()
@@ -97,6 +93,161 @@ pub fn optimizer(group: &ProcessGroup, optimizer: &mut AdamW) -> Result<(), Dist
             .map_err(model_error)?;
     }
     Ok(())
+}
+
+/// The full moments of a ZeRO-1 optimizer: step and, per parameter in canonical order, the
+/// flattened `exp_avg` and `exp_avg_sq`.
+pub type FullMoments = (u64, Vec<Tensor>, Vec<Tensor>);
+
+fn sharded(optimizer: &AdamW, op: &'static str) -> Result<FlatShard, DistributedError> {
+    optimizer
+        .shard()
+        .cloned()
+        .ok_or_else(|| DistributedError::Invalid {
+            op,
+            message: "the optimizer is not ZeRO-1 sharded".into(),
+        })
+}
+
+fn moment_device(optimizer: &AdamW) -> Device {
+    optimizer
+        .exp_avg()
+        .first()
+        .map_or(Device::Cpu, Tensor::device)
+}
+
+fn broadcast_step(
+    group: &ProcessGroup,
+    step: u64,
+    device: Device,
+) -> Result<u64, DistributedError> {
+    let mut value = Tensor::from_slice(&[step as i64]).f_to_device(device)?;
+    group.broadcast(&mut value, ROOT)?;
+    u64::try_from(value.f_int64_value(&[0])?).map_err(|_| DistributedError::Invalid {
+        op: "replicate optimizer",
+        message: "negative step count".into(),
+    })
+}
+
+/// Every rank's range of rank 0's `full` moments (read on rank 0, `None` elsewhere) into
+/// its ZeRO-1 `optimizer`: each parameter's moments are broadcast whole, one at a time, and
+/// every rank keeps the elements it owns.
+pub fn optimizer_shards(
+    group: &ProcessGroup,
+    optimizer: &mut AdamW,
+    full: Option<&FullMoments>,
+) -> Result<(), DistributedError> {
+    const OP: &str = "scatter optimizer";
+    let shard = sharded(optimizer, OP)?;
+    let device = moment_device(optimizer);
+    let full = match (group.rank(), full) {
+        (ROOT, None) => {
+            return Err(DistributedError::Invalid {
+                op: OP,
+                message: "rank 0 has no optimizer state to send".into(),
+            });
+        }
+        (ROOT, Some(full)) => Some(full),
+        _ => None,
+    };
+    let step = broadcast_step(group, full.map_or(0, |f| f.0), device)?;
+    let mut owned = [Vec::new(), Vec::new()];
+    for (which, out) in owned.iter_mut().enumerate() {
+        for (param, &numel) in shard.numels.iter().enumerate() {
+            let mut whole = match full {
+                Some((_, avg, sq)) => {
+                    let source = [avg, sq][which]
+                        .get(param)
+                        .ok_or(DistributedError::Invalid {
+                            op: OP,
+                            message: format!("no moments for parameter {param}"),
+                        })?;
+                    if source.numel() as i64 != numel {
+                        return Err(DistributedError::Invalid {
+                            op: OP,
+                            message: format!(
+                                "parameter {param} has {} moments, expected {numel}",
+                                source.numel()
+                            ),
+                        });
+                    }
+                    source
+                        .f_reshape([-1])?
+                        .f_to_kind(Kind::Float)?
+                        .f_to_device(device)?
+                        .f_contiguous()?
+                }
+                None => Tensor::f_empty([numel], (Kind::Float, device))?,
+            };
+            group.broadcast(&mut whole, ROOT)?;
+            out.push(match shard.slices.iter().find(|s| s.param == param) {
+                Some(slice) => whole.f_narrow(0, slice.start, slice.len)?.f_contiguous()?,
+                None => Tensor::f_empty([0], (Kind::Float, device))?,
+            });
+        }
+    }
+    let [exp_avg, exp_avg_sq] = owned;
+    optimizer
+        .load_state(step, exp_avg, exp_avg_sq)
+        .map_err(model_error)
+}
+
+/// The full moments of a ZeRO-1 group on rank 0 (on `out`), `None` on the other ranks:
+/// every owner broadcasts its piece of each parameter in turn (so no rank holds more than
+/// one piece at a time beyond its own state).
+pub fn gather_optimizer(
+    group: &ProcessGroup,
+    optimizer: &AdamW,
+    out: Device,
+) -> Result<Option<FullMoments>, DistributedError> {
+    const OP: &str = "gather optimizer";
+    let shard = sharded(optimizer, OP)?;
+    let device = moment_device(optimizer);
+    let world = group.world_size();
+    let owners: Vec<FlatShard> = (0..world)
+        .map(|rank| FlatShard::new(&shard.numels, rank, world))
+        .collect();
+    let mut full = [Vec::new(), Vec::new()];
+    for (which, gathered) in full.iter_mut().enumerate() {
+        let local = [optimizer.exp_avg(), optimizer.exp_avg_sq()][which];
+        for param in 0..shard.numels.len() {
+            let mut pieces = Vec::new();
+            for (rank, owner) in owners.iter().enumerate() {
+                let len = owner.owned_len(param);
+                if len == 0 {
+                    continue;
+                }
+                let mut piece = if rank == group.rank() {
+                    local
+                        .get(param)
+                        .ok_or(DistributedError::Invalid {
+                            op: OP,
+                            message: format!("no moments for parameter {param}"),
+                        })?
+                        .f_detach()?
+                        .f_contiguous()?
+                } else {
+                    Tensor::f_empty([len], (Kind::Float, device))?
+                };
+                group.broadcast(&mut piece, rank)?;
+                if group.rank() == ROOT {
+                    pieces.push(piece.f_to_device(out)?);
+                }
+            }
+            if group.rank() == ROOT {
+                gathered.push(if pieces.is_empty() {
+                    Tensor::f_empty([0], (Kind::Float, out))?
+                } else {
+                    Tensor::f_cat(&pieces, 0)?
+                });
+            }
+        }
+    }
+    if group.rank() != ROOT {
+        return Ok(None);
+    }
+    let [exp_avg, exp_avg_sq] = full;
+    Ok(Some((optimizer.step_count(), exp_avg, exp_avg_sq)))
 }
 
 /// Rank 0's micro-batches of a window into every rank (as CPU int64 batches, the form the

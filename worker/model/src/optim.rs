@@ -92,6 +92,25 @@ impl AdamW {
         })
     }
 
+    /// An unsharded optimizer holding the given moments where they are (any device): the
+    /// full state of a ZeRO-1 group, gathered for a checkpoint, or a host-side target to
+    /// load one into.
+    pub fn from_state(
+        config: AdamWConfig,
+        step: u64,
+        exp_avg: Vec<Tensor>,
+        exp_avg_sq: Vec<Tensor>,
+    ) -> AdamW {
+        AdamW {
+            config,
+            step,
+            exp_avg,
+            exp_avg_sq,
+            shard: None,
+            gather_chunk: DEFAULT_GATHER_CHUNK,
+        }
+    }
+
     /// ZeRO-1 optimizer for `rank` of `world_size`: moments only for the rank's
     /// [`FlatShard`]; each step updates those elements and all-gathers the parameters.
     pub fn sharded(
