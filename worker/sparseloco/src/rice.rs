@@ -333,30 +333,26 @@ impl Gaps {
 fn put_remainders<const R: u32>(gaps: &[u16], dst: &mut [u8]) {
     let mask = (1u16 << R) - 1;
     let mut groups = gaps.chunks_exact(8);
-    if R <= 8 {
-        // Eight remainders fit one u64 (the usual r = 5 or 6): half the work of u128.
-        for (g, group) in (&mut groups).enumerate() {
-            let w = group.iter().enumerate().fold(0u64, |w, (j, &gap)| {
-                w | u64::from(gap & mask) << (j as u32 * R)
-            });
-            if let Some(bytes) = dst
-                .get_mut(g * R as usize..)
-                .and_then(<[u8]>::first_chunk_mut::<8>)
-            {
-                *bytes = w.to_le_bytes();
+    // Eight remainders fit one u64 for R <= 8 (the usual r = 5 or 6), else one u128.
+    macro_rules! put_groups {
+        ($word:ty, $bytes:literal) => {
+            for (g, group) in (&mut groups).enumerate() {
+                let w = group.iter().enumerate().fold(0, |w: $word, (j, &gap)| {
+                    w | <$word>::from(gap & mask) << (j as u32 * R)
+                });
+                if let Some(bytes) = dst
+                    .get_mut(g * R as usize..)
+                    .and_then(<[u8]>::first_chunk_mut::<$bytes>)
+                {
+                    *bytes = w.to_le_bytes();
+                }
             }
-        }
+        };
     }
-    for (g, group) in (&mut groups).enumerate() {
-        let w = group.iter().enumerate().fold(0u128, |w, (j, &gap)| {
-            w | u128::from(gap & mask) << (j as u32 * R)
-        });
-        if let Some(bytes) = dst
-            .get_mut(g * R as usize..)
-            .and_then(<[u8]>::first_chunk_mut::<16>)
-        {
-            *bytes = w.to_le_bytes();
-        }
+    if R <= 8 {
+        put_groups!(u64, 8);
+    } else {
+        put_groups!(u128, 16);
     }
     let done = gaps.len() / 8 * 8;
     let mut w = 0u128;
@@ -611,31 +607,26 @@ fn add_remainders<const R: u32>(out: &mut [u16], padded: &[u8]) -> u64 {
     let mask = (1u16 << R) - 1;
     let mut low_bits = 0u64;
     let done = out.len() / 8 * 8;
+    // Eight remainders fit one u64 for R <= 8 (the usual r = 5 or 6), else one u128.
+    macro_rules! add_groups {
+        ($word:ty, $bytes:literal) => {
+            for (g, group) in out.chunks_exact_mut(8).enumerate() {
+                let w = padded
+                    .get(g * R as usize..)
+                    .and_then(<[u8]>::first_chunk::<$bytes>)
+                    .map_or(0, |b| <$word>::from_le_bytes(*b));
+                for (j, slot) in group.iter_mut().enumerate() {
+                    let rem = (w >> (j as u32 * R)) as u16 & mask;
+                    low_bits += u64::from(rem >> (R - 1));
+                    *slot = (*slot << R) | rem;
+                }
+            }
+        };
+    }
     if R <= 8 {
-        // Eight remainders in one u64 (the usual r = 5 or 6).
-        for (g, group) in out.chunks_exact_mut(8).enumerate() {
-            let w = padded
-                .get(g * R as usize..)
-                .and_then(<[u8]>::first_chunk::<8>)
-                .map_or(0, |b| u64::from_le_bytes(*b));
-            for (j, slot) in group.iter_mut().enumerate() {
-                let rem = (w >> (j as u32 * R)) as u16 & mask;
-                low_bits += u64::from(rem >> (R - 1));
-                *slot = (*slot << R) | rem;
-            }
-        }
+        add_groups!(u64, 8);
     } else {
-        for (g, group) in out.chunks_exact_mut(8).enumerate() {
-            let w = padded
-                .get(g * R as usize..)
-                .and_then(<[u8]>::first_chunk::<16>)
-                .map_or(0, |b| u128::from_le_bytes(*b));
-            for (j, slot) in group.iter_mut().enumerate() {
-                let rem = (w >> (j as u32 * R)) as u16 & mask;
-                low_bits += u64::from(rem >> (R - 1));
-                *slot = (*slot << R) | rem;
-            }
-        }
+        add_groups!(u128, 16);
     }
     for (e, slot) in out.iter_mut().enumerate().skip(done) {
         let bit = e * R as usize;
