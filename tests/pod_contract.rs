@@ -405,3 +405,62 @@ fn a_dataset_on_s3_or_a_volume_reaches_the_worker_as_the_pod_provides_it() {
         "fineweb"
     );
 }
+
+/// Operator -> pod -> worker for the GPUs: a miner pod granted 8 GPUs makes the worker train
+/// on 8 ranks (ZeRO-1, the default) with the NCCL settings and a memory `/dev/shm` sized for
+/// them; a CPU miner pod runs one process without NCCL settings; the validator pod asks for
+/// no ranks (it evaluates on one device).
+#[test]
+fn a_miner_pod_trains_on_as_many_ranks_as_it_is_granted_gpus() {
+    use worker::rank_control::RankSharding;
+    let maps = config_maps();
+    let miners: TrainingRun = read("trainingrun.yaml");
+    assert_eq!(miners.spec.workload.gpus_per_replica, 8);
+    let rendered = rendered_files(&miners, 0, &maps).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let args = node_args(parse_pod(&rendered, dir.path()).unwrap());
+    let pod = rendered.pod.spec.as_ref().unwrap();
+    let container = &pod.containers[0];
+    let granted = container
+        .resources
+        .as_ref()
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("nvidia.com/gpu"))
+        .map(|q| q.0.clone());
+    assert_eq!(granted.as_deref(), Some("8"));
+    assert_eq!(args.ranks.world_size, Some(8), "one rank per granted GPU");
+    assert_eq!(args.ranks.optimizer_sharding, RankSharding::Zero1);
+    for name in ["NCCL_DEBUG", "TORCH_NCCL_ASYNC_ERROR_HANDLING"] {
+        assert!(rendered.env.contains_key(name), "{name} missing");
+    }
+    let shm = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.mount_path == "/dev/shm")
+        .expect("/dev/shm is mounted");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == shm.name)
+        .and_then(|v| v.empty_dir.as_ref())
+        .expect("/dev/shm is an emptyDir");
+    assert_eq!(volume.medium.as_deref(), Some("Memory"));
+    assert_eq!(
+        volume.size_limit.as_ref().map(|q| q.0.as_str()),
+        Some("16Gi")
+    );
+
+    let mut cpu = miners.clone();
+    cpu.spec.workload.gpus_per_replica = 0;
+    let rendered = rendered_files(&cpu, 0, &maps).unwrap();
+    let args = node_args(parse_pod(&rendered, dir.path()).unwrap());
+    assert_eq!(args.ranks.world_size, Some(1));
+    assert!(!rendered.env.contains_key("NCCL_DEBUG"));
+
+    let validators: ValidatorSet = read("validatorset.yaml");
+    let rendered = rendered_files(&validators, 0, &maps).unwrap();
+    let args = node_args(parse_pod(&rendered, dir.path()).unwrap());
+    assert_eq!(args.ranks.world_size, None);
+}
