@@ -1,8 +1,9 @@
 //! One process per rank: rank 0 (the process the pod started) re-executes its own binary
 //! for ranks `1..world_size` with the rank in the environment, and watches them. A rank
 //! that exits fails the replica: [`Ranks::check`] reports it, and dropping [`Ranks`]
-//! kills the remaining children. Ranks whose rank 0 died notice it through their next
-//! collective (connection closed or timeout) and exit too.
+//! closes the control channels, gives the children a moment to exit and kills the rest.
+//! Ranks whose rank 0 died notice it through their next collective (connection closed or
+//! timeout) and exit too.
 //!
 //! Each spawned rank's stdin is a pipe from rank 0: the replica's control channel
 //! ([`Ranks::send`]). A rank reading it sees end-of-file as soon as rank 0 is gone, however
@@ -203,12 +204,23 @@ impl Ranks {
     }
 }
 
+/// How long a dropped [`Ranks`] lets its ranks exit on their own (their control channel is
+/// closed) before it kills them.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Drop for Ranks {
     fn drop(&mut self) {
         self.control.clear();
+        let deadline = std::time::Instant::now() + EXIT_GRACE;
         for (rank, child) in &mut self.children {
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
             if let Ok(None) = child.try_wait() {
-                tracing::warn!(rank = *rank, "stopping rank");
+                tracing::warn!(
+                    rank = *rank,
+                    "rank still running after its channel closed: killing it"
+                );
                 let _ = child.kill();
                 let _ = child.wait();
             }
