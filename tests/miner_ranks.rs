@@ -38,6 +38,7 @@ fn sharded_ranks(world_size: usize, timeout_secs: u64, sharding: RankSharding) -
         rank_timeout_secs: timeout_secs,
         rank_program: Some(PathBuf::from(env!("CARGO_BIN_EXE_worker"))),
         optimizer_sharding: sharding,
+        keep_own_threads: false,
     }
 }
 

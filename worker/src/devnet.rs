@@ -369,6 +369,8 @@ impl Node {
                 rank_timeout_secs: 60,
                 rank_program: devnet.rank_program.clone(),
                 optimizer_sharding: Default::default(),
+                // The devnet's nodes share this process: its thread count stays.
+                keep_own_threads: true,
             },
         }
     }

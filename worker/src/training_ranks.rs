@@ -59,6 +59,10 @@ pub struct RankArgs {
     /// on each rank, `replicated` all of them on every rank.
     #[arg(long, env = "WORKER_OPTIMIZER_SHARDING", value_enum, default_value_t)]
     pub optimizer_sharding: RankSharding,
+    /// Rank 0 keeps its libtorch thread count instead of taking its share of the cores
+    /// (for a process that hosts other nodes too: the devnet).
+    #[arg(long, hide = true)]
+    pub keep_own_threads: bool,
 }
 
 impl RankArgs {
@@ -142,7 +146,7 @@ impl TrainingRanks {
             &rendezvous,
         )?;
         let threads = (rank_device == RankDevice::Cpu).then(|| cpu_threads_per_rank(world_size));
-        if let Some(threads) = threads {
+        if let Some(threads) = threads.filter(|_| !args.keep_own_threads) {
             // Rank 0 takes its share of the cores too.
             tch::set_num_threads(threads);
         }
