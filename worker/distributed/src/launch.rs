@@ -110,6 +110,26 @@ impl RankSpec {
     }
 }
 
+/// Parts of environment variable names that mark credentials (matched case-insensitively).
+const CREDENTIAL_MARKS: [&str; 8] = [
+    "SECRET",
+    "TOKEN",
+    "PASSWORD",
+    "PASSPHRASE",
+    "ACCESS_KEY",
+    "PRIVATE_KEY",
+    "MNEMONIC",
+    "CREDENTIAL",
+];
+
+/// Whether a spawned rank inherits rank 0's variable `name`: everything (the device,
+/// NCCL, logging and library settings) except what looks like a credential. Ranks compute
+/// only; rank 0 alone talks to S3 and the chain.
+pub fn inherited_by_ranks(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    !CREDENTIAL_MARKS.iter().any(|mark| upper.contains(mark))
+}
+
 /// The spawned ranks `1..world_size`, watched by rank 0.
 #[derive(Debug)]
 pub struct Ranks {
@@ -118,7 +138,8 @@ pub struct Ranks {
 }
 
 impl Ranks {
-    /// Starts `program args…` once per rank `1..world_size` with the rank environment.
+    /// Starts `program args…` once per rank `1..world_size` with the rank environment and
+    /// rank 0's environment less its credentials ([`inherited_by_ranks`]).
     pub fn spawn(
         program: &Path,
         args: &[OsString],
@@ -129,8 +150,16 @@ impl Ranks {
             children: Vec::new(),
             control: Vec::new(),
         };
+        let withheld: Vec<OsString> = std::env::vars_os()
+            .map(|(name, _)| name)
+            .filter(|name| !inherited_by_ranks(&name.to_string_lossy()))
+            .collect();
         for rank in 1..world_size {
-            let mut child = Command::new(program)
+            let mut command = Command::new(program);
+            for name in &withheld {
+                command.env_remove(name);
+            }
+            let mut child = command
                 .args(args)
                 .env(ENV_RANK, rank.to_string())
                 .env(ENV_WORLD_SIZE, world_size.to_string())

@@ -60,6 +60,70 @@ fn rank_body_dies() {
     body(true);
 }
 
+/// Set for the re-executed rank 0 of the credentials test only.
+const SECRET_VAR: &str = "WD_TEST_SECRET_ACCESS_KEY";
+const PLAIN_VAR: &str = "WD_TEST_PLAIN_SETTING";
+
+#[test]
+#[ignore = "a spawned rank's body: run by the other tests through launch::Ranks"]
+fn rank_body_checks_its_environment() {
+    assert!(RankSpec::from_env().unwrap().is_some());
+    // Exit 3 (a failed rank) unless the credential is withheld and the setting kept.
+    let ok =
+        std::env::var_os(SECRET_VAR).is_none() && std::env::var(PLAIN_VAR).as_deref() == Ok("kept");
+    std::process::exit(if ok { 0 } else { 3 });
+}
+
+#[test]
+#[ignore = "rank 0 of the credentials test, re-executed with a credential in its environment"]
+fn rank_zero_with_a_credential() {
+    assert_eq!(std::env::var(SECRET_VAR).as_deref(), Ok("hunter2"));
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let exe = std::env::current_exe().unwrap();
+    let ranks = Ranks::spawn(
+        &exe,
+        &rank_args("rank_body_checks_its_environment"),
+        3,
+        &store,
+    )
+    .unwrap();
+    ranks.wait().unwrap();
+}
+
+#[test]
+fn ranks_inherit_settings_but_not_credentials() {
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(rank_args("rank_zero_with_a_credential"))
+        .env(SECRET_VAR, "hunter2")
+        .env(PLAIN_VAR, "kept")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    for name in [
+        "STORAGE_SECRET_ACCESS_KEY",
+        "DATA_ACCESS_KEY_ID",
+        "aws_session_token",
+        "WALLET_PASSWORD",
+    ] {
+        assert!(
+            !worker_distributed::launch::inherited_by_ranks(name),
+            "{name}"
+        );
+    }
+    for name in [
+        "NCCL_DEBUG",
+        "LD_LIBRARY_PATH",
+        "RUST_LOG",
+        "CUDA_VISIBLE_DEVICES",
+    ] {
+        assert!(
+            worker_distributed::launch::inherited_by_ranks(name),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn rank_zero_spawns_and_joins_its_ranks() {
     let dir = tempfile::tempdir().unwrap();
