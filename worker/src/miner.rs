@@ -9,7 +9,6 @@ use worker_sparseloco::{ErrorFeedback, GradientPayload, compression_ratio_of_len
 
 use crate::error::{NodeError, Result};
 use crate::gradient_object::{GradientObject, Signer, seal};
-use crate::rank_control::RankSharding;
 use crate::replica::Replica;
 use crate::settings::TrainingSettings;
 use crate::training_ranks::{RankArgs, TrainingRanks};
@@ -217,21 +216,8 @@ impl Miner {
             .collect();
         let extra: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&state).collect();
         let gathered = match &mut self.ranks {
-            Some(ranks) if ranks.sharding() == RankSharding::Zero1 => {
-                let (step, exp_avg, exp_avg_sq) =
-                    ranks.gather_optimizer(self.trainer.optimizer())?;
-                let shaped = |flat: Vec<Tensor>| -> Result<Vec<Tensor>> {
-                    flat.iter()
-                        .zip(self.replica.model.parameters())
-                        .map(|(m, p)| Ok(m.f_view(p.size().as_slice())?))
-                        .collect()
-                };
-                Some(AdamW::from_state(
-                    self.settings.adamw(),
-                    step,
-                    shaped(exp_avg)?,
-                    shaped(exp_avg_sq)?,
-                ))
+            Some(ranks) if self.trainer.optimizer().shard().is_some() => {
+                Some(ranks.gather_optimizer(self.trainer.optimizer(), &self.replica.model)?)
             }
             _ => None,
         };
@@ -244,11 +230,7 @@ impl Miner {
     pub fn load_checkpoint(&mut self, path: &Path) -> Result<u64> {
         // A ZeRO-1 replica reads the full state into a host-side optimizer and hands each
         // rank its range before the next window.
-        let zero1 = self
-            .ranks
-            .as_ref()
-            .is_some_and(|r| r.sharding() == RankSharding::Zero1);
-        let mut full = if zero1 {
+        let mut full = if self.trainer.optimizer().shard().is_some() {
             let zeros = self
                 .replica
                 .model
@@ -304,13 +286,7 @@ impl Miner {
         let state: Vec<Tensor> = indexed.into_iter().map(|(_, t)| t).collect();
         self.feedback.load_state(state)?;
         if let Some(ranks) = &mut self.ranks {
-            ranks.optimizer_replaced(full.map(|f| {
-                (
-                    f.step_count(),
-                    f.exp_avg().iter().map(Tensor::shallow_clone).collect(),
-                    f.exp_avg_sq().iter().map(Tensor::shallow_clone).collect(),
-                )
-            }));
+            ranks.optimizer_replaced(full);
         }
         Ok(loaded.window)
     }

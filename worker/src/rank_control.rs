@@ -5,8 +5,11 @@
 
 use std::io::BufRead;
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use worker_distributed::replicate::BatchShape;
+use worker_distributed::{DistributedError, ProcessGroup, Store};
 
 use crate::error::{NodeError, Result};
 
@@ -82,6 +85,21 @@ pub enum RankDevice {
 }
 
 impl RankDevice {
+    /// Joins the replica's process group as `rank`: Gloo over loopback on the CPU, NCCL on
+    /// CUDA (the same for rank 0 and the spawned ranks).
+    pub fn join(
+        self,
+        store: &Store,
+        rank: usize,
+        world_size: usize,
+        timeout: Duration,
+    ) -> std::result::Result<ProcessGroup, DistributedError> {
+        match self {
+            RankDevice::Cpu => ProcessGroup::gloo(store, rank, world_size, timeout, "127.0.0.1"),
+            RankDevice::Cuda { .. } => ProcessGroup::nccl(store, rank, world_size, timeout),
+        }
+    }
+
     /// The device of `rank`.
     pub fn for_rank(self, rank: usize) -> tch::Device {
         match self {

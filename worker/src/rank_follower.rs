@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use run_manifest::ManifestHash;
 use worker_distributed::launch::RankSpec;
-use worker_distributed::{DEFAULT_BUCKET_BYTES, ProcessGroup, Store, TrainerGroup, replicate};
+use worker_distributed::{DEFAULT_BUCKET_BYTES, Store, TrainerGroup, replicate};
 use worker_model::{InnerTrainer, Llama};
 
 use crate::error::{NodeError, Result};
-use crate::rank_control::{ControlMessage, RankDevice, RankSharding};
+use crate::rank_control::ControlMessage;
 use crate::settings::TrainingSettings;
 
 /// Runs this rank until rank 0 stops it; `input` is the control channel (stdin).
@@ -46,10 +46,7 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
     }
     let timeout = Duration::from_millis(timeout_ms.max(1));
     let store = Store::file(&spec.rendezvous, spec.world_size, timeout)?;
-    let group = Arc::new(match device {
-        RankDevice::Cpu => ProcessGroup::gloo(&store, rank, spec.world_size, timeout, "127.0.0.1")?,
-        RankDevice::Cuda { .. } => ProcessGroup::nccl(&store, rank, spec.world_size, timeout)?,
-    });
+    let group = Arc::new(device.join(&store, rank, spec.world_size, timeout)?);
     let device = device.for_rank(rank);
     // Initial weights do not matter: rank 0's arrive before every window.
     let mut model = Llama::new(settings.model_config(), device, settings.model_seed)?;
@@ -68,7 +65,7 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
             }
             Some(ControlMessage::Stop) => return Ok(()),
             Some(ControlMessage::GatherOptimizer) => {
-                replicate::gather_optimizer(&group, trainer.optimizer(), tch::Device::Cpu)?;
+                replicate::gather_optimizer(&group, trainer.optimizer(), &model, tch::Device::Cpu)?;
             }
             Some(ControlMessage::Start { .. }) => {
                 return Err(NodeError::Config(format!(
@@ -81,14 +78,8 @@ pub fn run(spec: &RankSpec, input: &mut dyn BufRead) -> Result<()> {
                 optimizer,
             }) => {
                 replicate::parameters(&group, &mut model)?;
-                match (optimizer, sharding) {
-                    (false, _) => {}
-                    (true, RankSharding::Replicated) => {
-                        replicate::optimizer(&group, trainer.optimizer_mut())?;
-                    }
-                    (true, RankSharding::Zero1) => {
-                        replicate::optimizer_shards(&group, trainer.optimizer_mut(), None)?;
-                    }
+                if optimizer {
+                    replicate::optimizer_state(&group, trainer.optimizer_mut(), None)?;
                 }
                 let steps = replicate::window_steps(&group, None, &shapes, device)?;
                 let outcome = trainer.train_window(&mut model, &steps)?;

@@ -31,7 +31,6 @@ use worker_model::{AdamW, Batch, Llama};
 use crate::error::{NodeError, Result};
 use crate::rank_control::{ControlMessage, RankDevice, RankSharding};
 use crate::settings::TrainingSettings;
-use worker_distributed::replicate::FullMoments;
 
 /// How long [`TrainingRanks::explain`] waits for a rank's exit to be observable after a
 /// failed collective (the peer's reset usually arrives before its exit is reaped).
@@ -95,14 +94,20 @@ pub struct TrainingRanks {
     group: Arc<ProcessGroup>,
     device: Device,
     sharding: RankSharding,
-    /// Whether the other ranks hold rank 0's optimizer state (replicated), or every rank
-    /// holds its range of the replica's state (ZeRO-1).
-    optimizer_shared: bool,
-    /// ZeRO-1: the full state rank 0 loaded from a checkpoint, handed out before the next
-    /// window.
-    loaded: Option<FullMoments>,
+    /// What the other ranks lack of the optimizer state before the next window.
+    hand_off: OptimizerHandOff,
     windows: u64,
     rendezvous: PathBuf,
+}
+
+/// What rank 0 must send of the replica's optimizer state before the next window.
+enum OptimizerHandOff {
+    /// Nothing: every rank holds its part.
+    Nothing,
+    /// Rank 0's own state, whole (replicated layout).
+    Own,
+    /// Each rank's range of the full state rank 0 loaded (ZeRO-1).
+    Loaded(Box<AdamW>),
 }
 
 impl std::fmt::Debug for TrainingRanks {
@@ -160,19 +165,18 @@ impl TrainingRanks {
         };
         ranks.send(&start.to_line()?)?;
         let store = Store::file(&rendezvous, world_size, timeout)?;
-        let group = match rank_device {
-            RankDevice::Cpu => ProcessGroup::gloo(&store, 0, world_size, timeout, "127.0.0.1")?,
-            RankDevice::Cuda { .. } => ProcessGroup::nccl(&store, 0, world_size, timeout)?,
-        };
+        let group = rank_device.join(&store, 0, world_size, timeout)?;
         tracing::info!(world_size, ?device, "ranks joined");
         Ok(TrainingRanks {
             ranks,
             group: Arc::new(group),
             device,
             sharding: args.optimizer_sharding,
-            // ZeRO-1 ranks start alike (zero moments, step 0): nothing to hand out.
-            optimizer_shared: args.optimizer_sharding == RankSharding::Zero1,
-            loaded: None,
+            hand_off: match args.optimizer_sharding {
+                RankSharding::Replicated => OptimizerHandOff::Own,
+                // ZeRO-1 ranks start alike (zero moments, step 0): nothing to hand out.
+                RankSharding::Zero1 => OptimizerHandOff::Nothing,
+            },
             windows: 0,
             rendezvous,
         })
@@ -224,24 +228,32 @@ impl TrainingRanks {
     }
 
     /// Rank 0's optimizer state was replaced (a checkpoint was loaded): it is sent again
-    /// before the next window. ZeRO-1 takes the full state `loaded` and hands every rank,
-    /// rank 0 included, its range of it.
-    pub fn optimizer_replaced(&mut self, loaded: Option<FullMoments>) {
-        self.optimizer_shared = false;
-        self.loaded = loaded;
+    /// before the next window. Under ZeRO-1 `loaded` is the full state read from the
+    /// checkpoint, of which every rank, rank 0 included, takes its range.
+    pub fn optimizer_replaced(&mut self, loaded: Option<AdamW>) {
+        self.hand_off = match loaded {
+            Some(full) => OptimizerHandOff::Loaded(Box::new(full)),
+            None => OptimizerHandOff::Own,
+        };
     }
 
-    /// ZeRO-1: the replica's full optimizer state on rank 0 (on the CPU), from every
-    /// rank's range (or the state loaded and not yet handed out).
-    pub fn gather_optimizer(&mut self, optimizer: &AdamW) -> Result<FullMoments> {
-        if let Some((step, avg, sq)) = &self.loaded {
+    /// ZeRO-1: the replica's full optimizer state on rank 0 (on the CPU, shaped like
+    /// `model`'s parameters), from every rank's range, or the state loaded and not yet
+    /// handed out.
+    pub fn gather_optimizer(&mut self, optimizer: &AdamW, model: &Llama) -> Result<AdamW> {
+        if let OptimizerHandOff::Loaded(full) = &self.hand_off {
             let copy = |v: &[Tensor]| v.iter().map(Tensor::shallow_clone).collect();
-            return Ok((*step, copy(avg), copy(sq)));
+            return Ok(AdamW::from_state(
+                full.config().clone(),
+                full.step_count(),
+                copy(full.exp_avg()),
+                copy(full.exp_avg_sq()),
+            ));
         }
         self.ranks.check()?;
         self.ranks
             .send(&ControlMessage::GatherOptimizer.to_line()?)?;
-        replicate::gather_optimizer(&self.group, optimizer, Device::Cpu)?.ok_or_else(|| {
+        replicate::gather_optimizer(&self.group, optimizer, model, Device::Cpu)?.ok_or_else(|| {
             NodeError::Config("rank 0 received no optimizer state from its ranks".into())
         })
     }
@@ -257,23 +269,19 @@ impl TrainingRanks {
     ) -> Result<()> {
         self.ranks.check()?;
         let shapes = replicate::step_shapes(steps);
-        let send_optimizer = !self.optimizer_shared;
         let message = ControlMessage::Window {
             window: self.windows,
             shapes: shapes.clone(),
-            optimizer: send_optimizer,
+            optimizer: !matches!(self.hand_off, OptimizerHandOff::Nothing),
         };
         self.ranks.send(&message.to_line()?)?;
         replicate::parameters(&self.group, model)?;
-        if send_optimizer {
-            match self.sharding {
-                RankSharding::Replicated => replicate::optimizer(&self.group, optimizer)?,
-                RankSharding::Zero1 => {
-                    replicate::optimizer_shards(&self.group, optimizer, self.loaded.as_ref())?;
-                    self.loaded = None;
-                }
+        match std::mem::replace(&mut self.hand_off, OptimizerHandOff::Nothing) {
+            OptimizerHandOff::Nothing => {}
+            OptimizerHandOff::Own => replicate::optimizer_state(&self.group, optimizer, None)?,
+            OptimizerHandOff::Loaded(full) => {
+                replicate::optimizer_state(&self.group, optimizer, Some(&full))?;
             }
-            self.optimizer_shared = true;
         }
         replicate::window_steps(&self.group, Some(steps), &shapes, self.device)?;
         self.windows += 1;

@@ -4,8 +4,8 @@
 //! the other ranks receive these before every window and then train their share.
 //!
 //! For a ZeRO-1 optimizer, where every rank holds the moments of its own range only,
-//! [`optimizer_shards`] hands each rank its range of rank 0's full moments (after rank 0
-//! loaded a checkpoint) and [`gather_optimizer`] assembles the full moments on rank 0 (to
+//! [`optimizer_state`] hands each rank its range of rank 0's full state (after rank 0
+//! loaded a checkpoint) and [`gather_optimizer`] assembles the full state on rank 0 (to
 //! write one), one parameter piece at a time.
 //!
 //! Every function is called by all ranks in the same order; on rank 0 the arguments are
@@ -42,134 +42,82 @@ pub fn step_shapes(steps: &[Vec<Batch>]) -> Vec<Vec<BatchShape>> {
         .collect()
 }
 
+/// Rank 0's `tensors` on every rank: each is broadcast in turn; the other ranks receive
+/// them into fresh fp32 tensors of the same shapes on the same devices.
+fn broadcast_all(
+    group: &ProcessGroup,
+    tensors: &[Tensor],
+) -> Result<Vec<Tensor>, DistributedError> {
+    tensors
+        .iter()
+        .map(|t| {
+            let mut value = if group.rank() == ROOT {
+                t.f_detach()?.f_contiguous()?
+            } else {
+                Tensor::f_empty(t.size().as_slice(), (Kind::Float, t.device()))?
+            };
+            group.broadcast(&mut value, ROOT)?;
+            Ok(value)
+        })
+        .collect()
+}
+
 /// Rank 0's canonical fp32 parameters into every rank's `model`.
 pub fn parameters(group: &ProcessGroup, model: &mut Llama) -> Result<(), DistributedError> {
-    let device = model.device();
-    let mut values = Vec::new();
-    for param in model.parameters() {
-        let mut value = if group.rank() == ROOT {
-            param.f_detach()?.f_contiguous()?
-        } else {
-            Tensor::f_empty(param.size().as_slice(), (Kind::Float, device))?
-        };
-        group.broadcast(&mut value, ROOT)?;
-        values.push(value);
-    }
+    let values = broadcast_all(group, &model.parameters())?;
     if group.rank() != ROOT {
         model.set_parameters(&values).map_err(model_error)?;
     }
     Ok(())
 }
 
-/// Rank 0's AdamW moments and step count into every rank's `optimizer` (replicated state:
-/// every rank holds the whole of it).
-pub fn optimizer(group: &ProcessGroup, optimizer: &mut AdamW) -> Result<(), DistributedError> {
-    if optimizer.shard().is_some() {
-        return Err(DistributedError::Invalid {
-            op: "replicate optimizer",
-            message: "a sharded optimizer holds a different part on every rank".into(),
-        });
-    }
-    let step = broadcast_step(group, optimizer.step_count(), moment_device(optimizer))?;
-    let moments = |tensors: &[Tensor]| -> Result<Vec<Tensor>, DistributedError> {
-        tensors
-            .iter()
-            .map(|t| {
-                let mut value = if group.rank() == ROOT {
-                    t.f_detach()?.f_contiguous()?
-                } else {
-                    Tensor::f_empty(t.size().as_slice(), (Kind::Float, t.device()))?
-                };
-                group.broadcast(&mut value, ROOT)?;
-                Ok(value)
-            })
-            .collect()
-    };
-    let exp_avg = moments(optimizer.exp_avg())?;
-    let exp_avg_sq = moments(optimizer.exp_avg_sq())?;
-    if group.rank() != ROOT {
-        optimizer
-            .load_state(step, exp_avg, exp_avg_sq)
-            .map_err(model_error)?;
-    }
-    Ok(())
-}
-
-/// The full moments of a ZeRO-1 optimizer: step and, per parameter in canonical order, the
-/// flattened `exp_avg` and `exp_avg_sq`.
-pub type FullMoments = (u64, Vec<Tensor>, Vec<Tensor>);
-
-fn sharded(optimizer: &AdamW, op: &'static str) -> Result<FlatShard, DistributedError> {
-    optimizer
-        .shard()
-        .cloned()
-        .ok_or_else(|| DistributedError::Invalid {
-            op,
-            message: "the optimizer is not ZeRO-1 sharded".into(),
-        })
-}
-
-fn moment_device(optimizer: &AdamW) -> Device {
-    optimizer
-        .exp_avg()
-        .first()
-        .map_or(Device::Cpu, Tensor::device)
-}
-
-fn broadcast_step(
-    group: &ProcessGroup,
-    step: u64,
-    device: Device,
-) -> Result<u64, DistributedError> {
-    let mut value = Tensor::from_slice(&[step as i64]).f_to_device(device)?;
-    group.broadcast(&mut value, ROOT)?;
-    u64::try_from(value.f_int64_value(&[0])?).map_err(|_| DistributedError::Invalid {
-        op: "replicate optimizer",
-        message: "negative step count".into(),
-    })
-}
-
-/// Every rank's range of rank 0's `full` moments (read on rank 0, `None` elsewhere) into
-/// its ZeRO-1 `optimizer`: each parameter's moments are broadcast whole, one at a time, and
-/// every rank keeps the elements it owns.
-pub fn optimizer_shards(
+/// Rank 0's inner optimizer state into every rank's `optimizer`, in the layout that
+/// optimizer has. Replicated: rank 0's own moments and step, whole. ZeRO-1: each rank's
+/// range of `loaded`, the full (unsharded) state rank 0 holds, e.g. from a checkpoint (read
+/// on rank 0 only); every parameter's moments are broadcast whole, one at a time, and each
+/// rank keeps the elements it owns.
+pub fn optimizer_state(
     group: &ProcessGroup,
     optimizer: &mut AdamW,
-    full: Option<&FullMoments>,
+    loaded: Option<&AdamW>,
 ) -> Result<(), DistributedError> {
-    const OP: &str = "scatter optimizer";
-    let shard = sharded(optimizer, OP)?;
-    let device = moment_device(optimizer);
-    let full = match (group.rank(), full) {
-        (ROOT, None) => {
-            return Err(DistributedError::Invalid {
-                op: OP,
-                message: "rank 0 has no optimizer state to send".into(),
-            });
+    let Some(shard) = optimizer.shard().cloned() else {
+        let step = broadcast_step(group, optimizer.step_count(), moment_device(optimizer))?;
+        let exp_avg = broadcast_all(group, optimizer.exp_avg())?;
+        let exp_avg_sq = broadcast_all(group, optimizer.exp_avg_sq())?;
+        if group.rank() != ROOT {
+            optimizer
+                .load_state(step, exp_avg, exp_avg_sq)
+                .map_err(model_error)?;
         }
-        (ROOT, Some(full)) => Some(full),
+        return Ok(());
+    };
+    const OP: &str = "scatter optimizer";
+    let invalid = |message: String| DistributedError::Invalid { op: OP, message };
+    let full = match (group.rank(), loaded) {
+        (ROOT, None) => return Err(invalid("rank 0 has no optimizer state to send".into())),
+        (ROOT, Some(full)) if full.shard().is_some() => {
+            return Err(invalid("rank 0's state to send is itself sharded".into()));
+        }
+        (ROOT, full) => full,
         _ => None,
     };
-    let step = broadcast_step(group, full.map_or(0, |f| f.0), device)?;
+    let device = moment_device(optimizer);
+    let step = broadcast_step(group, full.map_or(0, AdamW::step_count), device)?;
+    let sources = full.map(|f| [f.exp_avg(), f.exp_avg_sq()]);
     let mut owned = [Vec::new(), Vec::new()];
     for (which, out) in owned.iter_mut().enumerate() {
         for (param, &numel) in shard.numels.iter().enumerate() {
-            let mut whole = match full {
-                Some((_, avg, sq)) => {
-                    let source = [avg, sq][which]
+            let mut whole = match sources {
+                Some(sources) => {
+                    let source = sources[which]
                         .get(param)
-                        .ok_or(DistributedError::Invalid {
-                            op: OP,
-                            message: format!("no moments for parameter {param}"),
-                        })?;
+                        .ok_or_else(|| invalid(format!("no moments for parameter {param}")))?;
                     if source.numel() as i64 != numel {
-                        return Err(DistributedError::Invalid {
-                            op: OP,
-                            message: format!(
-                                "parameter {param} has {} moments, expected {numel}",
-                                source.numel()
-                            ),
-                        });
+                        return Err(invalid(format!(
+                            "parameter {param} has {} moments, expected {numel}",
+                            source.numel()
+                        )));
                     }
                     source
                         .f_reshape([-1])?
@@ -192,21 +140,47 @@ pub fn optimizer_shards(
         .map_err(model_error)
 }
 
-/// The full moments of a ZeRO-1 group on rank 0 (on `out`), `None` on the other ranks:
-/// every owner broadcasts its piece of each parameter in turn (so no rank holds more than
-/// one piece at a time beyond its own state).
+fn moment_device(optimizer: &AdamW) -> Device {
+    optimizer
+        .exp_avg()
+        .first()
+        .map_or(Device::Cpu, Tensor::device)
+}
+
+fn broadcast_step(
+    group: &ProcessGroup,
+    step: u64,
+    device: Device,
+) -> Result<u64, DistributedError> {
+    let mut value = Tensor::from_slice(&[step as i64]).f_to_device(device)?;
+    group.broadcast(&mut value, ROOT)?;
+    u64::try_from(value.f_int64_value(&[0])?).map_err(|_| DistributedError::Invalid {
+        op: "replicate optimizer",
+        message: "negative step count".into(),
+    })
+}
+
+/// The full state of a ZeRO-1 group's optimizer on rank 0, as an unsharded optimizer with
+/// moments shaped like `model`'s parameters on `out` (`None` on the other ranks): every
+/// owner broadcasts its piece of each parameter in turn, so no rank holds more than one
+/// piece at a time beyond its own state.
 pub fn gather_optimizer(
     group: &ProcessGroup,
     optimizer: &AdamW,
+    model: &Llama,
     out: Device,
-) -> Result<Option<FullMoments>, DistributedError> {
+) -> Result<Option<AdamW>, DistributedError> {
     const OP: &str = "gather optimizer";
-    let shard = sharded(optimizer, OP)?;
+    let invalid = |message: String| DistributedError::Invalid { op: OP, message };
+    let shard = optimizer
+        .shard()
+        .ok_or_else(|| invalid("the optimizer is not ZeRO-1 sharded".into()))?;
     let device = moment_device(optimizer);
     let world = group.world_size();
     let owners: Vec<FlatShard> = (0..world)
         .map(|rank| FlatShard::new(&shard.numels, rank, world))
         .collect();
+    let params = model.parameters();
     let mut full = [Vec::new(), Vec::new()];
     for (which, gathered) in full.iter_mut().enumerate() {
         let local = [optimizer.exp_avg(), optimizer.exp_avg_sq()][which];
@@ -220,10 +194,7 @@ pub fn gather_optimizer(
                 let mut piece = if rank == group.rank() {
                     local
                         .get(param)
-                        .ok_or(DistributedError::Invalid {
-                            op: OP,
-                            message: format!("no moments for parameter {param}"),
-                        })?
+                        .ok_or_else(|| invalid(format!("no moments for parameter {param}")))?
                         .f_detach()?
                         .f_contiguous()?
                 } else {
@@ -235,10 +206,14 @@ pub fn gather_optimizer(
                 }
             }
             if group.rank() == ROOT {
+                let shape = params
+                    .get(param)
+                    .ok_or_else(|| invalid(format!("the model has no parameter {param}")))?
+                    .size();
                 gathered.push(if pieces.is_empty() {
-                    Tensor::f_empty([0], (Kind::Float, out))?
+                    Tensor::f_empty(shape.as_slice(), (Kind::Float, out))?
                 } else {
-                    Tensor::f_cat(&pieces, 0)?
+                    Tensor::f_cat(&pieces, 0)?.f_view(shape.as_slice())?
                 });
             }
         }
@@ -247,7 +222,12 @@ pub fn gather_optimizer(
         return Ok(None);
     }
     let [exp_avg, exp_avg_sq] = full;
-    Ok(Some((optimizer.step_count(), exp_avg, exp_avg_sq)))
+    Ok(Some(AdamW::from_state(
+        optimizer.config().clone(),
+        optimizer.step_count(),
+        exp_avg,
+        exp_avg_sq,
+    )))
 }
 
 /// Rank 0's micro-batches of a window into every rank (as CPU int64 batches, the form the
