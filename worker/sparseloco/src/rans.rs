@@ -247,14 +247,14 @@ fn renorm(y: u32, window: u64, offset: u32) -> u32 {
     y.wrapping_shl(WORD_BITS * need) | (word & need.wrapping_neg())
 }
 
-/// Decodes `n` codes from `bytes` into `out` (packed four per byte, replaced) and checks
-/// the stream is canonical.
+/// Decodes `n` codes from `bytes` into `out` (packed four per byte, replaced), checks the
+/// stream is canonical, and returns the decoded codes' histogram.
 pub(crate) fn read(
     bytes: &[u8],
     n: usize,
     freqs: &Freqs,
     out: &mut Vec<u8>,
-) -> Result<(), RansError> {
+) -> Result<[u64; NUM_BINS], RansError> {
     out.clear();
     let sum: u32 = freqs.iter().map(|&f| u32::from(f)).sum();
     if n == 0 {
@@ -263,7 +263,7 @@ pub(crate) fn read(
         } else if !bytes.is_empty() {
             Err(RansError::State)
         } else {
-            Ok(())
+            Ok([0; NUM_BINS])
         };
     }
     if sum != M {
@@ -315,10 +315,11 @@ pub(crate) fn read(
     if x.iter().any(|&x| x != L) || pos != stream.len() {
         return Err(RansError::State);
     }
-    if normalize(&code_histogram(out, n)) != *freqs {
+    let hist = code_histogram(out, n);
+    if normalize(&hist) != *freqs {
         return Err(RansError::Freqs);
     }
-    Ok(())
+    Ok(hist)
 }
 
 #[cfg(test)]
@@ -377,7 +378,7 @@ mod tests {
             assert_eq!(bytes.len(), stream_len(&packed, n, &f));
             assert!(bytes.len() <= max_len(n));
             let mut back = Vec::new();
-            read(&bytes, n, &f, &mut back).unwrap();
+            assert_eq!(read(&bytes, n, &f, &mut back).unwrap(), hist(&codes));
             assert_eq!(back, packed, "n {n} pattern {pattern}");
             for len in 0..bytes.len() {
                 assert!(read(&bytes[..len], n, &f, &mut back).is_err());

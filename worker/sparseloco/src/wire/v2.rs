@@ -15,7 +15,6 @@
 
 use super::reader::Reader;
 use super::{Entries, RecordErrors};
-use crate::bitpack::code_histogram;
 use crate::code_plane::{self, PlaneError};
 use crate::compressed::CompressedTensor;
 use crate::error::WireError;
@@ -199,11 +198,11 @@ pub(super) fn decode_section(
     let mut codes = Vec::new();
     match section.codes {
         Codes::Rans { freqs, stream } => {
-            rans::read(stream, n, &freqs, &mut codes).map_err(|e| match e {
+            let hist = rans::read(stream, n, &freqs, &mut codes).map_err(|e| match e {
                 RansError::FreqSum | RansError::Freqs => errors.non_canonical("code frequencies"),
                 RansError::Truncated | RansError::State => errors.non_canonical("code bytes"),
             })?;
-            if code_plane::chosen(&code_histogram(&codes, n)) {
+            if code_plane::chosen(&hist) {
                 return Err(errors.non_canonical("code coder"));
             }
         }
