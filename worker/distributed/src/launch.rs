@@ -16,8 +16,8 @@ use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 
 /// Rank of a spawned process.
 pub const ENV_RANK: &str = "WORKER_RANK";
-/// World size of a spawned process.
-pub const ENV_WORLD_SIZE: &str = "WORKER_WORLD_SIZE";
+/// World size of a spawned process: the same variable the operator sets for rank 0.
+pub use run_manifest::deployment::ENV_WORLD_SIZE;
 /// File-store path of the group (one per replica start, e.g. under `/dev/shm`).
 pub const ENV_RENDEZVOUS: &str = "WORKER_RENDEZVOUS_FILE";
 
