@@ -198,7 +198,7 @@ async fn only_evaluated_bytes_are_aggregated() {
         &layout,
         0,
         &policy,
-        &validator.replica,
+        validator.replica.rules(),
         &sr25519_verify,
         Some(&pinned),
     )

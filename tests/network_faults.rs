@@ -159,7 +159,7 @@ async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
         let (chain, resolve, run) = (shared.clone(), resolve.clone(), run.clone());
         roles.push(Box::pin(async move {
             let ctx = connect(chain, store, args, &run).await?;
-            run_miner(ctx, &*resolve).await
+            run_miner(ctx, resolve).await
         }));
     }
 
@@ -264,9 +264,23 @@ impl LocalNodes {
         i: usize,
         validator: bool,
     ) -> impl std::future::Future<Output = worker::Result<()>> + use<> {
+        self.node_with(i, validator, &[])
+    }
+
+    /// [`LocalNodes::node`] with `extra` options on its command line.
+    fn node_with(
+        &self,
+        i: usize,
+        validator: bool,
+        extra: &[&str],
+    ) -> impl std::future::Future<Output = worker::Result<()>> + use<> {
         let manifest_arg = self.dir.path().join("run-manifest.json");
+        let options: Vec<&str> = ["--manifest", manifest_arg.to_str().unwrap()]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect();
         let line = node_args(
-            &["--manifest", manifest_arg.to_str().unwrap()],
+            &options,
             &self.keys[i].0,
             &format!("bucket-{i}"),
             &self.checkpoints(i),
@@ -286,7 +300,7 @@ impl LocalNodes {
             } else {
                 let args = MinerCli::parse_from(line).node;
                 let ctx = connect(chain, store, args, &run).await?;
-                run_miner(ctx, &*resolve).await
+                run_miner(ctx, resolve).await
             }
         }
     }
@@ -306,8 +320,8 @@ async fn run_all(
     .expect("a node exited with an error");
 }
 
-/// A lead validator, a non-lead validator and two miners on local buckets. Miner 0 is
-/// killed mid-window 2 and the lead mid-window 4 (their loops dropped at an await, as by
+/// A lead validator, a non-lead validator and two miners on local buckets, miner 0
+/// overlapped (`--overlap`), miner 1 not. Miner 0 is killed mid-window 2 and the lead mid-window 4 (their loops dropped at an await, as by
 /// SIGKILL: nothing is flushed), each restarted from its checkpoint directory a window
 /// later. All four end bit-identical; both validators set weights after the restarts.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -327,9 +341,9 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
         .add_stake(NETUID, &nodes.keys[1].1.account_id(), 1_000_000)
         .unwrap();
     // Kills node `i` at block `kill` and starts it again at block `restart`.
-    let killed = |i: usize, validator: bool, kill: u64, restart: u64| {
-        let first = nodes.node(i, validator);
-        let again = nodes.node(i, validator);
+    let killed = |i: usize, validator: bool, kill: u64, restart: u64, extra: &[&str]| {
+        let first = nodes.node_with(i, validator, extra);
+        let again = nodes.node_with(i, validator, extra);
         let chain = chain.clone();
         async move {
             tokio::select! {
@@ -343,9 +357,10 @@ async fn killed_nodes_restart_from_checkpoints_and_two_validators_agree() {
     let w = BLOCKS_PER_WINDOW;
     let lead_restart = 5 * w + 2;
     run_all(vec![
-        Box::pin(killed(0, true, 4 * w + 10, lead_restart)),
+        Box::pin(killed(0, true, 4 * w + 10, lead_restart, &[])),
         Box::pin(nodes.node(1, true)),
-        Box::pin(killed(2, false, 2 * w + 10, 3 * w + 2)),
+        // Miner 0 runs overlapped: killed while it trains one window and gathers the last.
+        Box::pin(killed(2, false, 2 * w + 10, 3 * w + 2, &["--overlap"])),
         Box::pin(nodes.node(3, false)),
     ])
     .await;

@@ -171,7 +171,7 @@ async fn miners_and_validator_run_windows_on_a_timed_chain() {
             if let Some(observer) = observer {
                 ctx.events = observer;
             }
-            run_miner(ctx, &*resolve).await
+            run_miner(ctx, resolve).await
         }));
     }
     // The first role to fail is reported at once (not hidden behind the timeout).

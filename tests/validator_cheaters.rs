@@ -367,7 +367,7 @@ async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serve
         &layout,
         0,
         &policy,
-        &replica,
+        replica.rules(),
         &sr25519_verify,
         Some(&list),
     )
@@ -384,7 +384,7 @@ async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serve
         &layout,
         0,
         &policy,
-        &replica,
+        replica.rules(),
         &sr25519_verify,
         Some(&list),
     )
@@ -408,7 +408,7 @@ async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serve
         &layout,
         0,
         &policy,
-        &replica,
+        replica.rules(),
         &sr25519_verify,
     )
     .await;
@@ -430,7 +430,7 @@ async fn an_object_swapped_after_evaluation_is_refused_and_the_lead_mirror_serve
         &layout,
         0,
         &policy,
-        &replica,
+        replica.rules(),
         &sr25519_verify,
     )
     .await;

@@ -50,7 +50,7 @@ pub async fn replay(
             layout,
             window,
             policy,
-            replica,
+            replica.rules(),
             &sr25519_verify,
         )
         .await;

@@ -106,6 +106,10 @@ pub struct DevnetArgs {
     /// Executable of the extra ranks (default: this one).
     #[arg(long, hide = true)]
     pub rank_program: Option<PathBuf>,
+    /// Every miner runs overlapped (`worker miner --overlap`): trains window w+1 while w's
+    /// aggregate is gathered and applies w's outer step one window late.
+    #[arg(long)]
+    pub overlap: bool,
 }
 
 #[derive(Parser)]
@@ -372,6 +376,7 @@ impl Node {
                 // The devnet's nodes share this process: its thread count stays.
                 keep_own_threads: true,
             },
+            overlap: devnet.overlap && matches!(self.role, Role::Miner(_)),
         }
     }
 }
@@ -582,6 +587,7 @@ fn spawn_role(
     mut strategy: Option<Box<dyn MinerStrategy + Send>>,
 ) -> Result<JoinHandle<Result<()>>> {
     let name = node.name.clone();
+    let overlap = node_args.overlap;
     let Shared {
         chain,
         buckets,
@@ -592,16 +598,25 @@ fn spawn_role(
     let handle = std::thread::Builder::new()
         .name(name.clone())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            // An overlapped miner gathers on a task beside its training: that task needs a
+            // worker thread of its own while training blocks this one.
+            let runtime = if overlap {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()?
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?
+            };
             runtime.block_on(async move {
                 let store = buckets.own(&name).await?;
                 let mut ctx = connect(chain, store, node_args, &run).await?;
                 ctx.events = recorder;
                 match strategy.as_mut() {
                     None => run_validator(ctx, &*resolve).await,
-                    Some(strategy) => run_miner_with(ctx, &*resolve, &mut **strategy).await,
+                    Some(strategy) => run_miner_with(ctx, resolve, &mut **strategy).await,
                 }
             })
         })?;

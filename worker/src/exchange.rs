@@ -14,7 +14,7 @@ use worker_chain::{Chain, Metagraph};
 use worker_storage::BucketCredentials;
 
 use crate::error::{NodeError, Result};
-use crate::replica::Replica;
+use crate::replica::ObjectRules;
 use crate::sync_check::{decode_sample, encode_sample};
 use crate::validator::{Submission, Verifier, accept};
 use run_manifest::ManifestHash;
@@ -222,7 +222,7 @@ pub async fn gather(
     layout: &RunLayout,
     window: u64,
     policy: &FetchPolicy,
-    replica: &Replica,
+    rules: &ObjectRules,
     verify: &Verifier,
     pinned: Option<&AggregationList>,
 ) -> (Vec<Gathered>, Vec<(u16, Rejection)>) {
@@ -254,7 +254,7 @@ pub async fn gather(
                     window,
                     peer.uid,
                     &peer.hotkey,
-                    replica,
+                    rules,
                     policy.max_bytes as usize,
                     verify,
                 )
@@ -299,7 +299,7 @@ pub async fn gather_listed(
     layout: &RunLayout,
     window: u64,
     policy: &FetchPolicy,
-    replica: &Replica,
+    rules: &ObjectRules,
     verify: &Verifier,
 ) -> (Vec<Gathered>, Vec<(u16, Rejection)>) {
     let selected: Vec<PeerEndpoint> = list
@@ -307,16 +307,8 @@ pub async fn gather_listed(
         .iter()
         .filter_map(|uid| peers.iter().find(|p| p.uid == *uid).cloned())
         .collect();
-    let (mut gathered, mut rejected) = gather(
-        &selected,
-        layout,
-        window,
-        policy,
-        replica,
-        verify,
-        Some(list),
-    )
-    .await;
+    let (mut gathered, mut rejected) =
+        gather(&selected, layout, window, policy, rules, verify, Some(list)).await;
     let untimed = FetchPolicy {
         upload_window: None,
         ..*policy
@@ -351,7 +343,7 @@ pub async fn gather_listed(
             layout,
             window,
             &untimed,
-            replica,
+            rules,
             verify,
             Some(list),
         )

@@ -34,6 +34,7 @@ pub mod gradient_object;
 pub mod health_server;
 pub mod manifest_source;
 pub mod miner;
+pub mod miner_loop;
 pub mod miner_strategy;
 pub mod network;
 pub mod node_health;

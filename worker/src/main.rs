@@ -103,7 +103,11 @@ async fn main() -> anyhow::Result<()> {
             // Connecting (which may wait for the chain or the lead's manifest) is stoppable too.
             until_stopped(async move {
                 let (ctx, _monitor) = connect_node(args, true).await?;
-                run_miner(ctx, &move |c| peer_s3_store(c, peer_endpoint.as_deref())).await?;
+                run_miner(
+                    ctx,
+                    std::sync::Arc::new(move |c: &_| peer_s3_store(c, peer_endpoint.as_deref())),
+                )
+                .await?;
                 Ok(())
             })
             .await?;

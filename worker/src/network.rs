@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use run_manifest::VerifiedManifest;
@@ -28,21 +28,17 @@ use crate::error::{NodeError, Result};
 use crate::exchange::{
     AggregationList, Gathered, ListedObjects, PeerEndpoint, fetch_submissions, gather,
     gather_listed, mirror_aggregated, publish_peer_list, read_peer_list, resolve_peers,
-    rewritten_objects, upload_sync_sample,
+    rewritten_objects,
 };
 use crate::gradient_object::max_object_len;
 use crate::health_server::HealthAddr;
 use crate::manifest_source::publish_manifest;
-use crate::miner::{Miner, MinerUpload};
-use crate::miner_strategy::{Honest, MinerStrategy, UploadTiming, WindowInput};
 use crate::published_checkpoint::{fetch_published_checkpoint, publish_checkpoint};
 use crate::replica::Replica;
-use crate::role_events::{
-    MinerWindowReport, NodeRole, RoleEvents, RoleStarted, Unobserved, ValidatorWindowReport,
-};
+use crate::role_events::{NodeRole, RoleEvents, RoleStarted, Unobserved, ValidatorWindowReport};
 use crate::settings::TrainingSettings;
 use crate::signing::sr25519_verify;
-use crate::training_ranks::{RankArgs, TrainingRanks};
+use crate::training_ranks::RankArgs;
 use crate::validator::{EvalSettings, Validator, WindowEvaluation};
 
 /// This node's bucket (write credentials) and the read credentials it publishes on chain.
@@ -133,7 +129,17 @@ pub struct NodeArgs {
     /// Processes (GPUs) the node trains with.
     #[command(flatten)]
     pub ranks: RankArgs,
+    /// Miners only: train window w+1 while window w's aggregate is gathered, starting at
+    /// w+1's first block, and apply w's outer step when that training ends (each update
+    /// one window late) instead of waiting for the lead's list between windows.
+    #[arg(long, env = ENV_OVERLAP)]
+    pub overlap: bool,
 }
+
+/// Environment variable of `--overlap`.
+pub const ENV_OVERLAP: &str = "WORKER_OVERLAP";
+
+pub use crate::miner_loop::{run_miner, run_miner_with};
 
 /// Options of `worker validator` (its evaluation settings are the manifest's `gauntlet`).
 #[derive(Debug, Clone, Args)]
@@ -273,12 +279,12 @@ pub fn peer_s3_store(
 pub type Resolver = dyn Fn(&BucketCredentials) -> Result<Arc<dyn ObjectStore>> + Send + Sync;
 
 impl NodeContext {
-    fn device(&self) -> Result<Device> {
+    pub(crate) fn device(&self) -> Result<Device> {
         parse_device(&self.args.device)
     }
 
     /// The dataset the run manifest names (fetched shard by shard, verified, cached).
-    fn dataset(&self) -> Result<ShardedDataset> {
+    pub(crate) fn dataset(&self) -> Result<ShardedDataset> {
         Ok(worker_data::open_for_run(
             self.settings.manifest(),
             &self.args.data,
@@ -287,7 +293,7 @@ impl NodeContext {
 
     /// How peers' objects of `window` are fetched: within the upload window, and no larger
     /// than the largest valid gradient object of the run (or `--max-object-mib`, if smaller).
-    fn policy(&self, window: UploadWindow, specs: &[ParamSpec]) -> FetchPolicy {
+    pub(crate) fn policy(&self, window: UploadWindow, specs: &[ParamSpec]) -> FetchPolicy {
         FetchPolicy::new(
             Duration::from_secs(self.args.peer_timeout_secs),
             self.object_limit(specs),
@@ -347,7 +353,7 @@ impl NodeContext {
         self.chain.block_time().saturating_mul(blocks)
     }
 
-    async fn wait_deadline(window: &UploadWindow) {
+    pub(crate) async fn wait_deadline(window: &UploadWindow) {
         if let Ok(left) = window.not_after().duration_since(SystemTime::now()) {
             tokio::time::sleep(left).await;
         }
@@ -362,7 +368,11 @@ pub const CHECKPOINT_INTERVAL_WINDOWS: u64 = 10;
 
 impl NodeContext {
     /// The lead validator's endpoint among `peers` (or this node's own bucket when it leads).
-    fn lead_endpoint(&self, metagraph: &Metagraph, peers: &[PeerEndpoint]) -> Option<PeerEndpoint> {
+    pub(crate) fn lead_endpoint(
+        &self,
+        metagraph: &Metagraph,
+        peers: &[PeerEndpoint],
+    ) -> Option<PeerEndpoint> {
         let lead = Self::lead_validator(metagraph)?;
         if lead == self.uid {
             return Some(PeerEndpoint {
@@ -447,7 +457,7 @@ impl NodeContext {
 
     /// Catches `replica` up (see [`NodeContext::catch_up`]) and says whether the loop may
     /// work on the next window, must wait (behind, or a transient failure), or is done.
-    async fn settle(
+    pub(crate) async fn settle(
         &self,
         replica: &mut Replica,
         done: &mut Option<u64>,
@@ -480,7 +490,10 @@ impl NodeContext {
 
     /// [`NodeContext::next_window`], or `None` (logged, after a pause) when the chain could
     /// not be asked; the loop then tries again.
-    async fn wait_next_window(&self, done: Option<u64>) -> Result<Option<(u64, UploadWindow)>> {
+    pub(crate) async fn wait_next_window(
+        &self,
+        done: Option<u64>,
+    ) -> Result<Option<(u64, UploadWindow)>> {
         match self.next_window(done).await {
             Ok(next) => {
                 self.events.chain_reachable(true);
@@ -504,7 +517,7 @@ impl NodeContext {
     }
 
     /// Tells the watcher that this role loop starts.
-    fn start_role(&self, role: NodeRole) {
+    pub(crate) fn start_role(&self, role: NodeRole) {
         self.events.role_started(&RoleStarted {
             role,
             uid: self.uid,
@@ -520,12 +533,12 @@ impl NodeContext {
     }
 
     /// Whether the model holds `--until-window`'s outer step.
-    fn finished(&self, done: Option<u64>) -> bool {
+    pub(crate) fn finished(&self, done: Option<u64>) -> bool {
         matches!((self.args.until_window, done), (Some(until), Some(w)) if w >= until)
     }
 
     /// Deletes this node's objects older than the retention horizon (failures are logged).
-    async fn retain(&self, window: u64) {
+    pub(crate) async fn retain(&self, window: u64) {
         for kind in [
             ObjectKind::Gradient,
             ObjectKind::SyncSample,
@@ -541,7 +554,7 @@ impl NodeContext {
 }
 
 /// What a role loop does after a catch-up attempt.
-enum Settled {
+pub(crate) enum Settled {
     /// Work on the next window.
     Ready,
     /// Try again shortly.
@@ -563,7 +576,11 @@ fn transient(err: &NodeError) -> bool {
 
 /// A window's result when its work completed, `None` when it was abandoned on a transient
 /// error (logged; the next catch-up replays it), the error itself when it is fatal.
-fn window_completed<T>(ctx: &NodeContext, window: u64, result: Result<T>) -> Result<Option<T>> {
+pub(crate) fn window_completed<T>(
+    ctx: &NodeContext,
+    window: u64,
+    result: Result<T>,
+) -> Result<Option<T>> {
     match result {
         Ok(done) => Ok(Some(done)),
         Err(err) if transient(&err) => {
@@ -575,248 +592,9 @@ fn window_completed<T>(ctx: &NodeContext, window: u64, result: Result<T>) -> Res
     }
 }
 
-/// `worker miner`: trains every window until the process is stopped.
-pub async fn run_miner(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
-    run_miner_with(ctx, resolve, &mut Honest).await
-}
-
-/// The miner loop with the upload produced by `strategy` (production: [`Honest`]).
-pub async fn run_miner_with(
-    ctx: NodeContext,
-    resolve: &Resolver,
-    strategy: &mut dyn MinerStrategy,
-) -> Result<()> {
-    let device = ctx.device()?;
-    let mut miner = Miner::for_node(ctx.uid, &ctx.settings, device, &ctx.args.ranks)?;
-    let checkpoint = ctx
-        .args
-        .checkpoint_dir
-        .as_ref()
-        .map(|d| d.join("miner.ckpt"));
-    let mut done = None;
-    if let Some(path) = checkpoint.as_ref().filter(|p| p.exists()) {
-        done = Some(miner.load_checkpoint(path)?);
-        tracing::info!(window = ?done, "resumed from checkpoint");
-    }
-    let dataset = ctx.dataset()?;
-    ctx.start_role(NodeRole::Miner);
-    // `done`: the last window whose outer step the model holds; `attempted`: the last
-    // window this loop worked on (an abandoned one is replayed by the next catch-up).
-    let mut attempted = done;
-    let mut completed = 0;
-    while ctx.args.max_windows.is_none_or(|max| completed < max) && !ctx.finished(done) {
-        match ctx.settle(&mut miner.replica, &mut done, resolve).await? {
-            Settled::Ready => {}
-            Settled::Wait => continue,
-            Settled::Finished => break,
-        }
-        let Some((window, upload_window)) = ctx.wait_next_window(attempted.max(done)).await? else {
-            continue;
-        };
-        attempted = Some(window);
-        completed += 1;
-        let result = miner_window(
-            &ctx,
-            &mut miner,
-            strategy,
-            &dataset,
-            window,
-            upload_window,
-            resolve,
-        )
-        .await;
-        let Some(produced) = window_completed(&ctx, window, result)? else {
-            continue;
-        };
-        if let Some(path) = &checkpoint {
-            miner.save_checkpoint(path, window)?;
-        }
-        let report = MinerWindowReport {
-            uid: ctx.uid,
-            window,
-            strategy: strategy.name(),
-            train_loss: produced.upload.train_loss,
-            payload_bytes: produced.upload.payload_bytes,
-            compression_ratio: produced.upload.compression_ratio,
-            uploaded_in_time: produced.in_time,
-            compute_secs: produced.compute.as_secs_f64(),
-            window_secs: ctx.window_duration().as_secs_f64(),
-            sync_sample: miner.replica.sync_sample()?,
-            incentive: produced.incentive,
-            ranks: miner.ranks().map_or(1, TrainingRanks::world_size),
-        };
-        tracing::info!(
-            window,
-            utilisation = format!("{:.1}%", 100.0 * report.utilisation()),
-            compute_secs = report.compute_secs,
-            "window done"
-        );
-        ctx.events.miner_window(&report);
-        ctx.retain(window).await;
-        done = Some(window);
-    }
-    Ok(())
-}
-
-/// What a miner's window produced.
-struct Produced {
-    upload: MinerUpload,
-    /// Time spent producing it.
-    compute: Duration,
-    /// Whether it was stored before the deadline.
-    in_time: bool,
-    /// The miner's incentive in the metagraph read after the upload.
-    incentive: Option<f64>,
-}
-
-/// One miner window: sync sample, training, signed upload before the deadline, the lead's
-/// aggregation list, gather, outer step.
-async fn miner_window(
-    ctx: &NodeContext,
-    miner: &mut Miner,
-    strategy: &mut dyn MinerStrategy,
-    dataset: &dyn Samples,
-    window: u64,
-    upload_window: UploadWindow,
-    resolve: &Resolver,
-) -> Result<Produced> {
-    let span = tracing::info_span!("window", window, uid = ctx.uid);
-    let _guard = span.enter();
-    upload_sync_sample(
-        &*ctx.store,
-        &ctx.layout,
-        window,
-        ctx.uid,
-        &ctx.settings.manifest_hash(),
-        &miner.replica.sync_sample()?,
-    )
-    .await?;
-    let started = Instant::now();
-    let input = WindowInput {
-        ctx,
-        resolve,
-        window,
-        dataset,
-        upload_window,
-    };
-    let mut planned = strategy.produce(miner, input).await?;
-    let compute = started.elapsed();
-    // The object moves into the request body; only its figures stay for the report.
-    let object = std::mem::take(&mut planned.upload.object);
-    let in_time = upload(
-        ctx,
-        window,
-        &upload_window,
-        object,
-        &planned.upload,
-        planned.timing,
-    )
-    .await;
-    NodeContext::wait_deadline(&upload_window).await;
-    let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
-    let produced = Produced {
-        upload: planned.upload,
-        compute,
-        in_time,
-        incentive: metagraph
-            .neurons
-            .iter()
-            .find(|n| n.uid == ctx.uid)
-            .map(|n| n.incentive),
-    };
-    let peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
-    let lead = ctx.lead_endpoint(&metagraph, &peers);
-    let list = match &lead {
-        Some(lead) => wait_for_list(ctx, lead, window).await,
-        None => None,
-    };
-    let (Some(list), Some(lead)) = (list, lead.as_ref()) else {
-        // Without the lead's list nobody can know what the run aggregated: apply nothing
-        // and catch up from the lead's list later.
-        return Err(NodeError::Storage(StorageError::NotFound {
-            key: ctx.layout.peer_list(window, lead.map_or(0, |l| l.uid)),
-        }));
-    };
-    let (gathered, rejected) = gather_listed(
-        &list,
-        &peers,
-        lead,
-        &ctx.layout,
-        window,
-        &ctx.policy(upload_window, miner.replica.specs()),
-        &miner.replica,
-        &sr25519_verify,
-    )
-    .await;
-    if gathered.len() != list.objects.len() {
-        // A listed object is available nowhere intact: replay this window later.
-        tracing::warn!(?rejected, "listed objects missing");
-        return Err(NodeError::Storage(StorageError::NotFound {
-            key: format!(
-                "{} listed objects of window {window}",
-                list.objects.len() - gathered.len()
-            ),
-        }));
-    }
-    apply(ctx, &mut miner.replica, gathered)?;
-    Ok(produced)
-}
-
-/// Stores this window's `object` (whose figures `upload` holds, for the log): before the
-/// deadline (bounded by it), or once it passed for a strategy that uploads late. Returns
-/// whether it was stored in time.
-async fn upload(
-    ctx: &NodeContext,
-    window: u64,
-    upload_window: &UploadWindow,
-    object: Vec<u8>,
-    upload: &MinerUpload,
-    timing: UploadTiming,
-) -> bool {
-    let key = ctx.layout.gradient(window, ctx.uid);
-    let body = bytes::Bytes::from(object);
-    if timing == UploadTiming::AfterDeadline {
-        // Stored times have whole-second resolution (as on S3): wait into the next second.
-        NodeContext::wait_deadline(upload_window).await;
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        if let Err(err) = ctx.store.put(&key, body).await {
-            tracing::warn!(%err, "late upload failed");
-        }
-        return false;
-    }
-    let remaining = upload_window
-        .not_after()
-        .duration_since(SystemTime::now())
-        .unwrap_or_default();
-    match ctx
-        .store
-        .put_before(&key, body, Instant::now() + remaining)
-        .await
-    {
-        Ok(()) => {
-            tracing::info!(
-                loss = upload.train_loss,
-                bytes = upload.payload_bytes,
-                "uploaded"
-            );
-            true
-        }
-        Err(err) => {
-            tracing::warn!(%err, "upload missed the window");
-            false
-        }
-    }
-}
-
-fn apply(ctx: &NodeContext, replica: &mut Replica, gathered: Vec<Gathered>) -> Result<()> {
-    tracing::info!(aggregated = gathered.len(), "outer step");
-    let payloads: Vec<_> = gathered.into_iter().map(|g| g.payload).collect();
-    replica.outer_step(&payloads, ctx.settings.outer_lr)
-}
-
 /// The lead's aggregation list for `window`, polled until the window after it ends (the
 /// lead scores `window` in the next one, after its grace period).
-async fn wait_for_list(
+pub(crate) async fn wait_for_list(
     ctx: &NodeContext,
     lead: &PeerEndpoint,
     window: u64,
@@ -846,6 +624,13 @@ pub async fn run_validator(ctx: NodeContext, resolve: &Resolver) -> Result<()> {
             "--world-size {world_size}: the validator evaluates on one device (multi-rank \
              evaluation is not built yet); run it with --world-size 1"
         )));
+    }
+    if ctx.args.overlap {
+        return Err(NodeError::Config(
+            "--overlap is a miner option: a validator scores each window once its deadline \
+             passed and has nothing to overlap"
+                .into(),
+        ));
     }
     let settings = &ctx.settings;
     let gauntlet = settings.gauntlet();
@@ -1043,7 +828,7 @@ async fn validator_window(
                 &ctx.layout,
                 window,
                 &policy,
-                &validator.replica,
+                validator.replica.rules(),
                 &sr25519_verify,
             )
             .await;
@@ -1127,7 +912,7 @@ pub async fn pin_evaluated(
         layout,
         window,
         policy,
-        &validator.replica,
+        validator.replica.rules(),
         &sr25519_verify,
         Some(&pinned),
     )

@@ -16,12 +16,32 @@ pub const SYNC_VALUES_PER_TENSOR: usize = 4;
 /// Seed of the sampled positions.
 const SYNC_SAMPLE_SEED: u64 = 0;
 
+/// What every peer object of the run is checked against: the run manifest it must be made
+/// under and the parameter shapes its payload must decode to. Cheap to clone, so a gather
+/// can run beside training without borrowing the model.
+#[derive(Debug, Clone)]
+pub struct ObjectRules {
+    specs: Vec<ParamSpec>,
+    run_manifest: ManifestHash,
+}
+
+impl ObjectRules {
+    /// The parameter names and shapes every payload is validated against.
+    pub fn specs(&self) -> &[ParamSpec] {
+        &self.specs
+    }
+
+    /// The run manifest every object must be signed under.
+    pub fn run_manifest(&self) -> ManifestHash {
+        self.run_manifest
+    }
+}
+
 /// A participant's copy of the global model.
 pub struct Replica {
     pub model: Llama,
-    specs: Vec<ParamSpec>,
+    rules: ObjectRules,
     sparseloco: SparseLocoConfig,
-    run_manifest: ManifestHash,
 }
 
 impl Replica {
@@ -41,9 +61,11 @@ impl Replica {
             .collect();
         Ok(Self {
             model,
-            specs,
+            rules: ObjectRules {
+                specs,
+                run_manifest,
+            },
             sparseloco,
-            run_manifest,
         })
     }
 
@@ -61,7 +83,12 @@ impl Replica {
 
     /// The parameter names and shapes every payload is validated against.
     pub fn specs(&self) -> &[ParamSpec] {
-        &self.specs
+        self.rules.specs()
+    }
+
+    /// What peers' objects are checked against.
+    pub fn rules(&self) -> &ObjectRules {
+        &self.rules
     }
 
     /// The compression settings of the run.
@@ -71,14 +98,14 @@ impl Replica {
 
     /// The run manifest this replica follows; every object it signs or accepts carries it.
     pub fn run_manifest(&self) -> ManifestHash {
-        self.run_manifest
+        self.rules.run_manifest()
     }
 
     /// Dense aggregated update of the given (already validated) peer payloads.
     pub fn aggregate(&self, payloads: &[GradientPayload]) -> Result<Vec<Tensor>> {
         Ok(aggregate_with_config(
             payloads,
-            &self.specs,
+            self.specs(),
             &self.sparseloco,
             self.model.device(),
         )?)
@@ -118,6 +145,6 @@ impl Replica {
 
     /// Length of [`Replica::sync_sample`].
     pub fn sync_len(&self) -> usize {
-        self.specs.len() * SYNC_VALUES_PER_TENSOR
+        self.specs().len() * SYNC_VALUES_PER_TENSOR
     }
 }

@@ -19,7 +19,7 @@ use crate::error::Result;
 use crate::evaluator::{evaluate_update, fit_gain};
 use crate::gradient_object::{GradientObject, ObjectError};
 use crate::miner::assignment;
-use crate::replica::Replica;
+use crate::replica::{ObjectRules, Replica};
 use crate::settings::TrainingSettings;
 use crate::sync_check::SyncHistory;
 
@@ -90,13 +90,13 @@ pub fn accept(
     window: u64,
     uid: u16,
     hotkey: &[u8; 32],
-    replica: &Replica,
+    rules: &ObjectRules,
     max_bytes: usize,
     verify: &Verifier,
 ) -> std::result::Result<AcceptedGradient, Outcome> {
     let parsed = GradientObject::parse(&object.body, max_bytes).map_err(invalid)?;
     parsed
-        .verify(&replica.run_manifest(), window, uid, hotkey, verify)
+        .verify(&rules.run_manifest(), window, uid, hotkey, verify)
         .map_err(|err| match err {
             ObjectError::WrongSigner | ObjectError::BadSignature => Outcome::BadSignature,
             // Not a contribution to this run (a peer on another manifest): no gradient.
@@ -106,7 +106,7 @@ pub fn accept(
             }
             other => invalid(other),
         })?;
-    let payload = decode(&parsed.payload, replica.specs()).map_err(invalid)?;
+    let payload = decode(&parsed.payload, rules.specs()).map_err(invalid)?;
     payload.check_origin(window, uid).map_err(invalid)?;
     let uploaded_at = object
         .last_modified
@@ -250,7 +250,7 @@ impl Validator {
                     window,
                     sub.uid,
                     &sub.hotkey,
-                    &self.replica,
+                    self.replica.rules(),
                     self.eval.max_object_bytes,
                     verify,
                 )
