@@ -142,6 +142,58 @@ async fn devnet_trains_and_gauntlet_catches_a_poisoner() {
     assert_eq!(report.gradients_on_wire, gradients);
 }
 
+/// `worker devnet --overlap`: every miner trains window w+1 from its first block while the
+/// lead's list of w is still to come (a grace of half the window, so a miner waiting for
+/// that list could not start before 3 s), applies w's outer step one window late, and still
+/// uploads in sync: every miner matches the validator after every window, every one is
+/// aggregated, and the loss falls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapped_miners_train_from_the_window_start_and_stay_in_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let grace = 3;
+    let args = DevnetArgs {
+        miners: 3,
+        windows: 4,
+        inner_steps: 8,
+        micro_batch_size: 8,
+        outer_lr: 0.5,
+        seed: 7,
+        upload_grace_secs: Some(grace),
+        overlap: true,
+        dir: dir.path().join("devnet"),
+        quiet: true,
+        ..DevnetArgs::default()
+    };
+    let report = devnet::run(&args).await.expect("devnet run");
+
+    assert_learns_in_lockstep(&report, 4, 0.1);
+    for window in &report.windows[1..] {
+        for miner in &window.miners {
+            // Within the window's first block or two (the start is estimated from the block
+            // number), far from the grace a sequential miner waits through.
+            assert!(
+                miner.train_start_secs < 1.5,
+                "window {} uid {}: training started {:.2} s into the window (grace {grace} s)",
+                window.window,
+                miner.uid,
+                miner.train_start_secs
+            );
+        }
+    }
+    for miner in &report.windows[0].miners {
+        assert!(
+            report
+                .windows
+                .iter()
+                .filter(|w| w.aggregated_peers.contains(&miner.uid))
+                .count()
+                >= 2,
+            "uid {} aggregated in fewer than 2 of 4 windows",
+            miner.uid
+        );
+    }
+}
+
 /// `worker devnet --s3`: every bucket on a SeaweedFS server, and the run's dataset uploaded
 /// there by `worker data`'s upload; every node fetches its shards from that bucket into its
 /// own cache (read-only identity) and trains from them. The loss must fall and every miner

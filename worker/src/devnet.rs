@@ -713,6 +713,9 @@ impl Recorder {
                         .unwrap_or_else(|| "not sampled".into()),
                     utilisation: m.map_or(f64::NAN, MinerWindowReport::utilisation),
                     ranks: m.map_or(0, |m| m.ranks),
+                    train_start_secs: m.map_or(f64::NAN, |m| m.started_secs),
+                    attainable_utilisation: m
+                        .map_or(f64::NAN, MinerWindowReport::attainable_utilisation),
                 }
             })
             .collect();

@@ -97,7 +97,7 @@ pub async fn run_miner_with(
             upload_window,
         };
         let trained = train(strategy, &mut miner, input).await;
-        let Some((planned, compute)) = window_completed(&ctx, window, trained)? else {
+        let Some((planned, timing)) = window_completed(&ctx, window, trained)? else {
             continue;
         };
         // Overlapped: the previous window's outer step, so this object is uploaded in sync.
@@ -106,10 +106,15 @@ pub async fn run_miner_with(
         let Some((upload, in_time)) = window_completed(&ctx, window, uploaded)? else {
             continue;
         };
+        let headroom = upload_window
+            .not_after()
+            .duration_since(SystemTime::now())
+            .unwrap_or_default();
         let trained = TrainedWindow {
             window,
             upload,
-            compute,
+            timing,
+            headroom: if in_time { headroom } else { Duration::ZERO },
             in_time,
         };
         let gather = GatherJob {
@@ -157,8 +162,9 @@ struct LoopState {
 struct TrainedWindow {
     window: u64,
     upload: MinerUpload,
-    /// Time spent producing the upload (training and compression).
-    compute: Duration,
+    timing: Timing,
+    /// Time left until the deadline once the object was stored (zero when it missed it).
+    headroom: Duration,
     /// Whether it was stored before the deadline.
     in_time: bool,
 }
@@ -177,17 +183,39 @@ struct GatheredWindow {
     incentive: Option<f64>,
 }
 
-/// Trains `window` with `strategy`; returns its upload and the time it took.
+/// When a window's training ran.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    /// Seconds from the window's first block to the start of training.
+    started_secs: f64,
+    /// Time spent producing the upload (training and compression).
+    compute: Duration,
+}
+
+/// Trains `window` with `strategy`; returns its upload and when the training ran.
 async fn train(
     strategy: &mut dyn MinerStrategy,
     miner: &mut Miner,
     input: WindowInput<'_>,
-) -> Result<(Planned, Duration)> {
+) -> Result<(Planned, Timing)> {
     let span = tracing::info_span!("window", window = input.window, uid = input.ctx.uid);
     let _guard = span.enter();
+    let started_secs = seconds_since(input.upload_window.start);
     let started = Instant::now();
     let planned = strategy.produce(miner, input).await?;
-    Ok((planned, started.elapsed()))
+    let timing = Timing {
+        started_secs,
+        compute: started.elapsed(),
+    };
+    Ok((planned, timing))
+}
+
+/// Seconds from `start` to now (negative when `start` is still ahead).
+fn seconds_since(start: SystemTime) -> f64 {
+    match SystemTime::now().duration_since(start) {
+        Ok(after) => after.as_secs_f64(),
+        Err(before) => -before.duration().as_secs_f64(),
+    }
 }
 
 /// Uploads the sync sample of the model the miner now holds, then `planned`'s object
@@ -348,8 +376,10 @@ impl Finisher<'_> {
             payload_bytes: trained.upload.payload_bytes,
             compression_ratio: trained.upload.compression_ratio,
             uploaded_in_time: trained.in_time,
-            compute_secs: trained.compute.as_secs_f64(),
+            compute_secs: trained.timing.compute.as_secs_f64(),
             window_secs: ctx.window_duration().as_secs_f64(),
+            started_secs: trained.timing.started_secs,
+            headroom_secs: trained.headroom.as_secs_f64(),
             sync_sample: miner.replica.sync_sample()?,
             incentive: gathered.incentive,
             ranks: miner.ranks().map_or(1, TrainingRanks::world_size),
@@ -357,7 +387,9 @@ impl Finisher<'_> {
         tracing::info!(
             window,
             utilisation = format!("{:.1}%", 100.0 * report.utilisation()),
+            attainable = format!("{:.1}%", 100.0 * report.attainable_utilisation()),
             compute_secs = report.compute_secs,
+            started_secs = report.started_secs,
             "window done"
         );
         ctx.events.miner_window(&report);

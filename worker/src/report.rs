@@ -23,6 +23,12 @@ pub struct MinerRow {
     pub utilisation: f64,
     /// Processes the miner trained with (0 without a report).
     pub ranks: usize,
+    /// Seconds from the window's first block to the start of the miner's training (NaN
+    /// without a report).
+    pub train_start_secs: f64,
+    /// Share of the window the miner could have trained: its training time plus what was
+    /// left until the deadline, at most 1 (NaN without a report).
+    pub attainable_utilisation: f64,
 }
 
 /// Everything that happened in one window.
@@ -136,6 +142,28 @@ pub fn summary(report: &DevnetReport) -> String {
             100.0 * min
         );
     }
+    let figures = |of: fn(&MinerRow) -> f64| -> Vec<f64> {
+        report
+            .windows
+            .iter()
+            .flat_map(|w| w.miners.iter().map(of))
+            .filter(|v| v.is_finite())
+            .collect()
+    };
+    let (starts, attainable) = (
+        figures(|m| m.train_start_secs),
+        figures(|m| m.attainable_utilisation),
+    );
+    if !starts.is_empty() {
+        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+        let _ = writeln!(
+            out,
+            "training started {:.2} s into the window (mean); attainable utilisation \
+             ((compute + headroom to the deadline) / window): mean {:.1}%",
+            mean(&starts),
+            100.0 * mean(&attainable)
+        );
+    }
     let _ = writeln!(out, "final weights (chain):");
     for (uid, w) in &report.final_weights {
         let incentive = report
@@ -247,6 +275,8 @@ mod tests {
                         verdict: "ok".into(),
                         utilisation: 0.25,
                         ranks: 1,
+                        train_start_secs: 0.5,
+                        attainable_utilisation: 0.9,
                     }],
                     seconds: 1.0,
                     decoded: 1,

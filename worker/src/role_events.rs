@@ -25,6 +25,12 @@ pub struct MinerWindowReport {
     pub compute_secs: f64,
     /// Nominal window length in seconds (blocks per window x block time).
     pub window_secs: f64,
+    /// Seconds from the window's first block to the start of its training (negative when
+    /// training started before it).
+    pub started_secs: f64,
+    /// Seconds left until the upload deadline when the object was stored (0 when it missed
+    /// it): with `compute_secs`, the longest this window's training could have taken.
+    pub headroom_secs: f64,
     /// The replica's parameter sample after this window's outer step.
     pub sync_sample: Vec<f32>,
     /// The miner's incentive in the metagraph read during this window.
@@ -36,8 +42,20 @@ pub struct MinerWindowReport {
 impl MinerWindowReport {
     /// Share of the window spent computing.
     pub fn utilisation(&self) -> f64 {
+        self.share_of_window(self.compute_secs)
+    }
+
+    /// The utilisation this window's timing allowed: training time plus the headroom left
+    /// before the deadline, as a share of the window (at most 1: a window's training cannot
+    /// take longer than a window in steady state).
+    pub fn attainable_utilisation(&self) -> f64 {
+        self.share_of_window(self.compute_secs + self.headroom_secs)
+            .min(1.0)
+    }
+
+    fn share_of_window(&self, secs: f64) -> f64 {
         if self.window_secs > 0.0 {
-            self.compute_secs / self.window_secs
+            secs / self.window_secs
         } else {
             0.0
         }
