@@ -451,3 +451,18 @@ async fn a_miner_joining_at_window_4_catches_up_and_earns_weight() {
         "the late miner (uid {joiner_uid}) earned no weight: {row:?}"
     );
 }
+
+/// Options only a miner has are refused by the validator, with an error naming them, before
+/// it evaluates anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_validator_refuses_miner_only_options() {
+    let nodes = LocalNodes::new(1, 90);
+    nodes.register(0).await;
+    for extra in [&["--overlap"][..], &["--world-size", "2"]] {
+        let err = nodes
+            .node_with(0, true, extra)
+            .await
+            .expect_err("a validator with a miner-only option");
+        assert!(err.to_string().contains(extra[0]), "{extra:?}: {err}");
+    }
+}
