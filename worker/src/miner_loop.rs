@@ -9,7 +9,10 @@
 //! training of w+1, which starts at w+1's first block from the model before w's outer step;
 //! w's outer step is applied when that training ends, before w+1's object and sync sample
 //! are uploaded, so every update is one window late but the miner is in sync when it
-//! uploads.
+//! uploads. Its checkpoint is written at that outer step, when the error feedback already
+//! holds w+1's compression residue: a miner restarted from it before w+1's outer step
+//! trains w+1 again and adds that window to its error feedback a second time (the model,
+//! which every node shares, is unaffected; the error feedback decays every window).
 
 use std::path::Path;
 use std::sync::Arc;
