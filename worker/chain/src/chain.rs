@@ -1,7 +1,7 @@
 //! The [`Chain`] trait: everything the worker needs from subtensor.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -52,6 +52,10 @@ impl WeightsReveal {
 pub trait Chain: Send + Sync {
     /// Latest (best) block number.
     async fn current_block(&self) -> Result<u64, ChainError>;
+
+    /// When `block` was produced, by the chain's own clock (subtensor's `Timestamp::Now` at
+    /// that block); `None` for a block not produced yet or no longer known.
+    async fn block_timestamp(&self, block: u64) -> Result<Option<SystemTime>, ChainError>;
 
     /// Blocks per training window.
     fn blocks_per_window(&self) -> u64;

@@ -343,3 +343,31 @@ async fn timer_advances_blocks_and_windows() {
     let before = embedded.block();
     assert!(embedded.advance(100) >= before + 100);
 }
+
+/// Every produced block has a production time, in block order; a block not produced yet
+/// has none, and the oldest are forgotten as a node prunes old state.
+#[tokio::test]
+async fn produced_blocks_have_timestamps_in_order() {
+    use worker_chain::embedded::TIMESTAMPED_BLOCKS;
+    let chain = EmbeddedChain::new(EmbeddedChainConfig::default());
+    let before = std::time::SystemTime::now();
+    chain.advance(3);
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    chain.advance(2);
+    let stamps: Vec<_> = futures::future::join_all((1..=5).map(|b| chain.block_timestamp(b)))
+        .await
+        .into_iter()
+        .map(|t| t.unwrap().expect("a produced block has a time"))
+        .collect();
+    assert!(stamps.windows(2).all(|w| w[0] <= w[1]), "{stamps:?}");
+    assert!(stamps[0] >= before && stamps[3] > stamps[2], "{stamps:?}");
+    assert_eq!(chain.block_timestamp(6).await.unwrap(), None);
+    chain.advance(TIMESTAMPED_BLOCKS + 10);
+    assert_eq!(chain.block_timestamp(5).await.unwrap(), None);
+    assert!(
+        chain
+            .block()
+            .checked_sub(1)
+            .is_some_and(|b| chain.timestamp(b).is_some())
+    );
+}

@@ -65,6 +65,12 @@ const KEEP: &[PalletKeep] = &[
         constants: &[],
     },
     PalletKeep {
+        name: "Timestamp",
+        calls: &[],
+        storage: &["Now"],
+        constants: &[],
+    },
+    PalletKeep {
         name: "Commitments",
         calls: &["set_commitment"],
         storage: &["CommitmentOf", "LastCommitment"],

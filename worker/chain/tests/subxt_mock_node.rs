@@ -197,3 +197,23 @@ async fn submitted_set_weights_is_signed_and_module_errors_are_named() {
     let payload = [call, extra, implicit].concat();
     assert!(verify(&validator.public_key(), &payload, &signature));
 }
+
+/// A block's time is the node's `Timestamp::Now` at that block (milliseconds since the
+/// epoch, read through the static API against the real metadata); a block the node has not
+/// produced has none.
+#[tokio::test]
+async fn block_timestamps_come_from_the_timestamp_pallet() {
+    let validator = Keypair::from_dev_name("validator");
+    let node = node(&validator, 1234, 0);
+    let millis: u64 = 1_733_000_000_123;
+    node.set(
+        storage_prefix("Timestamp", "Now"),
+        millis.to_le_bytes().to_vec(),
+    );
+    let chain = connect(&node).await;
+    assert_eq!(
+        chain.block_timestamp(1200).await.unwrap(),
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(millis))
+    );
+    assert_eq!(chain.block_timestamp(1235).await.unwrap(), None);
+}

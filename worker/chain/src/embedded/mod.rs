@@ -12,9 +12,11 @@ mod state;
 pub mod timelocked;
 pub mod yuma;
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::{Arc, PoisonError, RwLock, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -57,7 +59,12 @@ struct Inner {
     blocks: watch::Sender<u64>,
     /// Requests are refused (as by an unreachable node) until this block.
     refuse_until: std::sync::atomic::AtomicU64,
+    /// When each recent block was produced (the chain's `Timestamp::Now`).
+    timestamps: Mutex<BTreeMap<u64, SystemTime>>,
 }
+
+/// Blocks whose production time the embedded chain remembers (a node prunes old state too).
+pub const TIMESTAMPED_BLOCKS: u64 = 4096;
 
 /// Handle to an in-process chain. Clones share the same chain; the block timer (if started)
 /// stops when the last handle is dropped.
@@ -89,6 +96,7 @@ impl EmbeddedChain {
                 state: RwLock::new(ChainState::new(beacon)),
                 blocks,
                 refuse_until: std::sync::atomic::AtomicU64::new(0),
+                timestamps: Mutex::new(BTreeMap::from([(0, SystemTime::now())])),
             }),
         }
     }
@@ -168,8 +176,32 @@ impl EmbeddedChain {
             }
             s.block
         });
+        {
+            let now = SystemTime::now();
+            let mut stamps = self
+                .inner
+                .timestamps
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for b in block.saturating_sub(n.min(TIMESTAMPED_BLOCKS)) + 1..=block {
+                stamps.insert(b, now);
+            }
+            let oldest = block.saturating_sub(TIMESTAMPED_BLOCKS);
+            *stamps = stamps.split_off(&oldest);
+        }
         self.inner.blocks.send_replace(block);
         block
+    }
+
+    /// When `block` was produced (`None` before it is, or once it is older than
+    /// [`TIMESTAMPED_BLOCKS`]).
+    pub fn timestamp(&self, block: u64) -> Option<SystemTime> {
+        self.inner
+            .timestamps
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&block)
+            .copied()
     }
 
     /// The current block (synchronous).
@@ -224,6 +256,11 @@ impl Chain for EmbeddedChain {
     async fn current_block(&self) -> Result<u64, ChainError> {
         self.reachable()?;
         Ok(self.block())
+    }
+
+    async fn block_timestamp(&self, block: u64) -> Result<Option<SystemTime>, ChainError> {
+        self.reachable()?;
+        Ok(self.timestamp(block))
     }
 
     fn blocks_per_window(&self) -> u64 {

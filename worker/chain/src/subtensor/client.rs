@@ -9,6 +9,7 @@ use subxt::OnlineClient;
 use subxt::backend::LegacyBackend;
 use subxt::client::{ClientAtBlock, OnlineClientAtBlockImpl};
 use subxt::config::{DefaultExtrinsicParamsBuilder, Header as _, RpcConfigFor};
+use subxt::error::OnlineClientAtBlockError;
 use subxt::rpcs::RpcClient;
 use subxt::rpcs::methods::LegacyRpcMethods;
 use subxt::storage::Address;
@@ -330,6 +331,18 @@ impl Chain for SubxtChain {
             .map_err(rpc_error)?
             .ok_or_else(|| ChainError::Rpc("node returned no best header".into()))?;
         Ok(header.number())
+    }
+
+    async fn block_timestamp(&self, block: u64) -> Result<Option<SystemTime>, ChainError> {
+        let at = match self.client.at_block(block).await {
+            Ok(at) => at,
+            Err(OnlineClientAtBlockError::BlockNotFound { .. }) => return Ok(None),
+            Err(err) => return Err(rpc_error(err)),
+        };
+        let millis = self
+            .fetch(&at, runtime::storage().timestamp().now(), ())
+            .await?;
+        Ok(UNIX_EPOCH.checked_add(Duration::from_millis(millis)))
     }
 
     fn blocks_per_window(&self) -> u64 {

@@ -221,7 +221,11 @@ impl MockNode {
             "rpc_methods" => {
                 json!({"methods": ["chain_getHeader", "state_call", "state_getStorage"]})
             }
-            "chain_getBlockHash" => json!(hex0x(&GENESIS)),
+            // No hash for a block the node has not produced yet.
+            "chain_getBlockHash" => match param(0).as_u64() {
+                Some(n) if n > self.state().best => Value::Null,
+                _ => json!(hex0x(&GENESIS)),
+            },
             "chain_getFinalizedHead" => json!(hex0x(&FINALIZED)),
             "chain_getHeader" => match param(0) {
                 Value::Null => header(self.state().best, [0; 32]),
