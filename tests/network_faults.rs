@@ -15,7 +15,7 @@ use clap::Parser;
 mod roles;
 use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
 use run_manifest::RunManifest;
-use worker::network::{Resolver, connect, run_miner, run_validator};
+use worker::network::{NodeContext, Resolver, connect, run_miner, run_validator};
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::testing::{ProxyMode, SeaweedFs, TestProxy, unique_name};
 use worker_storage::{BucketCredentials, ObjectStore, S3Store};
@@ -274,6 +274,33 @@ impl LocalNodes {
         validator: bool,
         extra: &[&str],
     ) -> impl std::future::Future<Output = worker::Result<()>> + use<> {
+        let (line, store) = self.command(i, extra);
+        let chain: Arc<dyn Chain> = Arc::new(self.chain.clone());
+        let (resolve, run) = (self.resolve.clone(), self.run.clone());
+        async move {
+            if validator {
+                let args = ValidatorCli::parse_from(line).validator;
+                let ctx = connect(chain, store, args.node, &run).await?;
+                run_validator(ctx, &*resolve).await
+            } else {
+                let args = MinerCli::parse_from(line).node;
+                let ctx = connect(chain, store, args, &run).await?;
+                run_miner(ctx, resolve).await
+            }
+        }
+    }
+
+    /// Node `i` connected as a miner, without running its loop.
+    async fn miner_context(&self, i: usize) -> NodeContext {
+        let (line, store) = self.command(i, &[]);
+        let args = MinerCli::parse_from(line).node;
+        connect(Arc::new(self.chain.clone()), store, args, &self.run)
+            .await
+            .unwrap()
+    }
+
+    /// Node `i`'s command line (with `extra`) and its own bucket.
+    fn command(&self, i: usize, extra: &[&str]) -> (Vec<String>, Arc<dyn ObjectStore>) {
         let manifest_arg = self.dir.path().join("run-manifest.json");
         let options: Vec<&str> = ["--manifest", manifest_arg.to_str().unwrap()]
             .into_iter()
@@ -290,19 +317,7 @@ impl LocalNodes {
             worker_storage::LocalStore::open(self.dir.path().join(format!("buckets/bucket-{i}")))
                 .unwrap(),
         );
-        let chain: Arc<dyn Chain> = Arc::new(self.chain.clone());
-        let (resolve, run) = (self.resolve.clone(), self.run.clone());
-        async move {
-            if validator {
-                let args = ValidatorCli::parse_from(line).validator;
-                let ctx = connect(chain, store, args.node, &run).await?;
-                run_validator(ctx, &*resolve).await
-            } else {
-                let args = MinerCli::parse_from(line).node;
-                let ctx = connect(chain, store, args, &run).await?;
-                run_miner(ctx, resolve).await
-            }
-        }
+        (line, store)
     }
 }
 
@@ -465,4 +480,40 @@ async fn a_validator_refuses_miner_only_options() {
             .expect_err("a validator with a miner-only option");
         assert!(err.to_string().contains(extra[0]), "{extra:?}: {err}");
     }
+}
+
+/// A window's upload window is the chain's: from the timestamp of its first block to the
+/// grace period after the timestamp of the block that ends it, the same line whenever a
+/// node asks (before, a node estimated it from the block number and its own clock at the
+/// moment it asked, so two nodes drew it up to a block time apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_deadline_is_drawn_from_the_chains_timestamps() {
+    let nodes = LocalNodes::new(1, 95);
+    nodes.register(0).await;
+    let ctx = nodes.miner_context(0).await;
+    let chain = &nodes.chain;
+    let window = chain.block() / BLOCKS_PER_WINDOW;
+    let (first, end) = (window * BLOCKS_PER_WINDOW, (window + 1) * BLOCKS_PER_WINDOW);
+    chain.wait_for_block(first + 1).await.unwrap();
+    let early = ctx.upload_window_of(window).await.unwrap();
+    assert_eq!(Some(early.start), chain.timestamp(first));
+    chain.wait_for_block(end + 2).await.unwrap();
+    let exact = ctx.upload_window_of(window).await.unwrap();
+    let grace = Duration::from_secs(manifest().window.upload_deadline_secs);
+    assert_eq!(exact.start, early.start);
+    assert_eq!(
+        Some(exact.not_after()),
+        chain.timestamp(end).map(|t| t + grace)
+    );
+    // While the end was still to come it was placed whole block times ahead: close to it.
+    let off = match early.not_after().duration_since(exact.not_after()) {
+        Ok(later) => later,
+        Err(earlier) => earlier.duration(),
+    };
+    assert!(
+        off < 3 * BLOCK,
+        "estimate {off:?} away from the chain's time"
+    );
+    tokio::time::sleep(BLOCK).await;
+    assert_eq!(ctx.upload_window_of(window).await.unwrap(), exact);
 }

@@ -277,7 +277,11 @@ impl GatherJob {
             policy,
             upload_window,
         } = self;
-        NodeContext::wait_deadline(&upload_window).await;
+        let upload_window = ctx.wait_for_deadline(window, upload_window).await;
+        let policy = FetchPolicy {
+            upload_window: Some(upload_window),
+            ..policy
+        };
         let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
         let incentive = metagraph
             .neurons

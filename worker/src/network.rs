@@ -312,29 +312,84 @@ impl NodeContext {
         }
     }
 
-    /// Waits for a window this node has not done yet; returns it with its upload window:
-    /// from the window's first block until the manifest's grace period after its last one
-    /// (Templar's timing: miners train through the window on the model after the previous
-    /// outer step, and upload up to the grace after the window closes). The boundaries are
-    /// estimated from the current block and the block time.
+    /// Waits for a window this node has not done yet; returns it with its upload window
+    /// ([`NodeContext::upload_window_of`]; Templar's timing: miners train through the window
+    /// on the model after the previous outer step, and upload up to the grace after the
+    /// window closes).
     async fn next_window(&self, done: Option<u64>) -> Result<(u64, UploadWindow)> {
         let bpw = self.settings.blocks_per_window().max(1);
         loop {
             let block = self.chain.current_block().await?;
             let window = block / bpw;
             if done.is_none_or(|d| window > d) {
-                // The boundary was (block - window start) blocks ago.
-                let blocks = u32::try_from(block - window * bpw).unwrap_or(u32::MAX);
-                let behind = self.chain.block_time().saturating_mul(blocks);
-                let start = SystemTime::now()
-                    .checked_sub(behind)
-                    .unwrap_or_else(SystemTime::now);
-                let grace = Duration::from_secs(self.settings.upload_deadline_secs());
-                let length = self.window_duration() + grace;
-                return Ok((window, UploadWindow::new(start, length)));
+                return Ok((window, self.upload_window_of(window).await?));
             }
             self.chain.wait_for_block((window + 1) * bpw).await?;
         }
+    }
+
+    /// `window`'s upload window by the chain's clock: from the timestamp of its first block
+    /// until the manifest's grace period after the timestamp of the block that ends it (the
+    /// next window's first), so every node draws the same line whenever it asks. A block
+    /// not produced yet (or no longer known) is placed whole block times from the newest one.
+    pub async fn upload_window_of(&self, window: u64) -> Result<UploadWindow> {
+        let bpw = self.settings.blocks_per_window().max(1);
+        let start = self.block_time_of(window * bpw).await?;
+        let end = self.block_time_of((window + 1) * bpw).await?;
+        let grace = Duration::from_secs(self.settings.upload_deadline_secs());
+        let length = end
+            .duration_since(start)
+            .unwrap_or_default()
+            .saturating_add(grace);
+        Ok(UploadWindow::new(start, length))
+    }
+
+    /// When `block` was produced by the chain's clock, else when it is (or was) expected.
+    async fn block_time_of(&self, block: u64) -> Result<SystemTime> {
+        if let Some(at) = self.chain.block_timestamp(block).await? {
+            return Ok(at);
+        }
+        let current = self.chain.current_block().await?;
+        let current_at = self
+            .chain
+            .block_timestamp(current)
+            .await?
+            .unwrap_or_else(SystemTime::now);
+        let blocks = |n: u64| {
+            self.chain
+                .block_time()
+                .saturating_mul(u32::try_from(n).unwrap_or(u32::MAX))
+        };
+        let expected = if block >= current {
+            current_at.checked_add(blocks(block - current))
+        } else {
+            current_at.checked_sub(blocks(current - block))
+        };
+        Ok(expected.unwrap_or(current_at))
+    }
+
+    /// Waits until `window`'s uploads are closed by the chain's clock (the block that ends it
+    /// is produced and the grace after its timestamp is over) and returns its exact upload
+    /// window. If the chain cannot be asked, waits for `estimate` instead and returns it.
+    pub(crate) async fn wait_for_deadline(
+        &self,
+        window: u64,
+        estimate: UploadWindow,
+    ) -> UploadWindow {
+        let bpw = self.settings.blocks_per_window().max(1);
+        let exact = async {
+            self.chain.wait_for_block((window + 1) * bpw).await?;
+            self.upload_window_of(window).await
+        };
+        let upload_window = match exact.await {
+            Ok(exact) => exact,
+            Err(err) => {
+                tracing::warn!(window, %err, "no chain time for the deadline; using the estimate");
+                estimate
+            }
+        };
+        Self::wait_deadline(&upload_window).await;
+        upload_window
     }
 
     /// The validator whose peer list miners follow: the highest-stake permit holder.
@@ -761,7 +816,7 @@ async fn validator_window(
     resolve: &Resolver,
     listed: &mut Option<ListedObjects>,
 ) -> Result<(WindowEvaluation, Vec<u16>)> {
-    NodeContext::wait_deadline(&upload_window).await;
+    let upload_window = ctx.wait_for_deadline(window, upload_window).await;
     let metagraph = ctx.chain.metagraph(ctx.args.netuid).await?;
     let all_peers = resolve_peers(&*ctx.chain, &metagraph, resolve).await?;
     let peers: Vec<PeerEndpoint> = all_peers
