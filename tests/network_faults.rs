@@ -15,10 +15,15 @@ use clap::Parser;
 mod roles;
 use roles::{MinerCli, ValidatorCli, assert_bit_identical, node_args, write_hotkey};
 use run_manifest::RunManifest;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use worker::network::{NodeContext, Resolver, connect, run_miner, run_validator};
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
 use worker_storage::testing::{ProxyMode, SeaweedFs, TestProxy, unique_name};
-use worker_storage::{BucketCredentials, ObjectStore, S3Store};
+
+use worker_storage::{
+    BucketCredentials, GetOptions, ObjectMeta, ObjectStore, RunLayout, S3Store, StorageError,
+    StoredObject,
+};
 
 const NETUID: u16 = 1;
 const BLOCKS_PER_WINDOW: u64 = 20;
@@ -274,9 +279,20 @@ impl LocalNodes {
         validator: bool,
         extra: &[&str],
     ) -> impl std::future::Future<Output = worker::Result<()>> + use<> {
+        self.node_resolving(i, validator, extra, self.resolve.clone())
+    }
+
+    /// [`LocalNodes::node_with`] opening peers' buckets with `resolve`.
+    fn node_resolving(
+        &self,
+        i: usize,
+        validator: bool,
+        extra: &[&str],
+        resolve: Arc<Resolver>,
+    ) -> impl std::future::Future<Output = worker::Result<()>> + use<> {
         let (line, store) = self.command(i, extra);
         let chain: Arc<dyn Chain> = Arc::new(self.chain.clone());
-        let (resolve, run) = (self.resolve.clone(), self.run.clone());
+        let run = self.run.clone();
         async move {
             if validator {
                 let args = ValidatorCli::parse_from(line).validator;
@@ -516,4 +532,142 @@ async fn the_upload_deadline_is_drawn_from_the_chains_timestamps() {
     );
     tokio::time::sleep(BLOCK).await;
     assert_eq!(ctx.upload_window_of(window).await.unwrap(), exact);
+}
+
+/// A peer bucket as one node reads it: the first `refusals` downloads of `key` fail as a
+/// dropped connection would (and are counted); everything else goes through.
+struct RefusedReads {
+    inner: Arc<dyn ObjectStore>,
+    key: String,
+    refusals: Arc<AtomicUsize>,
+    refused: Arc<AtomicUsize>,
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for RefusedReads {
+    async fn put(&self, key: &str, body: bytes::Bytes) -> Result<(), StorageError> {
+        self.inner.put(key, body).await
+    }
+
+    async fn put_before(
+        &self,
+        key: &str,
+        body: bytes::Bytes,
+        deadline: std::time::Instant,
+    ) -> Result<(), StorageError> {
+        self.inner.put_before(key, body, deadline).await
+    }
+
+    async fn get_with(
+        &self,
+        key: &str,
+        options: &GetOptions,
+    ) -> Result<StoredObject, StorageError> {
+        let take = |n: usize| n.checked_sub(1);
+        if key == self.key && self.refusals.fetch_update(SeqCst, SeqCst, take).is_ok() {
+            self.refused.fetch_add(1, SeqCst);
+            return Err(StorageError::Backend {
+                operation: "GetObject",
+                message: "connection reset by peer (injected)".into(),
+            });
+        }
+        self.inner.get_with(key, options).await
+    }
+
+    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
+        self.inner.head(key).await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        self.inner.list(prefix).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        self.inner.delete(key).await
+    }
+}
+
+/// Two miners, one overlapped, each failing every download of the other's window-2 object
+/// (from the peer, the lead's mirror and the peer again: all three attempts of its gather),
+/// so neither can take window 2's outer step when it is due. Each abandons the window,
+/// catches up by replay from the retained objects, goes on uploading every later window and
+/// ends bit-identical with the lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn miners_whose_fetch_of_a_listed_object_fails_catch_up() {
+    warnings_only();
+    let nodes = LocalNodes::new(3, 60);
+    let mut uids = Vec::new();
+    for i in 0..3 {
+        uids.push(nodes.register(i).await);
+    }
+    nodes
+        .chain
+        .add_stake(NETUID, &nodes.keys[0].1.account_id(), 1_000_000)
+        .unwrap();
+    let layout = RunLayout::new(nodes.run.manifest().run_id.clone()).unwrap();
+    let failed_window = 2;
+    let refused: Vec<Arc<AtomicUsize>> = (0..2).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+    let miner = |i: usize, other: u16, extra: &'static [&'static str]| {
+        let (base, refused) = (nodes.resolve.clone(), refused[i - 1].clone());
+        let key = layout.gradient(failed_window, other);
+        let refusals = Arc::new(AtomicUsize::new(3));
+        let resolve: Arc<Resolver> = Arc::new(move |c: &BucketCredentials| {
+            Ok(Arc::new(RefusedReads {
+                inner: base(c)?,
+                key: key.clone(),
+                refusals: refusals.clone(),
+                refused: refused.clone(),
+            }) as Arc<dyn ObjectStore>)
+        });
+        nodes.node_resolving(i, false, extra, resolve)
+    };
+    run_all(vec![
+        Box::pin(nodes.node(0, true)),
+        Box::pin(miner(1, uids[2], &["--overlap"])),
+        Box::pin(miner(2, uids[1], &[])),
+    ])
+    .await;
+
+    for (i, refused) in refused.iter().enumerate() {
+        assert_eq!(
+            refused.load(SeqCst),
+            3,
+            "miner {i}: every attempt of its gather failed"
+        );
+    }
+    let miners: Vec<_> = (1..3)
+        .map(|i| nodes.checkpoints(i).join("miner.ckpt"))
+        .collect();
+    let window = assert_bit_identical(
+        &nodes.run,
+        &nodes.checkpoints(0).join("validator.ckpt"),
+        &miners,
+    );
+    assert_eq!(window, LAST_WINDOW);
+    // Neither stalled: both uploaded every window after the failed one, and from the window
+    // after the next on both were in sync when they uploaded (the same published sample,
+    // the model after the previous window's outer step).
+    let bucket = |i: usize| {
+        worker_storage::LocalStore::open(nodes.dir.path().join(format!("buckets/bucket-{i}")))
+            .unwrap()
+    };
+    for (i, uid) in [(1, uids[1]), (2, uids[2])] {
+        for w in failed_window + 1..=LAST_WINDOW {
+            assert!(
+                bucket(i).head(&layout.gradient(w, uid)).await.is_ok(),
+                "miner {i} uploaded nothing for window {w}"
+            );
+        }
+    }
+    for w in failed_window + 2..=LAST_WINDOW {
+        let mut samples = Vec::new();
+        for (i, uid) in [(1, uids[1]), (2, uids[2])] {
+            let key = layout.sync_sample(w, uid);
+            samples.push(bucket(i).get(&key, 1 << 20).await.unwrap().body);
+        }
+        assert!(
+            samples[0] == samples[1],
+            "window {w}: the overlapped miner uploaded from another model"
+        );
+    }
 }

@@ -90,6 +90,19 @@ pub async fn run_miner_with(
         else {
             continue;
         };
+        if state.pending.is_none() && state.attempted > state.done {
+            // Overlapped, an uploaded window's outer step is missing and nothing gathers it:
+            // catch up to the window before this one first (settling waits for the lead's
+            // list), or every later window would train two outer steps behind.
+            match ctx
+                .settle(&mut miner.replica, &mut state.done, &*resolve)
+                .await?
+            {
+                Settled::Ready => {}
+                Settled::Wait => continue,
+                Settled::Finished => break,
+            }
+        }
         state.attempted = Some(window);
         completed += 1;
         let input = WindowInput {
@@ -104,7 +117,12 @@ pub async fn run_miner_with(
             continue;
         };
         // Overlapped: the previous window's outer step, so this object is uploaded in sync.
-        let in_sync = finisher.finish_pending(&mut miner, &mut state).await?;
+        if !finisher.finish_pending(&mut miner, &mut state).await? {
+            // It could not be taken from the gather: replay it now if the lead's list and
+            // objects can be had, so this window is still uploaded in sync.
+            ctx.settle(&mut miner.replica, &mut state.done, &*resolve)
+                .await?;
+        }
         let uploaded = publish(&ctx, &miner.replica, window, upload_window, planned).await;
         let Some((upload, in_time)) = window_completed(&ctx, window, uploaded)? else {
             continue;
@@ -129,7 +147,8 @@ pub async fn run_miner_with(
             upload_window,
         };
         if ctx.args.overlap {
-            if in_sync {
+            // Only a model at the window before can take this window's outer step next.
+            if state.done.map_or(0, |d| d + 1) == window {
                 state.pending = Some(Pending {
                     trained,
                     gather: tokio::spawn(gather.run()),
@@ -146,6 +165,12 @@ pub async fn run_miner_with(
         }
     }
     finisher.finish_pending(&mut miner, &mut state).await?;
+    if let (Some(path), Some(done)) = (&checkpoint, state.done)
+        && state.saved < Some(done)
+    {
+        // The last windows came from a catch-up: keep them too.
+        miner.save_checkpoint(path, done)?;
+    }
     Ok(())
 }
 
@@ -159,6 +184,8 @@ struct LoopState {
     attempted: Option<u64>,
     /// Overlapped mode: the uploaded window whose aggregate is being gathered.
     pending: Option<Pending>,
+    /// The window of the last checkpoint written.
+    saved: Option<u64>,
 }
 
 /// A window whose object is uploaded: its figures for the report.
@@ -374,6 +401,7 @@ impl Finisher<'_> {
         miner.replica.outer_step(&payloads, ctx.settings.outer_lr)?;
         if let Some(path) = self.checkpoint {
             miner.save_checkpoint(path, window)?;
+            state.saved = Some(window);
         }
         let report = MinerWindowReport {
             uid: ctx.uid,
