@@ -40,6 +40,7 @@ fn run(ns: &str) -> TrainingRun {
     let mut run = TrainingRun::new(
         "e2e",
         TrainingRunSpec {
+            overlap: false,
             workload: WorkloadSpec {
                 netuid: 3,
                 chain_endpoint: "ws://subtensor.invalid:9944".into(),

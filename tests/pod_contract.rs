@@ -464,3 +464,20 @@ fn a_miner_pod_trains_on_as_many_ranks_as_it_is_granted_gpus() {
     let args = node_args(parse_pod(&rendered, dir.path()).unwrap());
     assert_eq!(args.ranks.world_size, None);
 }
+
+/// A TrainingRun's `spec.overlap` reaches the worker: its pod's environment, parsed by the
+/// worker's own CLI, asks for overlapped windows; the example (without it) for sequential.
+#[test]
+fn a_training_run_with_overlap_runs_overlapped_miners() {
+    let maps = config_maps();
+    let mut miners: TrainingRun = read("trainingrun.yaml");
+    assert!(!miners.spec.overlap);
+    let dir = tempfile::tempdir().unwrap();
+    let parse = |run: &TrainingRun| {
+        let rendered = rendered_files(run, 0, &maps).unwrap();
+        node_args(parse_pod(&rendered, dir.path()).unwrap())
+    };
+    assert!(!parse(&miners).overlap);
+    miners.spec.overlap = true;
+    assert!(parse(&miners).overlap);
+}

@@ -248,15 +248,18 @@ pub(crate) fn empty_dir(name: &str, medium: Option<&str>) -> Volume {
     }
 }
 
-/// How a miner spreads over its GPUs: one rank per GPU (at least one), with the NCCL
-/// settings when there are several. Validators evaluate on one device.
-fn rank_env(role: Role, gpus: i32) -> Vec<EnvVar> {
+/// How a miner trains: one rank per GPU (at least one), with the NCCL settings when there
+/// are several, and overlapped windows when asked. Validators evaluate on one device.
+fn miner_env(role: Role, gpus: i32, overlap: bool) -> Vec<EnvVar> {
     if role != Role::Miner {
         return Vec::new();
     }
     let mut env = vec![plain_env(ENV_WORLD_SIZE, gpus.max(1).to_string())];
     if gpus > 1 {
         env.extend(NCCL_ENV.iter().map(|(name, value)| plain_env(name, *value)));
+    }
+    if overlap {
+        env.push(plain_env(ENV_OVERLAP, "true"));
     }
     env
 }
@@ -415,7 +418,7 @@ pub fn desired_pod<K: Workload>(
     let data = data_mounts(p.data.as_ref(), &manifest.manifest().data.access()?, index);
     env.extend(data.env);
     env.push(plain_env(ENV_REPLICA_INDEX, index.to_string()));
-    env.extend(rank_env(K::ROLE, p.gpus_per_replica));
+    env.extend(miner_env(K::ROLE, p.gpus_per_replica, obj.overlap()));
     env.push(field_env(ENV_POD_NAME, "metadata.name"));
     env.push(field_env(ENV_POD_NAMESPACE, "metadata.namespace"));
     env.push(plain_env(
@@ -635,6 +638,15 @@ mod tests {
         for (name, value) in NCCL_ENV {
             assert_eq!(env_of(spec, name).as_deref(), Some(value), "{name}");
         }
+        assert_eq!(env_of(spec, ENV_OVERLAP), None, "sequential unless asked");
+        let mut overlapped = run(1);
+        overlapped.spec.overlap = true;
+        let pod = desired_pod(&overlapped, 0, &verified()).unwrap().pod;
+        let spec_overlapped = pod.spec.unwrap();
+        assert_eq!(
+            env_of(&spec_overlapped, ENV_OVERLAP).as_deref(),
+            Some("true")
+        );
 
         let mut cpu = run(1);
         cpu.spec.workload.gpus_per_replica = 0;

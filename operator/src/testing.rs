@@ -83,6 +83,7 @@ pub fn run(replicas: i32) -> TrainingRun {
     let mut run = TrainingRun::new(
         "run",
         TrainingRunSpec {
+            overlap: false,
             workload: workload(replicas, wallet_template()),
         },
     );

@@ -47,6 +47,10 @@ pub trait Workload:
     fn workload(&self) -> &WorkloadSpec;
     /// Current status.
     fn workload_status(&self) -> Option<&WorkloadStatus>;
+    /// Whether its miners run overlapped (`worker miner --overlap`; never for validators).
+    fn overlap(&self) -> bool {
+        false
+    }
 }
 
 impl Workload for TrainingRun {
@@ -59,6 +63,10 @@ impl Workload for TrainingRun {
 
     fn workload_status(&self) -> Option<&WorkloadStatus> {
         self.status.as_ref()
+    }
+
+    fn overlap(&self) -> bool {
+        self.spec.overlap
     }
 }
 

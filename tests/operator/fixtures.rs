@@ -104,6 +104,7 @@ pub fn training_run(name: &str, replicas: i32) -> TrainingRun {
     let mut run = TrainingRun::new(
         name,
         TrainingRunSpec {
+            overlap: false,
             workload: workload(replicas, wallet),
         },
     );

@@ -11,7 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use clap::Args;
 use run_manifest::VerifiedManifest;
-use run_manifest::deployment::{ENV_HEALTH_ADDR, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256};
+use run_manifest::deployment::{
+    ENV_HEALTH_ADDR, ENV_OVERLAP, ENV_RUN_MANIFEST, ENV_RUN_MANIFEST_SHA256,
+};
 use tch::Device;
 use worker_chain::wallet::load_keypair;
 use worker_chain::{Chain, ErrorClass, Keypair, Metagraph, Password};
@@ -135,9 +137,6 @@ pub struct NodeArgs {
     #[arg(long, env = ENV_OVERLAP)]
     pub overlap: bool,
 }
-
-/// Environment variable of `--overlap`.
-pub const ENV_OVERLAP: &str = "WORKER_OVERLAP";
 
 pub use crate::miner_loop::{run_miner, run_miner_with};
 

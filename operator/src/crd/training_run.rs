@@ -40,4 +40,9 @@ pub struct TrainingRunSpec {
     /// Every field of the spec (shared with the other kind).
     #[serde(flatten)]
     pub workload: WorkloadSpec,
+    /// Miners train window w+1 while window w's aggregate is gathered and apply w's outer
+    /// step one window late (`worker miner --overlap`): the window's evaluation and gather
+    /// time back, at a cost in loss (see the README's "Overlapped miners"). Off by default.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub overlap: bool,
 }

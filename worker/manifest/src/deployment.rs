@@ -39,6 +39,10 @@ pub const ENV_RUN_MANIFEST_SHA256: &str = "RUN_MANIFEST_SHA256";
 /// replica with; the operator sets it to the pod's GPU count.
 pub const ENV_WORLD_SIZE: &str = "WORKER_WORLD_SIZE";
 
+/// Environment variable of `worker miner --overlap` (train the next window while the last one
+/// is gathered); the operator sets it from a TrainingRun's `spec.overlap`.
+pub const ENV_OVERLAP: &str = "WORKER_OVERLAP";
+
 /// Environment variable naming the address the worker serves its health and metrics
 /// endpoints on (default `0.0.0.0:` [`WORKER_HEALTH_PORT`]).
 pub const ENV_HEALTH_ADDR: &str = "HEALTH_ADDR";
