@@ -1,7 +1,8 @@
 //! The production roles through real failures: their S3 server (SeaweedFS) goes away for
 //! 20 s behind a proxy that drops every connection, and later the chain refuses every
-//! request for 3 blocks. No role exits; the windows the outages cost are abandoned and
-//! replayed, and at the end the validator and both miners hold bit-identical models and
+//! request for 3 blocks. No role exits (one miner runs overlapped); the windows the outages
+//! cost are abandoned and replayed, and at the end the validator and both miners hold
+//! bit-identical models and
 //! the validator sets weights again after the outages. On local buckets: nodes killed
 //! mid-window and restarted from their checkpoints, and a miner joining in window 4, all end
 //! bit-identical with the lead.
@@ -152,8 +153,14 @@ async fn roles_survive_an_s3_outage_and_an_unreachable_chain() {
     }
     for (i, (path, _)) in miners.iter().enumerate() {
         let bucket = unique_name(&format!("faults-miner-{i}"));
+        // Miner 1 runs overlapped: its gathers fail in a task beside its training.
+        let options: Vec<&str> = read_keys
+            .iter()
+            .copied()
+            .chain((i == 1).then_some("--overlap"))
+            .collect();
         let args = MinerCli::parse_from(node_args(
-            &read_keys,
+            &options,
             path,
             &bucket,
             &dir.path().join(format!("miner-ckpt-{i}")),
