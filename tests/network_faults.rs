@@ -19,12 +19,9 @@ use run_manifest::RunManifest;
 use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use worker::network::{NodeContext, Resolver, connect, run_miner, run_validator};
 use worker_chain::{Chain, EmbeddedChain, EmbeddedChainConfig, Keypair, SubnetConfig};
-use worker_storage::testing::{ProxyMode, SeaweedFs, TestProxy, unique_name};
+use worker_storage::testing::{FailingReads, ProxyMode, SeaweedFs, TestProxy, unique_name};
 
-use worker_storage::{
-    BucketCredentials, GetOptions, ObjectMeta, ObjectStore, RunLayout, S3Store, StorageError,
-    StoredObject,
-};
+use worker_storage::{BucketCredentials, ObjectStore, RunLayout, S3Store};
 
 const NETUID: u16 = 1;
 const BLOCKS_PER_WINDOW: u64 = 20;
@@ -541,59 +538,6 @@ async fn the_upload_deadline_is_drawn_from_the_chains_timestamps() {
     assert_eq!(ctx.upload_window_of(window).await.unwrap(), exact);
 }
 
-/// A peer bucket as one node reads it: the first `refusals` downloads of `key` fail as a
-/// dropped connection would (and are counted); everything else goes through.
-struct RefusedReads {
-    inner: Arc<dyn ObjectStore>,
-    key: String,
-    refusals: Arc<AtomicUsize>,
-    refused: Arc<AtomicUsize>,
-}
-
-#[async_trait::async_trait]
-impl ObjectStore for RefusedReads {
-    async fn put(&self, key: &str, body: bytes::Bytes) -> Result<(), StorageError> {
-        self.inner.put(key, body).await
-    }
-
-    async fn put_before(
-        &self,
-        key: &str,
-        body: bytes::Bytes,
-        deadline: std::time::Instant,
-    ) -> Result<(), StorageError> {
-        self.inner.put_before(key, body, deadline).await
-    }
-
-    async fn get_with(
-        &self,
-        key: &str,
-        options: &GetOptions,
-    ) -> Result<StoredObject, StorageError> {
-        let take = |n: usize| n.checked_sub(1);
-        if key == self.key && self.refusals.fetch_update(SeqCst, SeqCst, take).is_ok() {
-            self.refused.fetch_add(1, SeqCst);
-            return Err(StorageError::Backend {
-                operation: "GetObject",
-                message: "connection reset by peer (injected)".into(),
-            });
-        }
-        self.inner.get_with(key, options).await
-    }
-
-    async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
-        self.inner.head(key).await
-    }
-
-    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
-        self.inner.list(prefix).await
-    }
-
-    async fn delete(&self, key: &str) -> Result<(), StorageError> {
-        self.inner.delete(key).await
-    }
-}
-
 /// Two miners, one overlapped, each failing every download of the other's window-2 object
 /// (from the peer, the lead's mirror and the peer again: all three attempts of its gather),
 /// so neither can take window 2's outer step when it is due. Each abandons the window,
@@ -619,12 +563,17 @@ async fn miners_whose_fetch_of_a_listed_object_fails_catch_up() {
         let key = layout.gradient(failed_window, other);
         let refusals = Arc::new(AtomicUsize::new(3));
         let resolve: Arc<Resolver> = Arc::new(move |c: &BucketCredentials| {
-            Ok(Arc::new(RefusedReads {
-                inner: base(c)?,
-                key: key.clone(),
-                refusals: refusals.clone(),
-                refused: refused.clone(),
-            }) as Arc<dyn ObjectStore>)
+            let (key, refusals, refused) = (key.clone(), refusals.clone(), refused.clone());
+            let take = |n: usize| n.checked_sub(1);
+            // The first three downloads of `key`, from whichever bucket, fail (and count).
+            let fails = move |k: &str| {
+                let failing = k == key && refusals.fetch_update(SeqCst, SeqCst, take).is_ok();
+                if failing {
+                    refused.fetch_add(1, SeqCst);
+                }
+                failing
+            };
+            Ok(Arc::new(FailingReads::new(base(c)?, fails)) as Arc<dyn ObjectStore>)
         });
         nodes.node_resolving(i, false, extra, resolve)
     };

@@ -90,18 +90,16 @@ pub async fn run_miner_with(
         else {
             continue;
         };
-        if state.pending.is_none() && state.attempted > state.done {
-            // Overlapped, an uploaded window's outer step is missing and nothing gathers it:
-            // catch up to the window before this one first (settling waits for the lead's
-            // list), or every later window would train two outer steps behind.
-            match ctx
-                .settle(&mut miner.replica, &mut state.done, &*resolve)
-                .await?
-            {
-                Settled::Ready => {}
-                Settled::Wait => continue,
-                Settled::Finished => break,
-            }
+        if state.pending.is_none()
+            && state.attempted > state.done
+            && state.resettled != Some(window)
+        {
+            // A window was worked on but its outer step is missing and nothing gathers it
+            // (an overlapped gather failed, or a window was abandoned before its gather):
+            // settle once more, now in this window, so the catch-up reaches the window before
+            // it (settling waits for the lead's list); else it would train a step behind.
+            state.resettled = Some(window);
+            continue;
         }
         state.attempted = Some(window);
         completed += 1;
@@ -186,6 +184,8 @@ struct LoopState {
     pending: Option<Pending>,
     /// The window of the last checkpoint written.
     saved: Option<u64>,
+    /// The last window the loop settled again for before training it.
+    resettled: Option<u64>,
 }
 
 /// A window whose object is uploaded: its figures for the report.

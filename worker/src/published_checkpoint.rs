@@ -220,65 +220,49 @@ fn file_digest(path: &Path) -> std::io::Result<(u64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::Mutex;
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use worker_storage::{GetOptions, LocalStore, ObjectMeta, StoredObject};
+    use worker_storage::LocalStore;
+    use worker_storage::testing::FailingReads;
 
     /// A store that counts chunk reads and can fail the n-th one (a dropped connection).
     struct Flaky {
-        inner: LocalStore,
-        chunk_gets: AtomicUsize,
-        fail_at: Mutex<Option<usize>>,
+        store: FailingReads,
+        chunk_gets: Arc<AtomicUsize>,
+        fail_at: Arc<Mutex<Option<usize>>>,
     }
 
-    #[async_trait::async_trait]
-    impl ObjectStore for Flaky {
-        async fn put(&self, key: &str, body: Bytes) -> Result<(), StorageError> {
-            self.inner.put(key, body).await
-        }
-        async fn put_before(
-            &self,
-            key: &str,
-            body: Bytes,
-            deadline: std::time::Instant,
-        ) -> Result<(), StorageError> {
-            self.inner.put_before(key, body, deadline).await
-        }
-        async fn get_with(
-            &self,
-            key: &str,
-            options: &GetOptions,
-        ) -> Result<StoredObject, StorageError> {
-            if key.contains("model.ckpt.") {
-                let n = self.chunk_gets.fetch_add(1, Ordering::SeqCst);
-                if *self.fail_at.lock().unwrap() == Some(n) {
-                    return Err(StorageError::Backend {
-                        operation: "get",
-                        message: format!("{key}: connection reset"),
-                    });
+    impl Flaky {
+        fn new(inner: LocalStore, fail_at: Option<usize>) -> Self {
+            let (chunk_gets, fail_at) =
+                (Arc::new(AtomicUsize::new(0)), Arc::new(Mutex::new(fail_at)));
+            let (gets, at) = (chunk_gets.clone(), fail_at.clone());
+            let store = FailingReads::new(Arc::new(inner), move |key| {
+                key.contains("model.ckpt.") && {
+                    let n = gets.fetch_add(1, Ordering::SeqCst);
+                    *at.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(n)
                 }
+            });
+            Self {
+                store,
+                chunk_gets,
+                fail_at,
             }
-            self.inner.get_with(key, options).await
-        }
-        async fn head(&self, key: &str) -> Result<ObjectMeta, StorageError> {
-            self.inner.head(key).await
-        }
-        async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
-            self.inner.list(prefix).await
-        }
-        async fn delete(&self, key: &str) -> Result<(), StorageError> {
-            self.inner.delete(key).await
         }
     }
 
     #[tokio::test]
     async fn an_interrupted_download_resumes_with_the_missing_chunks_only() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Flaky {
-            inner: LocalStore::open(dir.path().join("bucket")).unwrap(),
-            chunk_gets: AtomicUsize::new(0),
-            fail_at: Mutex::new(Some(3)),
-        };
+        let Flaky {
+            store,
+            chunk_gets,
+            fail_at,
+        } = Flaky::new(
+            LocalStore::open(dir.path().join("bucket")).unwrap(),
+            Some(3),
+        );
         let layout = RunLayout::new("resume").unwrap();
         let source = dir.path().join("model.ckpt");
         let contents: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
@@ -297,18 +281,18 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("connection reset"), "{err}");
         assert!(!into.exists());
-        assert_eq!(store.chunk_gets.load(Ordering::SeqCst), 4);
+        assert_eq!(chunk_gets.load(Ordering::SeqCst), 4);
         // A kept chunk corrupted on disk is fetched again, not trusted.
         std::fs::write(partial_dir(&into).join("00001"), b"garbage").unwrap();
 
-        *store.fail_at.lock().unwrap() = None;
-        store.chunk_gets.store(0, Ordering::SeqCst);
+        *fail_at.lock().unwrap() = None;
+        chunk_gets.store(0, Ordering::SeqCst);
         let window = fetch_published_checkpoint(&store, &layout, None, &into, 1 << 20)
             .await
             .unwrap();
         assert_eq!(window, Some(9));
         assert_eq!(
-            store.chunk_gets.load(Ordering::SeqCst),
+            chunk_gets.load(Ordering::SeqCst),
             8,
             "chunks 0 and 2 were not fetched again"
         );
