@@ -848,13 +848,16 @@ fn first_per_uid(verdicts: impl Iterator<Item = (u16, String)>) -> BTreeMap<u16,
 fn verdict(outcome: &PeerOutcome) -> String {
     match &outcome.outcome {
         Outcome::Evaluated {
+            loss_before_assigned,
+            loss_after_assigned,
             loss_before_random,
             loss_after_random,
             digest_ok,
             ..
         } => format!(
-            "evaluated: random-data loss {:+.4}{}",
+            "evaluated: random-data loss {:+.4}, assigned {:+.4}{}",
             loss_after_random - loss_before_random,
+            loss_after_assigned - loss_before_assigned,
             if *digest_ok { "" } else { ", digest mismatch" }
         ),
         Outcome::Missing => "missing".into(),

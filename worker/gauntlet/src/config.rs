@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::assignment_evidence::EvidenceRules;
 use crate::error::GauntletError;
 
 /// Parameters of the OpenSkill (Weng-Lin) Plackett-Luce rating model.
@@ -47,8 +48,17 @@ impl Default for OpenSkillConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct GauntletConfig {
     /// Smoothing factor of the binary indicator moving average
-    /// (`ma <- (1 - alpha) ma + alpha x`).
+    /// (`ma <- (1 - alpha) ma + alpha x`); the assignment evidence keeps the same memory
+    /// (each observation's weight decays by `1 - alpha` per later one).
     pub binary_ma_alpha: f64,
+    /// Prior standard deviation of one assignment advantage (in window-scale units): how
+    /// much a few consistent windows must overcome (see `assignment_evidence`).
+    pub assignment_prior_sd: f64,
+    /// t statistic of the assignment evidence at which the final score's assignment
+    /// factor starts to rise from 0.
+    pub assignment_t_zero: f64,
+    /// t statistic at which the assignment factor reaches 1.
+    pub assignment_t_full: f64,
     /// Steps behind at (and beyond) which the sync score is 0.
     pub sync_max_steps_behind: f64,
     /// Exponent of the sync score curve.
@@ -102,6 +112,9 @@ impl Default for GauntletConfig {
     fn default() -> Self {
         Self {
             binary_ma_alpha: 0.05,
+            assignment_prior_sd: 0.5,
+            assignment_t_zero: 1.0,
+            assignment_t_full: 2.0,
             sync_max_steps_behind: 3.0,
             sync_exponent: 2.5,
             openskill: OpenSkillConfig::default(),
@@ -125,12 +138,31 @@ impl Default for GauntletConfig {
 }
 
 impl GauntletConfig {
+    /// How the assignment evidence is weighed.
+    pub fn evidence_rules(&self) -> EvidenceRules {
+        EvidenceRules {
+            decay: 1.0 - self.binary_ma_alpha,
+            prior_sd: self.assignment_prior_sd,
+            t_zero: self.assignment_t_zero,
+            t_full: self.assignment_t_full,
+        }
+    }
+
     /// Checks that every value is in its valid range.
     pub fn validate(&self) -> Result<(), GauntletError> {
         let fail = |msg: &str| Err(GauntletError::InvalidConfig(msg.to_owned()));
         let os = &self.openskill;
         if !(self.binary_ma_alpha > 0.0 && self.binary_ma_alpha <= 1.0) {
             return fail("binary_ma_alpha must be in (0, 1]");
+        }
+        if !(self.assignment_prior_sd > 0.0 && self.assignment_prior_sd.is_finite()) {
+            return fail("assignment_prior_sd must be positive and finite");
+        }
+        if !(self.assignment_t_zero.is_finite()
+            && self.assignment_t_full.is_finite()
+            && self.assignment_t_full > self.assignment_t_zero)
+        {
+            return fail("assignment_t_full must be finite and above assignment_t_zero");
         }
         if !(self.sync_max_steps_behind > 0.0 && self.sync_max_steps_behind.is_finite()) {
             return fail("sync_max_steps_behind must be positive and finite");

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::assignment_evidence::{assignment_advantage, window_scale};
 use crate::config::GauntletConfig;
 use crate::error::GauntletError;
 use crate::metrics::{binary_indicator, relative_improvement, sync_score};
@@ -48,6 +49,10 @@ pub struct PeerReport {
     pub gradient_score: Option<f64>,
     /// The binary indicator sample (+1 / -1) of a clean evaluation.
     pub binary_indicator: Option<f64>,
+    /// The assignment advantage of a clean evaluation (none when the window's median
+    /// random-data improvement was not positive).
+    #[serde(default)]
+    pub assignment_advantage: Option<f64>,
     /// The sync score of a clean evaluation.
     pub sync_score: Option<f64>,
     /// The penalty issued, if any.
@@ -58,6 +63,9 @@ pub struct PeerReport {
     pub ordinal: f64,
     /// Binary moving average after the update.
     pub binary_ma: f64,
+    /// Assignment factor of the final score after the update.
+    #[serde(default)]
+    pub assignment_factor: f64,
     /// Final score after the update.
     pub final_score: f64,
 }
@@ -78,6 +86,8 @@ enum Assessment {
     /// Counts: ranked by gradient score.
     Clean {
         gradient_score: f64,
+        /// Relative loss improvement on the peer's assigned data.
+        assigned: f64,
         indicator: f64,
         sync: f64,
     },
@@ -132,6 +142,7 @@ fn assess(outcome: &Outcome, config: &GauntletConfig) -> Assessment {
             }
             Assessment::Clean {
                 gradient_score: random,
+                assigned,
                 indicator: binary_indicator(assigned, random),
                 sync: sync_score(
                     *steps_behind,
@@ -263,11 +274,26 @@ impl Gauntlet {
         // (uid, gradient score if clean): penalised participants rank last.
         let mut participants: Vec<(u16, Option<f64>)> = Vec::new();
 
+        let mut assessed = Vec::with_capacity(outcomes.len());
         for PeerOutcome { uid, outcome } in outcomes {
             if !seen_uids.insert(uid) {
                 tracing::warn!(uid, window, "duplicate outcome ignored");
                 continue;
             }
+            let assessment = assess(&outcome, config);
+            assessed.push((uid, outcome, assessment));
+        }
+        // The scale of this window's assignment advantages: its median clean gain.
+        let clean_gains: Vec<f64> = assessed
+            .iter()
+            .filter_map(|(_, _, a)| match a {
+                Assessment::Clean { gradient_score, .. } => Some(*gradient_score),
+                _ => None,
+            })
+            .collect();
+        let scale = window_scale(&clean_gains);
+
+        for (uid, outcome, assessment) in assessed {
             let peer = self
                 .state
                 .peers
@@ -280,14 +306,16 @@ impl Gauntlet {
                 uid,
                 gradient_score: None,
                 binary_indicator: None,
+                assignment_advantage: None,
                 sync_score: None,
                 penalty: None,
                 skipped: None,
                 ordinal: 0.0,
                 binary_ma: 0.0,
+                assignment_factor: 0.0,
                 final_score: 0.0,
             };
-            match assess(&outcome, config) {
+            match assessment {
                 Assessment::Skipped(reason) => {
                     tracing::warn!(uid, window, %reason, "outcome skipped");
                     report.skipped = Some(reason);
@@ -296,11 +324,18 @@ impl Gauntlet {
                 }
                 Assessment::Clean {
                     gradient_score,
+                    assigned,
                     indicator,
                     sync,
                 } => {
                     peer.record_gradient_score(window, gradient_score, config);
                     peer.record_indicator(indicator, config);
+                    let advantage =
+                        scale.and_then(|s| assignment_advantage(assigned, gradient_score, s));
+                    if let Some(x) = advantage {
+                        peer.record_assignment_advantage(x, config);
+                    }
+                    report.assignment_advantage = advantage;
                     peer.sync_score = sync;
                     report.gradient_score = Some(gradient_score);
                     report.binary_indicator = Some(indicator);
@@ -334,6 +369,7 @@ impl Gauntlet {
             if let Some(peer) = self.state.peers.get(&report.uid) {
                 report.ordinal = peer.rating.ordinal(self.config.openskill.ordinal_z);
                 report.binary_ma = peer.binary_ma;
+                report.assignment_factor = peer.assignment_factor(&self.config);
                 report.final_score = peer.final_score(window, &self.config);
             }
         }

@@ -8,15 +8,19 @@
 //!
 //! Scoring per window (see `README.md` for the full rules):
 //! - `gradient_score` = relative loss improvement on random data,
-//! - binary indicator = +1 if the improvement on the peer's assigned data beats
-//!   the one on random data, else -1, kept as a moving average,
+//! - assignment evidence = a shrunk t statistic of the peer's assignment advantages
+//!   (assigned-data improvement minus random-data improvement, over the window's median
+//!   random-data improvement), mapped to a factor in [0, 1]; the binary indicator (+1 if
+//!   the assigned improvement beats the random one, else -1) is kept as a moving average
+//!   for reports,
 //! - sync score = `(1 - min(steps_behind, 3) / 3) ^ 2.5`,
 //! - OpenSkill Plackett-Luce rating over the window's peers ranked by
 //!   gradient score,
-//! - final score = shifted ordinal x max(0, binary MA) x sync score,
+//! - final score = shifted ordinal x assignment factor x sync score,
 //! - penalties for missing, late, invalid, unsigned, mismatched, poisoned or
 //!   copied gradients, consistent non-improvement and inactivity.
 
+mod assignment_evidence;
 mod config;
 mod copy_detection;
 mod error;
@@ -30,6 +34,9 @@ mod rng;
 mod sampling;
 mod weights;
 
+pub use assignment_evidence::{
+    AssignmentEvidence, EvidenceRules, assignment_advantage, window_scale,
+};
 pub use config::{GauntletConfig, OpenSkillConfig};
 pub use copy_detection::{
     CopyFlag, Fingerprint, apply_copy_flags, detect_copies, detect_copies_with, fingerprint_entry,

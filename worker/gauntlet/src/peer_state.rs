@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 
+use crate::assignment_evidence::AssignmentEvidence;
 use crate::config::GauntletConfig;
 use crate::metrics::update_moving_average;
 use crate::openskill::Rating;
@@ -32,8 +33,12 @@ pub struct PenaltyRecord {
 pub struct PeerState {
     /// OpenSkill Plackett-Luce rating.
     pub rating: Rating,
-    /// Moving average of the binary indicator, in [-1, 1].
+    /// Moving average of the binary indicator, in [-1, 1] (reported; the final score uses
+    /// the assignment evidence).
     pub binary_ma: f64,
+    /// Evidence that the peer's updates fit its assigned data (see `assignment_evidence`).
+    #[serde(default)]
+    pub assignment: AssignmentEvidence,
     /// Sync score of the last evaluation, in [0, 1]; 0 until measured.
     pub sync_score: f64,
     /// The last `score_history_len` gradient scores, oldest first.
@@ -70,6 +75,7 @@ impl PeerState {
         Self {
             rating: Rating::initial(&config.openskill),
             binary_ma: 0.0,
+            assignment: AssignmentEvidence::default(),
             sync_score: 0.0,
             gradient_scores: VecDeque::new(),
             evaluations: 0,
@@ -106,14 +112,24 @@ impl PeerState {
         (self.rating.ordinal(config.openskill.ordinal_z) + config.ordinal_shift).max(0.0)
     }
 
+    /// Assignment factor of the final score, in [0, 1].
+    pub fn assignment_factor(&self, config: &GauntletConfig) -> f64 {
+        self.assignment.factor(&config.evidence_rules())
+    }
+
     /// Final score at `window`:
-    /// `max(0, ordinal + shift) x max(0, binary MA) x sync score`, or 0 while
+    /// `max(0, ordinal + shift) x assignment factor x sync score`, or 0 while
     /// penalised, on a negative streak, or before any scored evaluation.
     pub fn final_score(&self, window: u64, config: &GauntletConfig) -> f64 {
         if self.is_zeroed(window) || self.evaluations == 0 || self.has_negative_streak(config) {
             return 0.0;
         }
-        self.rating_factor(config) * self.binary_ma.max(0.0) * self.sync_score
+        self.rating_factor(config) * self.assignment_factor(config) * self.sync_score
+    }
+
+    /// Folds one assignment advantage into the evidence.
+    pub fn record_assignment_advantage(&mut self, x: f64, config: &GauntletConfig) {
+        self.assignment.record(x, &config.evidence_rules());
     }
 
     /// Notes activity in `window`.
@@ -152,7 +168,8 @@ impl PeerState {
     ///
     /// Soft: the moving average takes a -1 sample and the score is zeroed for
     /// `soft_penalty_windows`. Hard: the moving average is first clamped to at
-    /// most 0, then takes the -1 sample; the score is zeroed for
+    /// most 0, then takes the -1 sample, and the assignment evidence is cleared (a
+    /// peer caught once earns it again from scratch); the score is zeroed for
     /// `hard_penalty_windows`; a strike is added, and at `max_strikes` the
     /// peer is banned for `ban_windows` (strikes then start over).
     pub fn apply_penalty(&mut self, window: u64, kind: PenaltyKind, config: &GauntletConfig) {
@@ -160,6 +177,7 @@ impl PeerState {
             Severity::Soft => config.soft_penalty_windows,
             Severity::Hard => {
                 self.binary_ma = self.binary_ma.min(0.0);
+                self.assignment = AssignmentEvidence::default();
                 self.strikes = self.strikes.saturating_add(1);
                 if self.strikes >= config.max_strikes {
                     self.strikes = 0;
@@ -182,10 +200,14 @@ impl PeerState {
 mod tests {
     use super::*;
 
+    /// A peer with one evaluation and assignment evidence of four consistent windows.
     fn scored_peer(config: &GauntletConfig) -> PeerState {
         let mut p = PeerState::new(0, config);
         p.record_gradient_score(0, 0.01, config);
         p.record_indicator(1.0, config);
+        for x in [0.3, 0.4, 0.35, 0.3] {
+            p.record_assignment_advantage(x, config);
+        }
         p.sync_score = 1.0;
         p
     }
@@ -194,7 +216,9 @@ mod tests {
     fn final_score_is_product_of_factors() {
         let config = GauntletConfig::default();
         let p = scored_peer(&config);
-        let expected = (p.rating.ordinal(3.0) + 25.0) * 0.05 * 1.0;
+        let factor = p.assignment.factor(&config.evidence_rules());
+        assert!(factor > 0.0 && factor < 1.0, "{factor}");
+        let expected = (p.rating.ordinal(3.0) + 25.0) * factor * 1.0;
         assert!((p.final_score(0, &config) - expected).abs() < 1e-12);
         assert!(expected > 0.0);
         let mut half_sync = p.clone();
@@ -203,12 +227,14 @@ mod tests {
     }
 
     #[test]
-    fn negative_moving_average_or_no_evaluation_gives_zero() {
+    fn no_assignment_evidence_or_no_evaluation_gives_zero() {
         let config = GauntletConfig::default();
         let fresh = PeerState::new(0, &config);
         assert_eq!(fresh.final_score(0, &config), 0.0);
         let mut p = scored_peer(&config);
-        p.binary_ma = -0.3;
+        p.assignment = AssignmentEvidence::default();
+        // The binary moving average is reported, not scored.
+        p.binary_ma = 0.9;
         assert_eq!(p.final_score(0, &config), 0.0);
     }
 
@@ -217,8 +243,11 @@ mod tests {
         let config = GauntletConfig::default();
         let mut p = scored_peer(&config);
         let ma_before = p.binary_ma;
+        let evidence = p.assignment;
         p.apply_penalty(10, PenaltyKind::Late, &config);
         assert!((p.binary_ma - (0.95 * ma_before - 0.05)).abs() < 1e-12);
+        // A missing or late object says nothing about the data it was trained on.
+        assert_eq!(p.assignment, evidence);
         assert_eq!(p.strikes, 0);
         assert_eq!(p.final_score(10, &config), 0.0);
         assert_eq!(p.final_score(11, &config), 0.0);
@@ -232,6 +261,7 @@ mod tests {
         p.binary_ma = 0.8;
         p.apply_penalty(5, PenaltyKind::Invalid, &config);
         assert_eq!(p.binary_ma, -0.05);
+        assert_eq!(p.assignment, AssignmentEvidence::default());
         assert_eq!(p.strikes, 1);
         assert!(p.is_zeroed(5 + config.hard_penalty_windows - 1));
         assert!(!p.is_zeroed(5 + config.hard_penalty_windows));

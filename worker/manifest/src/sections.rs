@@ -147,7 +147,9 @@ pub struct GauntletSection {
     pub eval_batches: u32,
     /// Learning rate a single peer's update is applied with when it is measured.
     pub eval_lr_factor: f64,
-    /// Moving-average factor of the assigned-vs-random indicator.
+    /// Moving-average factor of the assigned-vs-random indicator; also the memory of the
+    /// assignment evidence the final score uses (each observation's weight decays by
+    /// `1 - alpha` per later one).
     pub binary_score_alpha: f64,
     /// Steps behind at which the sync score reaches 0.
     pub sync_max_steps_behind: f64,
