@@ -59,6 +59,9 @@ pub struct GauntletConfig {
     pub assignment_t_zero: f64,
     /// t statistic at which the assignment factor reaches 1.
     pub assignment_t_full: f64,
+    /// Evaluations during which the aggregation list ignores the assignment factor (a
+    /// newcomer's update is aggregated before its evidence can speak).
+    pub assignment_grace_evaluations: u64,
     /// Steps behind at (and beyond) which the sync score is 0.
     pub sync_max_steps_behind: f64,
     /// Exponent of the sync score curve.
@@ -115,6 +118,7 @@ impl Default for GauntletConfig {
             assignment_prior_sd: 0.5,
             assignment_t_zero: 1.0,
             assignment_t_full: 2.0,
+            assignment_grace_evaluations: 3,
             sync_max_steps_behind: 3.0,
             sync_exponent: 2.5,
             openskill: OpenSkillConfig::default(),

@@ -459,15 +459,19 @@ impl Gauntlet {
     }
 
     /// The aggregation list for `window`: the `peer_list_size` best peers by
-    /// final score (ties by uid), then `peer_list_reserve` reserves. Only
+    /// list score ([`PeerState::list_score`]: the final score, with the assignment factor
+    /// taken as 1 during a newcomer's first evaluations; ties by uid), then
+    /// `peer_list_reserve` reserves. Only
     /// positive scores qualify; when `fill_peer_list_with_unrated` is set,
     /// free slots go to peers that were seen but never scored and never
     /// penalised (newcomers), most recently seen first.
     pub fn peer_list(&self, window: u64) -> PeerList {
         let now = self.now();
         let mut scored: Vec<(u16, f64)> = self
-            .final_scores()
-            .into_iter()
+            .state
+            .peers
+            .iter()
+            .map(|(&uid, p)| (uid, p.list_score(now, &self.config)))
             .filter(|&(_, s)| s > 0.0)
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

@@ -121,10 +121,30 @@ impl PeerState {
     /// `max(0, ordinal + shift) x assignment factor x sync score`, or 0 while
     /// penalised, on a negative streak, or before any scored evaluation.
     pub fn final_score(&self, window: u64, config: &GauntletConfig) -> f64 {
+        self.gated_rating(window, config) * self.assignment_factor(config)
+    }
+
+    /// What orders the aggregation list at `window`: the final score, except that during a
+    /// peer's first `assignment_grace_evaluations` evaluations the assignment factor counts
+    /// as 1. The evidence needs a few windows to speak; until then a newcomer's update is
+    /// aggregated on its rating alone (its pay still waits for the evidence), afterwards a
+    /// peer that does not train on its assignment drops out of the list as well.
+    pub fn list_score(&self, window: u64, config: &GauntletConfig) -> f64 {
+        let assignment = if self.evaluations <= config.assignment_grace_evaluations {
+            1.0
+        } else {
+            self.assignment_factor(config)
+        };
+        self.gated_rating(window, config) * assignment
+    }
+
+    /// `max(0, ordinal + shift) x sync score`, or 0 while penalised, on a negative streak,
+    /// or before any scored evaluation.
+    fn gated_rating(&self, window: u64, config: &GauntletConfig) -> f64 {
         if self.is_zeroed(window) || self.evaluations == 0 || self.has_negative_streak(config) {
             return 0.0;
         }
-        self.rating_factor(config) * self.assignment_factor(config) * self.sync_score
+        self.rating_factor(config) * self.sync_score
     }
 
     /// Folds one assignment advantage into the evidence.
@@ -236,6 +256,31 @@ mod tests {
         // The binary moving average is reported, not scored.
         p.binary_ma = 0.9;
         assert_eq!(p.final_score(0, &config), 0.0);
+    }
+
+    #[test]
+    fn the_list_ignores_missing_evidence_only_during_the_grace() {
+        let config = GauntletConfig::default();
+        let mut p = PeerState::new(0, &config);
+        p.sync_score = 1.0;
+        p.record_gradient_score(0, 0.01, &config);
+        // A newcomer: listed on its rating, paid nothing yet.
+        assert_eq!(p.final_score(1, &config), 0.0);
+        assert!((p.list_score(1, &config) - p.rating_factor(&config)).abs() < 1e-12);
+        // Past the grace without evidence: neither listed nor paid.
+        for w in 1..=config.assignment_grace_evaluations {
+            p.record_gradient_score(w, 0.01, &config);
+            p.record_assignment_advantage(if w % 2 == 0 { 0.1 } else { -0.1 }, &config);
+        }
+        assert!(p.evaluations > config.assignment_grace_evaluations);
+        assert_eq!(p.list_score(5, &config), 0.0);
+        assert_eq!(p.final_score(5, &config), 0.0);
+        // With evidence, the list and the pay agree.
+        for _ in 0..6 {
+            p.record_assignment_advantage(0.35, &config);
+        }
+        assert!(p.final_score(5, &config) > 0.0);
+        assert_eq!(p.final_score(5, &config), p.list_score(5, &config));
     }
 
     #[test]
