@@ -21,6 +21,17 @@
 //! so one or two lucky windows are not evidence. The factor of the final score rises
 //! linearly from 0 at `t_zero` to 1 at `t_full`.
 //!
+//! A second, one-sided check guards the late stages of a run, when gains are small and a
+//! few weak or negative peers drag the median gain down: there, on the devnet, a
+//! wrong-data miner's advantage stayed small but positive for several windows (about a
+//! fifth of the honest one) and the first test alone paid it again. Each clean evaluation
+//! is also measured against the window's *cohort*, `y = d / median of the positive d`
+//! (when at least `cohort_min` peers show one), and the factor is cut by the evidence that
+//! the peer's mean `y` lies below `cohort_share`: a shrunk t statistic of the shortfall,
+//! with one pseudo-observation at 1 (an honest peer's level), through the same ramp. An
+//! honest peer is about 1 on this scale, so only a peer that consistently fits its own
+//! data much less than the typical advantaged peer loses its pay to it.
+//!
 //! Why not Templar's moving average of the sign of `x`: a sign carries at most one bit per
 //! window and the average starts at 0 with weight 0.05, so after 10 windows an honest
 //! peer's average is 0.40 while a peer training on other data (signs at random) keeps
@@ -53,6 +64,10 @@ pub struct EvidenceRules {
     pub t_zero: f64,
     /// t statistic at (and above) which the factor is 1.
     pub t_full: f64,
+    /// Positive advantages a window needs for a cohort scale.
+    pub cohort_min: usize,
+    /// Share of the cohort scale below which a peer's mean counts as a shortfall.
+    pub cohort_share: f64,
 }
 
 /// The assignment advantage of one evaluation, or `None` when it is no evidence (a window
@@ -91,22 +106,53 @@ impl AssignmentEvidence {
 
     /// One-sided t statistic of a positive mean, shrunk towards 0 (0 without observations).
     pub fn t_statistic(&self, rules: &EvidenceRules) -> f64 {
-        if self.weight <= 0.0 {
-            return 0.0;
-        }
-        // One pseudo-observation at 0 in the mean.
-        let mean = self.sum / (self.weight + 1.0);
-        // Weighted squared deviations from that mean, plus the prior's.
-        let deviations = (self.sum_sq - 2.0 * mean * self.sum + mean * mean * self.weight).max(0.0);
-        let variance = (deviations + rules.prior_sd * rules.prior_sd) / self.weight;
-        let t = mean * self.weight.sqrt() / variance.sqrt();
-        if t.is_finite() { t } else { 0.0 }
+        self.shrunk_t(0.0, rules)
+            .map_or(0.0, |(mean, t_unit)| mean * t_unit)
     }
 
     /// Factor of the final score, in [0, 1].
     pub fn factor(&self, rules: &EvidenceRules) -> f64 {
-        ((self.t_statistic(rules) - rules.t_zero) / (rules.t_full - rules.t_zero)).clamp(0.0, 1.0)
+        ramp(self.t_statistic(rules), rules)
     }
+
+    /// How firmly cohort-scale observations place the mean below `rules.cohort_share`,
+    /// in [0, 1] (shrunk towards 1, an honest peer's level; 0 without observations).
+    pub fn shortfall(&self, rules: &EvidenceRules) -> f64 {
+        self.shrunk_t(1.0, rules).map_or(0.0, |(mean, t_unit)| {
+            ramp((rules.cohort_share - mean) * t_unit, rules)
+        })
+    }
+
+    /// The mean with one pseudo-observation at `prior_mean`, and the factor turning a
+    /// difference of means into a t statistic (`sqrt(weight) / sd`, the prior's
+    /// deviation added to the variance); `None` without observations.
+    fn shrunk_t(&self, prior_mean: f64, rules: &EvidenceRules) -> Option<(f64, f64)> {
+        if self.weight <= 0.0 {
+            return None;
+        }
+        let mean = (self.sum + prior_mean) / (self.weight + 1.0);
+        // Weighted squared deviations from that mean, plus the prior's.
+        let deviations = (self.sum_sq - 2.0 * mean * self.sum + mean * mean * self.weight).max(0.0);
+        let variance = (deviations + rules.prior_sd * rules.prior_sd) / self.weight;
+        let t_unit = self.weight.sqrt() / variance.sqrt();
+        (mean.is_finite() && t_unit.is_finite()).then_some((mean, t_unit))
+    }
+}
+
+/// The factor ramp: 0 at and below `t_zero`, 1 at and above `t_full`, linear between.
+fn ramp(t: f64, rules: &EvidenceRules) -> f64 {
+    ((t - rules.t_zero) / (rules.t_full - rules.t_zero)).clamp(0.0, 1.0)
+}
+
+/// The cohort scale of a window: the median of its positive assignment advantages (its
+/// clean evaluations' assigned-minus-random gains), when at least `rules.cohort_min` are
+/// positive.
+pub fn cohort_scale(advantages: &[f64], rules: &EvidenceRules) -> Option<f64> {
+    let positive: Vec<f64> = advantages.iter().copied().filter(|d| *d > 0.0).collect();
+    if positive.len() < rules.cohort_min {
+        return None;
+    }
+    window_scale(&positive)
 }
 
 #[cfg(test)]
@@ -118,6 +164,8 @@ mod tests {
         prior_sd: 0.5,
         t_zero: 1.0,
         t_full: 2.0,
+        cohort_min: 3,
+        cohort_share: 0.5,
     };
 
     fn evidence(xs: &[f64]) -> AssignmentEvidence {
@@ -176,6 +224,26 @@ mod tests {
             windows > 3,
             "one noisy window must not wipe honest evidence ({windows})"
         );
+    }
+
+    #[test]
+    fn a_consistent_shortfall_against_the_cohort_cuts_the_factor_and_honest_levels_do_not() {
+        let fifth = evidence(&[0.2, 0.25, 0.15, 0.3, 0.1, 0.2, 0.22, 0.18, 0.2, 0.25]);
+        assert_eq!(fifth.shortfall(&RULES), 1.0);
+        let honest = evidence(&[1.3, 0.6, 0.9, 1.1, 0.4, 1.6, 0.8, 1.0, 0.7, 1.2]);
+        assert_eq!(honest.shortfall(&RULES), 0.0);
+        // Two weak windows are not enough to cut an honest peer.
+        assert_eq!(evidence(&[0.1, 0.2]).shortfall(&RULES), 0.0);
+        assert_eq!(AssignmentEvidence::default().shortfall(&RULES), 0.0);
+    }
+
+    #[test]
+    fn the_cohort_scale_needs_enough_positive_advantages() {
+        assert_eq!(
+            cohort_scale(&[0.04, 0.03, -0.02, 0.0, 0.05], &RULES),
+            Some(0.04)
+        );
+        assert_eq!(cohort_scale(&[0.04, 0.03, -0.02, 0.0], &RULES), None);
     }
 
     #[test]

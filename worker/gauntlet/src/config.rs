@@ -59,6 +59,11 @@ pub struct GauntletConfig {
     pub assignment_t_zero: f64,
     /// t statistic at which the assignment factor reaches 1.
     pub assignment_t_full: f64,
+    /// Positive assignment advantages a window needs for its cohort scale.
+    pub assignment_cohort_min: usize,
+    /// Share of the cohort scale (the window's median positive advantage) below which a
+    /// peer's mean advantage counts as a shortfall that cuts its assignment factor.
+    pub assignment_cohort_share: f64,
     /// Evaluations during which the aggregation list ignores the assignment factor (a
     /// newcomer's update is aggregated before its evidence can speak).
     pub assignment_grace_evaluations: u64,
@@ -119,6 +124,8 @@ impl Default for GauntletConfig {
             assignment_t_zero: 1.0,
             assignment_t_full: 2.0,
             assignment_grace_evaluations: 3,
+            assignment_cohort_min: 3,
+            assignment_cohort_share: 0.5,
             sync_max_steps_behind: 3.0,
             sync_exponent: 2.5,
             openskill: OpenSkillConfig::default(),
@@ -149,6 +156,8 @@ impl GauntletConfig {
             prior_sd: self.assignment_prior_sd,
             t_zero: self.assignment_t_zero,
             t_full: self.assignment_t_full,
+            cohort_min: self.assignment_cohort_min,
+            cohort_share: self.assignment_cohort_share,
         }
     }
 
@@ -167,6 +176,9 @@ impl GauntletConfig {
             && self.assignment_t_full > self.assignment_t_zero)
         {
             return fail("assignment_t_full must be finite and above assignment_t_zero");
+        }
+        if !(self.assignment_cohort_share > 0.0 && self.assignment_cohort_share < 1.0) {
+            return fail("assignment_cohort_share must be in (0, 1)");
         }
         if !(self.sync_max_steps_behind > 0.0 && self.sync_max_steps_behind.is_finite()) {
             return fail("sync_max_steps_behind must be positive and finite");

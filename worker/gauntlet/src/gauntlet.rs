@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::assignment_evidence::{assignment_advantage, window_scale};
+use crate::assignment_evidence::{assignment_advantage, cohort_scale, window_scale};
 use crate::config::GauntletConfig;
 use crate::error::GauntletError;
 use crate::metrics::{binary_indicator, relative_improvement, sync_score};
@@ -292,6 +292,18 @@ impl Gauntlet {
             })
             .collect();
         let scale = window_scale(&clean_gains);
+        let advantages: Vec<f64> = assessed
+            .iter()
+            .filter_map(|(_, _, a)| match a {
+                Assessment::Clean {
+                    gradient_score,
+                    assigned,
+                    ..
+                } => Some(assigned - gradient_score),
+                _ => None,
+            })
+            .collect();
+        let cohort = cohort_scale(&advantages, &config.evidence_rules());
 
         for (uid, outcome, assessment) in assessed {
             let peer = self
@@ -334,6 +346,11 @@ impl Gauntlet {
                         scale.and_then(|s| assignment_advantage(assigned, gradient_score, s));
                     if let Some(x) = advantage {
                         peer.record_assignment_advantage(x, config);
+                    }
+                    if let Some(y) = cohort.and_then(|c| {
+                        Some((assigned - gradient_score) / c).filter(|y| y.is_finite())
+                    }) {
+                        peer.record_cohort_advantage(y, config);
                     }
                     report.assignment_advantage = advantage;
                     peer.sync_score = sync;

@@ -35,7 +35,7 @@ mod sampling;
 mod weights;
 
 pub use assignment_evidence::{
-    AssignmentEvidence, EvidenceRules, assignment_advantage, window_scale,
+    AssignmentEvidence, EvidenceRules, assignment_advantage, cohort_scale, window_scale,
 };
 pub use config::{GauntletConfig, OpenSkillConfig};
 pub use copy_detection::{

@@ -39,6 +39,9 @@ pub struct PeerState {
     /// Evidence that the peer's updates fit its assigned data (see `assignment_evidence`).
     #[serde(default)]
     pub assignment: AssignmentEvidence,
+    /// The same advantages on the cohort scale, for the shortfall check.
+    #[serde(default)]
+    pub assignment_cohort: AssignmentEvidence,
     /// Sync score of the last evaluation, in [0, 1]; 0 until measured.
     pub sync_score: f64,
     /// The last `score_history_len` gradient scores, oldest first.
@@ -76,6 +79,7 @@ impl PeerState {
             rating: Rating::initial(&config.openskill),
             binary_ma: 0.0,
             assignment: AssignmentEvidence::default(),
+            assignment_cohort: AssignmentEvidence::default(),
             sync_score: 0.0,
             gradient_scores: VecDeque::new(),
             evaluations: 0,
@@ -114,7 +118,8 @@ impl PeerState {
 
     /// Assignment factor of the final score, in [0, 1].
     pub fn assignment_factor(&self, config: &GauntletConfig) -> f64 {
-        self.assignment.factor(&config.evidence_rules())
+        let rules = config.evidence_rules();
+        self.assignment.factor(&rules) * (1.0 - self.assignment_cohort.shortfall(&rules))
     }
 
     /// Final score at `window`:
@@ -150,6 +155,11 @@ impl PeerState {
     /// Folds one assignment advantage into the evidence.
     pub fn record_assignment_advantage(&mut self, x: f64, config: &GauntletConfig) {
         self.assignment.record(x, &config.evidence_rules());
+    }
+
+    /// Folds one cohort-scale assignment advantage into the shortfall evidence.
+    pub fn record_cohort_advantage(&mut self, y: f64, config: &GauntletConfig) {
+        self.assignment_cohort.record(y, &config.evidence_rules());
     }
 
     /// Notes activity in `window`.
@@ -198,6 +208,7 @@ impl PeerState {
             Severity::Hard => {
                 self.binary_ma = self.binary_ma.min(0.0);
                 self.assignment = AssignmentEvidence::default();
+                self.assignment_cohort = AssignmentEvidence::default();
                 self.strikes = self.strikes.saturating_add(1);
                 if self.strikes >= config.max_strikes {
                     self.strikes = 0;

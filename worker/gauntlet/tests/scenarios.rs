@@ -729,3 +729,45 @@ fn wrong_data_loses_its_weight_within_ten_windows_on_devnet_noise() {
         "honest (seed, uid, share of the honest mean) at or below half: {starved:?}"
     );
 }
+
+/// Late in a run gains are small and weak peers (a lazy, a stale and a sign-flipping one
+/// here) drag the window's median gain down, so a wrong-data peer whose update fits its
+/// nominal data a little (a fifth of the honest advantage, as measured on the devnet in
+/// windows 10-20) looks well above zero against the median gain. Against the cohort of
+/// advantaged peers it is far short, and it earns below 10 % of the mean honest peer by
+/// window 20 (without the cohort check about as much as an honest peer: this test fails).
+#[test]
+fn a_small_late_advantage_far_below_the_cohorts_earns_nothing() {
+    const WRONG: u16 = 4;
+    let mut g = Gauntlet::new(evaluate_everyone()).unwrap();
+    let mut noise = Noise(0x5EED);
+    for window in 1..=20 {
+        let mut outcomes: Vec<PeerOutcome> = (0..WRONG)
+            .map(|uid| {
+                let random = 0.015 * (1.0 + 0.2 * noise.symmetric());
+                let advantage = 0.04 * (1.0 + 0.4 * noise.symmetric());
+                PeerOutcome::new(uid, evaluated(random + advantage, random, 0.0))
+            })
+            .collect();
+        let random = 0.01 * (1.0 + 0.2 * noise.symmetric());
+        let advantage = 0.008 * (1.0 + 0.4 * noise.symmetric());
+        outcomes.push(PeerOutcome::new(
+            WRONG,
+            evaluated(random + advantage, random, 0.0),
+        ));
+        outcomes.push(PeerOutcome::new(10, evaluated(0.0, 0.0, 0.0)));
+        outcomes.push(PeerOutcome::new(11, evaluated(0.001, 0.001, 0.0)));
+        outcomes.push(PeerOutcome::new(12, evaluated(-0.03, -0.02, 0.0)));
+        g.record_window(window, outcomes).unwrap();
+    }
+    let honest: Vec<f64> = (0..WRONG).map(|uid| g.final_score(uid)).collect();
+    let mean = honest.iter().sum::<f64>() / honest.len() as f64;
+    for (uid, score) in honest.iter().enumerate() {
+        assert!(*score > 0.5 * mean, "honest uid {uid}: {score} of {mean}");
+    }
+    let share = g.final_score(WRONG) / mean;
+    assert!(share < 0.10, "wrong data at {share} of the honest mean");
+    // Against the median gain alone its evidence is positive.
+    let wrong = g.peer(WRONG).unwrap();
+    assert!(wrong.assignment.factor(&g.config().evidence_rules()) > 0.5);
+}
