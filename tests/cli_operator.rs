@@ -149,7 +149,7 @@ async fn status_shows_the_neuron_its_commits_and_its_bucket_without_the_secret()
 fn evaluated(improvement: f64) -> Outcome {
     Outcome::Evaluated {
         loss_before_assigned: 3.0,
-        loss_after_assigned: 3.0 * (1.0 - improvement * 1.2),
+        loss_after_assigned: 3.0 * (1.0 - improvement * 1.5),
         loss_before_random: 3.0,
         loss_after_random: 3.0 * (1.0 - improvement),
         steps_behind: 0.0,
@@ -159,9 +159,10 @@ fn evaluated(improvement: f64) -> Outcome {
 
 #[tokio::test]
 async fn weights_shows_what_the_validator_would_set_and_whether_the_chain_takes_it() {
-    // A Gauntlet state as the validator persists it.
+    // A Gauntlet state as the validator persists it (six windows: the assignment evidence
+    // pays from a few consistent ones).
     let mut gauntlet = Gauntlet::new(GauntletConfig::default()).unwrap();
-    for window in 1..=3 {
+    for window in 1..=6 {
         gauntlet
             .record_window(
                 window,
