@@ -1,8 +1,8 @@
 //! The Gauntlet validator on the tiny model against cheating miners (the devnet's
 //! production roles with adversarial upload strategies): honest miners must out-rank a
 //! lazy miner, a copycat, a miner training on the wrong data, a poisoner, a sign-flipping
-//! poisoner (an update of honest size) and a late uploader; malformed objects never crash
-//! the validator.
+//! poisoner (an update of honest size), a late uploader and a sleeper (honest in even
+//! windows, poisoning in odd ones); malformed objects never crash the validator.
 
 use bytes::Bytes;
 use std::time::SystemTime;
@@ -26,11 +26,12 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
         Behaviour::Poisoner,
         Behaviour::SignFlip,
         Behaviour::Late,
+        Behaviour::Sleeper,
     ];
     let args = DevnetArgs {
         miners: 2,
         cheaters: cheaters.clone(),
-        windows: 4,
+        windows: 6,
         inner_steps: 6,
         micro_batch_size: 8,
         inner_lr: 3e-3,
@@ -67,10 +68,17 @@ async fn honest_miners_outrank_every_kind_of_cheater() {
                 weight(cheater.uid)
             );
         }
-        // No cheater's update is ever aggregated after the first scored window.
-        for window in &report.windows[1..] {
+        // No cheater's update is ever aggregated after the first scored window, and the
+        // sleeper's poisoned (odd-window) updates never.
+        for window in &report.windows {
+            let aggregated = window.aggregated_peers.contains(&cheater.uid);
+            let allowed = match cheater.behaviour.as_str() {
+                "wrongdata" => true,
+                "sleeper" => window.window % 2 == 0,
+                _ => window.window == 0,
+            };
             assert!(
-                !window.aggregated_peers.contains(&cheater.uid) || cheater.behaviour == "wrongdata",
+                !aggregated || allowed,
                 "{} aggregated in window {}",
                 cheater.behaviour,
                 window.window

@@ -72,7 +72,8 @@ pub fn strategy(behaviour: Behaviour, sybils: &SybilGroup) -> Box<dyn MinerStrat
         Behaviour::Honest => Box::new(Honest),
         Behaviour::Lazy => Box::new(Lazy),
         Behaviour::Copycat => Box::new(Copycat),
-        Behaviour::Poisoner => Box::new(Poisoner),
+        Behaviour::Poisoner => Box::new(Poisoner { every: 1 }),
+        Behaviour::Sleeper => Box::new(Poisoner { every: 2 }),
         Behaviour::WrongData => Box::new(WrongData),
         Behaviour::Late => Box::new(Late),
         Behaviour::SignFlip => Box::new(SignFlip),
@@ -97,12 +98,25 @@ impl MinerStrategy for Lazy {
     }
 }
 
-/// Trains honestly and scales its update by a huge factor.
-struct Poisoner;
+/// Trains honestly and scales its update by a huge factor in every `every`-th window (the
+/// poisoner: every window; the sleeper: odd windows, honest in the others).
+struct Poisoner {
+    every: u64,
+}
+
+impl Poisoner {
+    fn poisons(&self, window: u64) -> bool {
+        window % self.every == self.every - 1
+    }
+}
 
 impl MinerStrategy for Poisoner {
     fn name(&self) -> &'static str {
-        Behaviour::Poisoner.name()
+        if self.every == 1 {
+            Behaviour::Poisoner.name()
+        } else {
+            Behaviour::Sleeper.name()
+        }
     }
 
     fn produce<'a>(
@@ -113,9 +127,14 @@ impl MinerStrategy for Poisoner {
         Box::pin(async move {
             let (ids, digest) = miner.assignment(input.dataset, input.window)?;
             let (pseudo, loss) = miner.train(input.dataset, &ids)?;
+            let scale = if self.poisons(input.window) {
+                POISON_SCALE
+            } else {
+                1.0
+            };
             let poisoned = pseudo
                 .iter()
-                .map(|t| t.f_mul_scalar(POISON_SCALE))
+                .map(|t| t.f_mul_scalar(scale))
                 .collect::<Result<Vec<Tensor>, _>>()?;
             let upload = miner.compress_and_seal(
                 input.window,

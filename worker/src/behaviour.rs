@@ -36,11 +36,14 @@ pub enum Behaviour {
     /// Decodes another peer's object and feeds it through its own error feedback and
     /// compression before uploading it (a copy that is not byte-exact).
     Recompress,
+    /// Trains honestly, but in every other window uploads its update x 1e4, betting that
+    /// the validator does not evaluate it then (behaves while it expects to be checked).
+    Sleeper,
 }
 
 impl Behaviour {
     /// Every behaviour, for help texts.
-    pub const ALL: [Behaviour; 12] = [
+    pub const ALL: [Behaviour; 13] = [
         Behaviour::Honest,
         Behaviour::Lazy,
         Behaviour::Copycat,
@@ -53,6 +56,7 @@ impl Behaviour {
         Behaviour::FreeRider,
         Behaviour::Swap,
         Behaviour::Recompress,
+        Behaviour::Sleeper,
     ];
 
     /// The name used on the command line and in reports.
@@ -70,6 +74,7 @@ impl Behaviour {
             Behaviour::FreeRider => "freerider",
             Behaviour::Swap => "swap",
             Behaviour::Recompress => "recompress",
+            Behaviour::Sleeper => "sleeper",
         }
     }
 

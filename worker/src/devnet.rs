@@ -47,7 +47,8 @@ pub struct DevnetArgs {
     #[arg(long, default_value_t = 4)]
     pub miners: usize,
     /// Extra adversarial miners, repeatable: lazy, copycat, poisoner, wrongdata, late,
-    /// signflip, stale, sybil (every sybil joins one group), freerider, swap, recompress.
+    /// signflip, stale, sybil (every sybil joins one group), freerider, swap, recompress,
+    /// sleeper.
     #[arg(long = "cheater", value_name = "BEHAVIOUR")]
     pub cheaters: Vec<Behaviour>,
     /// Windows to run.
