@@ -72,8 +72,14 @@ pub fn strategy(behaviour: Behaviour, sybils: &SybilGroup) -> Box<dyn MinerStrat
         Behaviour::Honest => Box::new(Honest),
         Behaviour::Lazy => Box::new(Lazy),
         Behaviour::Copycat => Box::new(Copycat),
-        Behaviour::Poisoner => Box::new(Poisoner { every: 1 }),
-        Behaviour::Sleeper => Box::new(Poisoner { every: 2 }),
+        Behaviour::Poisoner => Box::new(Poisoner {
+            behaviour: Behaviour::Poisoner,
+            every: 1,
+        }),
+        Behaviour::Sleeper => Box::new(Poisoner {
+            behaviour: Behaviour::Sleeper,
+            every: 2,
+        }),
         Behaviour::WrongData => Box::new(WrongData),
         Behaviour::Late => Box::new(Late),
         Behaviour::SignFlip => Box::new(SignFlip),
@@ -101,6 +107,7 @@ impl MinerStrategy for Lazy {
 /// Trains honestly and scales its update by a huge factor in every `every`-th window (the
 /// poisoner: every window; the sleeper: odd windows, honest in the others).
 struct Poisoner {
+    behaviour: Behaviour,
     every: u64,
 }
 
@@ -112,11 +119,7 @@ impl Poisoner {
 
 impl MinerStrategy for Poisoner {
     fn name(&self) -> &'static str {
-        if self.every == 1 {
-            Behaviour::Poisoner.name()
-        } else {
-            Behaviour::Sleeper.name()
-        }
+        self.behaviour.name()
     }
 
     fn produce<'a>(

@@ -283,26 +283,20 @@ impl Gauntlet {
             let assessment = assess(&outcome, config);
             assessed.push((uid, outcome, assessment));
         }
-        // The scale of this window's assignment advantages: its median clean gain.
-        let clean_gains: Vec<f64> = assessed
-            .iter()
-            .filter_map(|(_, _, a)| match a {
-                Assessment::Clean { gradient_score, .. } => Some(*gradient_score),
-                _ => None,
-            })
-            .collect();
-        let scale = window_scale(&clean_gains);
-        let advantages: Vec<f64> = assessed
+        // The scales of this window's assignment advantages: its median clean gain, and
+        // the median of its positive advantages (the cohort).
+        let (clean_gains, advantages): (Vec<f64>, Vec<f64>) = assessed
             .iter()
             .filter_map(|(_, _, a)| match a {
                 Assessment::Clean {
                     gradient_score,
                     assigned,
                     ..
-                } => Some(assigned - gradient_score),
+                } => Some((*gradient_score, assigned - gradient_score)),
                 _ => None,
             })
-            .collect();
+            .unzip();
+        let scale = window_scale(&clean_gains);
         let cohort = cohort_scale(&advantages, &config.evidence_rules());
 
         for (uid, outcome, assessment) in assessed {
@@ -347,9 +341,9 @@ impl Gauntlet {
                     if let Some(x) = advantage {
                         peer.record_assignment_advantage(x, config);
                     }
-                    if let Some(y) = cohort.and_then(|c| {
-                        Some((assigned - gradient_score) / c).filter(|y| y.is_finite())
-                    }) {
+                    if let Some(y) =
+                        cohort.and_then(|c| assignment_advantage(assigned, gradient_score, c))
+                    {
                         peer.record_cohort_advantage(y, config);
                     }
                     report.assignment_advantage = advantage;

@@ -10,7 +10,8 @@
 //! - `gradient_score` = relative loss improvement on random data,
 //! - assignment evidence = a shrunk t statistic of the peer's assignment advantages
 //!   (assigned-data improvement minus random-data improvement, over the window's median
-//!   random-data improvement), mapped to a factor in [0, 1]; the binary indicator (+1 if
+//!   random-data improvement), mapped to a factor in [0, 1] and cut when the advantage
+//!   stays well below the window's median positive advantage; the binary indicator (+1 if
 //!   the assigned improvement beats the random one, else -1) is kept as a moving average
 //!   for reports,
 //! - sync score = `(1 - min(steps_behind, 3) / 3) ^ 2.5`,
